@@ -1,0 +1,32 @@
+# The two commands of the README:  make demo   and   make test
+# Everything else here is what those two need. The Python environment lives in .venv; uv's
+# download cache, the Kafka jars and the FerretDB build are cached under ~/.cache.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STAMP := .venv/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: setup stack demo test unit stack-down
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v uv >/dev/null || python3 -m pip install -q --user uv || python3 -m pip install -q uv
+	@[ -x $(PY) ] || uv venv -q --python python3 .venv
+	uv pip install -q --python $(PY) -e '.[test]'
+	@rm -f .venv/.installed-*; touch $(STAMP)
+
+stack: setup
+	deploy/local/stack.sh up --with-registry
+
+stack-down:
+	deploy/local/stack.sh down
+
+demo: setup
+	deploy/local/stack.sh up
+	.venv/bin/syncflow demo $(DEMO_ARGS)
+
+test: stack
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

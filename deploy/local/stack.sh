@@ -1,0 +1,369 @@
+#!/usr/bin/env bash
+# The local stack without Docker: Kafka (KRaft, Maven Central jars), PostgreSQL (Debian),
+# a MongoDB wire-protocol server (FerretDB built from the Go module proxy) and, on request,
+# a Confluent-compatible schema registry (Apicurio). Everything binds to 127.0.0.1.
+#
+#   stack.sh up [--with-registry]   install what is missing (cached), start what is down, wait
+#   stack.sh status                 one line per service: up/down
+#   stack.sh down                   stop everything
+#   stack.sh restart SERVICE        stop and start one service (kafka|postgres|mongo|registry)
+#   stack.sh stop SERVICE           stop one service
+#   stack.sh env                    print the connection settings file
+#
+# Downloads and builds are cached in $SYNCFLOW_CACHE (default ~/.cache/syncflow); data, logs
+# and pid files live in $SYNCFLOW_STACK_DIR (default /var/lib/syncflow as root, else
+# ~/.local/state/syncflow). The connection settings are written to $SYNCFLOW_STACK_DIR/stack.env.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+CACHE="${SYNCFLOW_CACHE:-$HOME/.cache/syncflow}"
+if [ "$(id -u)" = 0 ]; then DEFAULT_STACK=/var/lib/syncflow; else DEFAULT_STACK="$HOME/.local/state/syncflow"; fi
+STACK="${SYNCFLOW_STACK_DIR:-$DEFAULT_STACK}"
+PY="${SYNCFLOW_PYTHON:-$REPO/.venv/bin/python}"
+
+KAFKA_PORT="${SYNCFLOW_LOCAL_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${SYNCFLOW_LOCAL_KAFKA_CONTROLLER_PORT:-9093}"
+PG_PORT="${SYNCFLOW_LOCAL_PG_PORT:-5432}"
+MONGO_PORT="${SYNCFLOW_LOCAL_MONGO_PORT:-27017}"
+REGISTRY_PORT="${SYNCFLOW_LOCAL_REGISTRY_PORT:-8081}"
+APICURIO_VERSION=3.3.3
+
+KAFKA_LIBS="$CACHE/kafka-libs"
+FERRET_BIN="$CACHE/bin/ferretdb-runner"
+APICURIO_DIR="$CACHE/apicurio-$APICURIO_VERSION"
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "stack: $*"; exit 1; }
+
+fail_service() { # name logfile
+  log "stack: $1 did not come up. Last lines of $2:"
+  tail -n 40 "$2" >&2 2>/dev/null || true
+  exit 1
+}
+
+pid_alive() { # pidfile
+  [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+wait_for() { # name logfile seconds check-command...
+  local name=$1 logf=$2 secs=$3; shift 3
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -ge $deadline ] && fail_service "$name" "$logf"
+    sleep 0.5
+  done
+}
+
+# ---------------------------------------------------------------- checks (really answer?)
+check_kafka() {
+  "$PY" - "$KAFKA_PORT" <<'EOF'
+import sys
+from confluent_kafka.admin import AdminClient
+md = AdminClient({"bootstrap.servers": f"127.0.0.1:{sys.argv[1]}"}).list_topics(timeout=3)
+assert md.brokers
+EOF
+}
+check_postgres() {
+  PGPASSWORD=syncflow psql -h 127.0.0.1 -p "$PG_PORT" -U syncflow -d syncflow -tAc 'SELECT 1' | grep -q 1
+}
+check_postgres_server() { pg_isready -h 127.0.0.1 -p "$PG_PORT" -q; }
+check_mongo() {
+  "$PY" - "$MONGO_PORT" <<'EOF'
+import sys
+from pymongo import MongoClient
+MongoClient(f"mongodb://127.0.0.1:{sys.argv[1]}/", serverSelectionTimeoutMS=2000).admin.command("hello")
+EOF
+}
+check_registry() {
+  "$PY" - "$REGISTRY_PORT" <<'EOF'
+import sys, urllib.request
+urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/apis/ccompat/v7/subjects", timeout=2).read()
+EOF
+}
+
+# ---------------------------------------------------------------- installs (cached)
+ensure_python() {
+  [ -x "$PY" ] || die "no Python environment at $PY; run 'make setup' (or 'make demo'/'make test') first"
+}
+
+ensure_java() {
+  command -v java >/dev/null || { log "stack: installing Java"; apt_install default-jre-headless; }
+}
+
+apt_updated=
+apt_install() {
+  [ -n "$apt_updated" ] || { apt-get update -qq >&2; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+ensure_kafka_libs() {
+  [ -f "$KAFKA_LIBS/.complete" ] && return
+  command -v mvn >/dev/null || { log "stack: installing Maven"; apt_install maven; }
+  log "stack: fetching Kafka jars from Maven Central into $KAFKA_LIBS"
+  rm -rf "$KAFKA_LIBS"; mkdir -p "$KAFKA_LIBS"
+  mvn -B -q -f "$HERE/kafka/pom.xml" \
+    org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS" >&2
+  touch "$KAFKA_LIBS/.complete"
+}
+
+ensure_postgres_binaries() {
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+  if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/postgres" ]; then
+    log "stack: installing PostgreSQL from Debian's packages"
+    apt_install postgresql
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+  fi
+}
+
+ensure_ferretdb() {
+  local stamp
+  stamp=$(cat "$HERE/ferretdb/go.mod" "$HERE/ferretdb/go.sum" "$HERE/ferretdb/main.go" | sha256sum | cut -c1-16)
+  [ -x "$FERRET_BIN" ] && [ "$(cat "$FERRET_BIN.stamp" 2>/dev/null)" = "$stamp" ] && return
+  command -v go >/dev/null || die "Go is needed to build FerretDB (apt-get install golang, or the machine's Go)"
+  log "stack: building FerretDB (first build compiles SQLite in Go: a few minutes)"
+  mkdir -p "$(dirname "$FERRET_BIN")"
+  (cd "$HERE/ferretdb" && go build -o "$FERRET_BIN.tmp" .) >&2
+  mv "$FERRET_BIN.tmp" "$FERRET_BIN"
+  echo "$stamp" > "$FERRET_BIN.stamp"
+}
+
+ensure_apicurio() {
+  [ -f "$APICURIO_DIR/.complete" ] && return
+  command -v mvn >/dev/null || apt_install maven
+  log "stack: fetching Apicurio Registry $APICURIO_VERSION from Maven Central"
+  local dl="$CACHE/downloads"; mkdir -p "$dl"
+  mvn -B -q org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
+    -Dartifact="io.apicurio:apicurio-registry-app:$APICURIO_VERSION:tar.gz:all" \
+    -DoutputDirectory="$dl" >&2
+  rm -rf "$APICURIO_DIR"; mkdir -p "$APICURIO_DIR"
+  tar -xzf "$dl/apicurio-registry-app-$APICURIO_VERSION-all.tar.gz" -C "$APICURIO_DIR"
+  touch "$APICURIO_DIR/.complete"
+}
+
+# ---------------------------------------------------------------- kafka
+start_kafka() {
+  local dir="$STACK/kafka"; mkdir -p "$dir/data"
+  cat > "$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=4
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=2
+auto.create.topics.enable=false
+delete.topic.enable=true
+log.retention.hours=168
+EOF
+  cat > "$dir/log4j2.properties" <<EOF
+status = error
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $dir/kafka.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka.server.KafkaServer
+logger.kafka.level = INFO
+EOF
+  local java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC "-Dlog4j2.configurationFile=$dir/log4j2.properties")
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    local id
+    id=$(java "${java_opts[@]}" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>>"$dir/stdout.log")
+    java "${java_opts[@]}" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" >>"$dir/stdout.log" 2>&1 \
+      || fail_service kafka "$dir/stdout.log"
+  fi
+  nohup java "${java_opts[@]}" -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 &
+  echo $! > "$dir/pid"
+  wait_for kafka "$dir/kafka.log" 90 check_kafka
+}
+
+# ---------------------------------------------------------------- postgres
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+start_postgres() {
+  local dir="$STACK/postgres"; mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
+      || fail_service postgres "$dir/initdb.log"
+    cat >> "$dir/data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$dir'
+max_connections = 200
+shared_buffers = 256MB
+fsync = off
+full_page_writes = off
+EOF
+  fi
+  as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null 2>&1 \
+    || fail_service postgres "$dir/postgres.log"
+  echo "$(head -n1 "$dir/data/postmaster.pid")" > "$dir/pid"
+  wait_for postgres "$dir/postgres.log" 30 check_postgres_server
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc \
+    "SELECT 1 FROM pg_roles WHERE rolname='syncflow'" | grep -q 1 || \
+    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc \
+      "CREATE ROLE syncflow LOGIN SUPERUSER PASSWORD 'syncflow'" >/dev/null
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc \
+    "SELECT 1 FROM pg_database WHERE datname='syncflow'" | grep -q 1 || \
+    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE syncflow OWNER syncflow" >/dev/null
+  wait_for postgres "$dir/postgres.log" 30 check_postgres
+}
+
+stop_postgres() {
+  local dir="$STACK/postgres"
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+  rm -f "$dir/pid"
+}
+
+# ---------------------------------------------------------------- mongo (FerretDB)
+start_mongo() {
+  local dir="$STACK/mongo"; mkdir -p "$dir/data"
+  nohup "$FERRET_BIN" -listen "127.0.0.1:$MONGO_PORT" -data "$dir/data/" >>"$dir/ferretdb.log" 2>&1 &
+  echo $! > "$dir/pid"
+  wait_for mongo "$dir/ferretdb.log" 30 check_mongo
+}
+
+# ---------------------------------------------------------------- registry (Apicurio)
+start_registry() {
+  local dir="$STACK/registry"; mkdir -p "$dir"
+  local jar
+  jar=$(find "$APICURIO_DIR" -name quarkus-run.jar | head -n1)
+  [ -n "$jar" ] || die "quarkus-run.jar not found under $APICURIO_DIR"
+  nohup java -Xms128m -Xmx512m -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
+    -jar "$jar" >>"$dir/registry.log" 2>&1 &
+  echo $! > "$dir/pid"
+  wait_for registry "$dir/registry.log" 120 check_registry
+}
+
+# ---------------------------------------------------------------- generic
+stop_pidfile() { # service
+  local pidf="$STACK/$1/pid"
+  if pid_alive "$pidf"; then
+    local pid; pid=$(cat "$pidf")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidf"
+}
+
+is_up() { # service
+  case $1 in
+    kafka) check_kafka ;;
+    postgres) check_postgres ;;
+    mongo) check_mongo ;;
+    registry) check_registry ;;
+  esac
+}
+
+start_one() { # service
+  case $1 in
+    kafka) ensure_java; ensure_kafka_libs; start_kafka ;;
+    postgres) ensure_postgres_binaries; start_postgres ;;
+    mongo) ensure_ferretdb; start_mongo ;;
+    registry) ensure_java; ensure_apicurio; start_registry ;;
+    *) die "unknown service '$1' (kafka|postgres|mongo|registry)" ;;
+  esac
+}
+
+stop_one() {
+  case $1 in
+    postgres) ensure_postgres_binaries; stop_postgres ;;
+    kafka|mongo|registry) stop_pidfile "$1" ;;
+    *) die "unknown service '$1'" ;;
+  esac
+}
+
+up_one() { # service: start only when it does not answer
+  if is_up "$1" >/dev/null 2>&1; then return; fi
+  # A process that is alive but not answering is given a moment, then replaced.
+  if pid_alive "$STACK/$1/pid"; then
+    if wait_for_quiet "$1"; then return; fi
+    stop_one "$1"
+  fi
+  log "stack: starting $1"
+  start_one "$1"
+}
+
+wait_for_quiet() { # service: up to 20 s for a live process to answer
+  local deadline=$((SECONDS + 20))
+  until is_up "$1" >/dev/null 2>&1; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.5
+  done
+}
+
+write_env() {
+  local registry_line="# SYNCFLOW_SCHEMA_REGISTRY_URL is unset: the embedded single-object encoding is used"
+  if [ -f "$STACK/registry/pid" ] && pid_alive "$STACK/registry/pid"; then
+    registry_line="SYNCFLOW_LOCAL_SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
+  fi
+  cat > "$STACK/stack.env" <<EOF
+# Written by deploy/local/stack.sh: where the local stack listens.
+SYNCFLOW_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
+SYNCFLOW_DATABASE_URL=postgresql+psycopg2://syncflow:syncflow@127.0.0.1:$PG_PORT/syncflow
+SYNCFLOW_MONGO_URL=mongodb://127.0.0.1:$MONGO_PORT/
+$registry_line
+EOF
+}
+
+services_for_up() {
+  echo kafka postgres mongo
+  [ "${WITH_REGISTRY:-}" = 1 ] && echo registry
+  true
+}
+
+cmd=${1:-}; shift || true
+mkdir -p "$STACK" "$CACHE"
+case $cmd in
+  up)
+    [ "${1:-}" = "--with-registry" ] && WITH_REGISTRY=1
+    ensure_python
+    for s in $(services_for_up); do up_one "$s"; done
+    write_env
+    printf 'kafka     127.0.0.1:%s   (logs %s)\n' "$KAFKA_PORT" "$STACK/kafka"
+    printf 'postgres  127.0.0.1:%s   db/user/password syncflow (logs %s)\n' "$PG_PORT" "$STACK/postgres"
+    printf 'mongo     127.0.0.1:%s  FerretDB/SQLite (logs %s)\n' "$MONGO_PORT" "$STACK/mongo"
+    [ "${WITH_REGISTRY:-}" = 1 ] && printf 'registry  http://127.0.0.1:%s/apis/ccompat/v7 (logs %s)\n' "$REGISTRY_PORT" "$STACK/registry"
+    printf 'settings  %s\n' "$STACK/stack.env"
+    ;;
+  status)
+    ensure_python
+    rc=0
+    for s in kafka postgres mongo registry; do
+      if is_up "$s" >/dev/null 2>&1; then echo "$s up"
+      elif [ "$s" = registry ]; then echo "$s down (optional)"
+      else echo "$s down"; rc=1; fi
+    done
+    exit $rc
+    ;;
+  down)
+    for s in registry mongo kafka postgres; do stop_one "$s"; done
+    echo "stack stopped"
+    ;;
+  stop) stop_one "${1:?service}" ;;
+  restart) stop_one "${1:?service}"; ensure_python; start_one "$1"; write_env ;;
+  env) cat "$STACK/stack.env" ;;
+  dir) echo "$STACK" ;;
+  *) sed -n '2,16p' "$0"; exit 2 ;;
+esac

@@ -1,0 +1,129 @@
+"""Typed errors. The class of an error decides where a record goes, so every failure
+that can reach a routing decision is one of these."""
+
+from __future__ import annotations
+
+
+class SyncflowError(Exception):
+    """Root of every error syncflow raises on purpose."""
+
+    category: str = "internal"
+
+
+# -- input that can never succeed: route to a DLQ and go on ---------------------------
+class BadInputError(SyncflowError):
+    """The record itself is at fault; retrying cannot help."""
+
+    category = "bad-input"
+
+
+class DecodeError(BadInputError):
+    """Bytes that are not a record of any known schema."""
+
+    category = "decode"
+
+
+class UnknownSchemaError(DecodeError):
+    """A schema id or fingerprint that no registry or schema file knows."""
+
+    category = "unknown-schema"
+
+
+class ValidationError(BadInputError):
+    """A record that breaks a validation rule. `errors` lists each failing rule."""
+
+    category = "validation"
+
+    def __init__(self, errors: list["FieldError"]):
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors) or "invalid record")
+
+    @property
+    def rule(self) -> str:
+        return self.errors[0].rule if self.errors else ""
+
+
+class FieldError:
+    """One failed rule: which rule, on which field, with which value, and why."""
+
+    __slots__ = ("rule", "field", "value", "reason")
+
+    def __init__(self, rule: str, field: str, value: object, reason: str):
+        self.rule, self.field, self.value, self.reason = rule, field, value, reason
+
+    def to_dict(self) -> dict[str, object]:
+        return {"rule": self.rule, "field": self.field, "value": _short(self.value), "reason": self.reason}
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.field}={_short(self.value)!r} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"FieldError({self})"
+
+
+def _short(value: object) -> object:
+    if isinstance(value, str) and len(value) > 200:
+        return value[:200] + "…"
+    return value
+
+
+# -- delivery to a target system -------------------------------------------------------
+class TargetError(SyncflowError):
+    """A target system call failed. `status` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, status: int | None = None):
+        self.status = status
+        super().__init__(message)
+
+
+class TransientTargetError(TargetError):
+    """Timeouts, connection errors, 5xx: worth retrying later."""
+
+    category = "transient"
+
+
+class RateLimitedError(TransientTargetError):
+    """429: the target asks the whole group to slow down for `retry_after` seconds."""
+
+    category = "rate-limited"
+
+    def __init__(self, message: str, retry_after: float, status: int | None = 429):
+        self.retry_after = retry_after
+        super().__init__(message, status)
+
+
+class PermanentTargetError(TargetError):
+    """4xx validation or auth errors: retrying the same request cannot succeed."""
+
+    category = "permanent"
+
+
+class DependencyNotMetError(SyncflowError):
+    """The entity references another that the target does not hold yet."""
+
+    category = "dependency"
+
+    def __init__(self, missing: list[tuple[str, str]]):
+        self.missing = missing
+        super().__init__("waiting for " + ", ".join(f"{t}:{i}" for t, i in missing))
+
+
+# -- sources ---------------------------------------------------------------------------
+class SourceError(SyncflowError):
+    """A source system call failed."""
+
+
+class TransientSourceError(SourceError):
+    category = "transient"
+
+
+class PermanentSourceError(SourceError):
+    """Bad credentials, an unknown property: reported, not retried."""
+
+    category = "permanent"
+
+
+class ConfigError(SyncflowError):
+    """Settings or a rules file that cannot be used; refused at start-up."""
+
+    category = "config"

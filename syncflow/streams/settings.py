@@ -1,0 +1,146 @@
+"""One typed settings object for every role.
+
+Values come from, in order of precedence: keyword arguments, environment variables with the
+`SYNCFLOW_` prefix (nested with `__`, e.g. `SYNCFLOW_SYNC_IN__BATCH_SIZE=1000`), the file
+named by `SYNCFLOW_ENV_FILE`, the local stack's `stack.env`, then the defaults below, which
+point at the local stack. Load it once at an entry point and pass it down.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def local_stack_dir() -> Path:
+    """Where deploy/local/stack.sh keeps data, logs and stack.env."""
+    if env := os.environ.get("SYNCFLOW_STACK_DIR"):
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/syncflow")
+    return Path.home() / ".local/state/syncflow"
+
+
+class TopicSettings(BaseModel):
+    raw_partitions: int = 4
+    changes_partitions: int = 4
+    dlq_partitions: int = 2
+    retry_partitions: int = 2
+    raw_retention_ms: int = 7 * 24 * 3600 * 1000
+    changes_retention_ms: int = 7 * 24 * 3600 * 1000
+    dlq_retention_ms: int = 30 * 24 * 3600 * 1000
+
+
+class SyncInSettings(BaseModel):
+    group_id: str = "sync-in"
+    batch_size: int = 500
+    batch_timeout_s: float = 0.5
+    rules_file: Path = REPO_ROOT / "syncflow" / "agents" / "rules" / "sync_in.yaml"
+    outbox_sweep_interval_s: float = 5.0
+    web_port: int = 6066
+
+
+class TargetSettings(BaseModel):
+    """One target system. Adding a target is an entry here plus a transformer and client."""
+
+    base_url: str
+    api_key: str = "local-key"
+    rate_per_minute: float = 60.0
+    entity_types: list[str] = ["location", "resident", "service_request", "attachment"]
+    echo_suppression: bool = True
+    timeout_s: float = 10.0
+    concurrency: int = 8
+
+
+class SyncOutSettings(BaseModel):
+    retry_delays_s: list[float] = [10.0, 60.0, 600.0]
+    batch_size: int = 200
+    dependency_retry_delay_s: float = 5.0
+    web_port: int = 6070
+    targets: dict[str, TargetSettings] = Field(
+        default_factory=lambda: {
+            "one": TargetSettings(base_url="http://127.0.0.1:7101", rate_per_minute=60),
+            "lessen360": TargetSettings(base_url="http://127.0.0.1:7102", rate_per_minute=30),
+        }
+    )
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_delays_s)
+
+
+class SourceSettings(BaseModel):
+    base_url: str
+    api_key: str = "local-key"
+    poll_interval_s: float = 5.0
+    properties: list[str] = []
+
+
+class ConnectorSettings(BaseModel):
+    cursor_dir: Path = Field(default_factory=lambda: local_stack_dir() / "cursors")
+    sources: dict[str, SourceSettings] = Field(
+        default_factory=lambda: {
+            "yardi": SourceSettings(base_url="http://127.0.0.1:7001"),
+            "realpage": SourceSettings(base_url="http://127.0.0.1:7002"),
+            "insight": SourceSettings(base_url="http://127.0.0.1:7003"),
+            "lessen360": SourceSettings(base_url="http://127.0.0.1:7004"),
+        }
+    )
+
+
+class IngestSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 7080
+    max_body_bytes: int = 5 * 1024 * 1024
+    api_keys: dict[str, str] = {
+        "yardi": "yardi-key",
+        "realpage": "realpage-key",
+        "insight": "insight-key",
+        "lessen360": "lessen360-key",
+    }
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCFLOW_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+    )
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    database_url: str = "postgresql+psycopg2://syncflow:syncflow@127.0.0.1:5432/syncflow"
+    database_schema: str = "public"
+    mongo_url: str = "mongodb://127.0.0.1:27017/"
+    mongo_database: str = "syncflow"
+    schema_registry_url: str | None = None
+    schemas_dir: Path = REPO_ROOT / "avro_schemas"
+    raw_retention_days: int = 30
+    log_json: bool = False
+    log_level: str = "INFO"
+
+    topics: TopicSettings = TopicSettings()
+    sync_in: SyncInSettings = SyncInSettings()
+    sync_out: SyncOutSettings = SyncOutSettings()
+    connectors: ConnectorSettings = ConnectorSettings()
+    ingest: IngestSettings = IngestSettings()
+
+    @classmethod
+    def load(cls, **overrides: object) -> "Settings":
+        """Settings from the environment, the env file and the local stack's stack.env."""
+        files = [local_stack_dir() / "stack.env"]
+        if env_file := os.environ.get("SYNCFLOW_ENV_FILE"):
+            files.append(Path(env_file))
+        return cls(_env_file=[f for f in files if f.exists()], **overrides)  # type: ignore[call-arg]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, for entry points only."""
+    return Settings.load()

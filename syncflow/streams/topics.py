@@ -1,0 +1,68 @@
+"""The topic catalogue: the one source of topic names, partition counts, retention and
+compaction. `syncflow topics create` creates everything listed here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from syncflow.streams.settings import Settings
+
+SOURCES = ("yardi", "realpage", "insight", "lessen360")
+ENTITY_TYPES = ("location", "resident", "service_request", "attachment")
+SYNC_IN_DLQ = "sync-in.dlq"
+
+
+def raw_topic(source: str) -> str:
+    return f"raw.{source}"
+
+
+def changes_topic(entity_type: str) -> str:
+    return f"changes.{entity_type}"
+
+
+def retry_topic(target: str, tier: int) -> str:
+    """Retry tier `tier` (1-based) of a target."""
+    return f"sync-out.{target}.retry.{tier}"
+
+
+def target_dlq(target: str) -> str:
+    return f"sync-out.{target}.dlq"
+
+
+def sync_out_group(target: str) -> str:
+    return f"sync-out.{target}"
+
+
+def raw_key(entity_type: str, source_id: str) -> str:
+    """Key on raw.<source>: keeps one source record's history on one partition."""
+    return f"{entity_type}:{source_id}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_ms: int
+    compacted: bool = False
+    config: dict[str, str] = field(default_factory=dict)
+
+    def topic_config(self) -> dict[str, str]:
+        cfg = {
+            "retention.ms": str(self.retention_ms),
+            "cleanup.policy": "compact,delete" if self.compacted else "delete",
+        }
+        cfg.update(self.config)
+        return cfg
+
+
+def catalogue(settings: Settings) -> list[TopicSpec]:
+    """Every topic syncflow uses, for the configured sources and targets."""
+    t = settings.topics
+    specs = [TopicSpec(raw_topic(s), t.raw_partitions, t.raw_retention_ms) for s in SOURCES]
+    specs += [TopicSpec(changes_topic(e), t.changes_partitions, t.changes_retention_ms) for e in ENTITY_TYPES]
+    specs.append(TopicSpec(SYNC_IN_DLQ, t.dlq_partitions, t.dlq_retention_ms))
+    for target in settings.sync_out.targets:
+        for tier in range(1, settings.sync_out.max_attempts + 1):
+            specs.append(TopicSpec(retry_topic(target, tier), t.retry_partitions, t.changes_retention_ms))
+        specs.append(TopicSpec(target_dlq(target), t.dlq_partitions, t.dlq_retention_ms))
+    return specs
