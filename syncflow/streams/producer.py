@@ -1,0 +1,90 @@
+"""The one way syncflow produces to Kafka: idempotent, acks=all, compressed, and a flush that
+tells which records the broker did not take."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from syncflow.streams.settings import Settings
+
+Headers = list[tuple[str, bytes]]
+
+
+def producer_config(settings: Settings, **overrides: object) -> dict[str, object]:
+    cfg: dict[str, object] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 5,
+        "batch.num.messages": 10000,
+        "queue.buffering.max.messages": 500000,
+        "message.timeout.ms": 120000,
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+@dataclass
+class OutgoingRecord:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+    partition: int | None = None
+
+
+class DeliveryError(Exception):
+    """The broker did not acknowledge some records within the timeout."""
+
+    def __init__(self, failures: list[tuple[OutgoingRecord, KafkaError | None]]):
+        self.failures = failures
+        first = failures[0][1]
+        super().__init__(f"{len(failures)} record(s) not acknowledged: {first}")
+
+
+class ReliableProducer:
+    """A confluent-kafka Producer whose `send_all` returns only when the broker has
+    acknowledged every record, or raises DeliveryError naming the ones it did not."""
+
+    def __init__(self, settings: Settings, **overrides: object):
+        self._producer = Producer(producer_config(settings, **overrides))
+
+    @property
+    def raw(self) -> Producer:
+        return self._producer
+
+    def send_all(self, records: Iterable[OutgoingRecord], timeout: float = 60.0) -> int:
+        failures: list[tuple[OutgoingRecord, KafkaError | None]] = []
+        pending = 0
+
+        def on_delivery(rec: OutgoingRecord):
+            def callback(err: KafkaError | None, _msg: Message) -> None:
+                if err is not None:
+                    failures.append((rec, err))
+
+            return callback
+
+        for rec in records:
+            kwargs: dict[str, object] = {"headers": rec.headers, "on_delivery": on_delivery(rec)}
+            if rec.partition is not None:
+                kwargs["partition"] = rec.partition
+            while True:
+                try:
+                    self._producer.produce(rec.topic, rec.value, rec.key, **kwargs)
+                    break
+                except BufferError:
+                    self._producer.poll(0.1)
+            pending += 1
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            failures.append((OutgoingRecord("?", None, None), None))
+        if failures:
+            raise DeliveryError(failures)
+        return pending
+
+    def close(self, timeout: float = 30.0) -> None:
+        self._producer.flush(timeout)
