@@ -1,0 +1,18 @@
+"""Names of the Kafka record headers syncflow writes and reads (dead-letter headers are in
+dead_letters.py)."""
+
+from __future__ import annotations
+
+SOURCE_SYSTEM = "source-system"
+ENTITY_TYPE = "entity-type"
+BATCH_NUMBER = "batch-number"
+EXTRACTION_TIME = "extraction-time"  # ISO-8601 UTC
+TRACE_ID = "trace-id"
+PRIORITY = "priority"  # on change events, so sync-out can order without decoding
+
+
+def header_value(headers: list[tuple[str, bytes | None]] | None, name: str) -> str | None:
+    for key, value in headers or []:
+        if key == name and value is not None:
+            return value.decode(errors="replace")
+    return None
