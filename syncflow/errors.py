@@ -127,3 +127,26 @@ class ConfigError(SyncflowError):
     """Settings or a rules file that cannot be used; refused at start-up."""
 
     category = "config"
+
+
+# -- Avro serialization ----------------------------------------------------------------
+class EncodeError(BadInputError):
+    """A record that does not fit the schema it is to be written with."""
+
+    category = "encode"
+
+
+class SchemaMismatchError(DecodeError):
+    """Data whose writer schema cannot be resolved to the requested reader schema."""
+
+    category = "schema-mismatch"
+
+
+class SchemaRegistryUnavailableError(SyncflowError):
+    """The schema registry did not answer; worth retrying later."""
+
+    category = "transient"
+
+
+class SchemaRegistrationError(ConfigError):
+    """The schema registry refused a schema (e.g. incompatible with the subject's history)."""
