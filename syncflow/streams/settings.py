@@ -12,10 +12,24 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def merge_named_defaults(defaults: dict[str, dict], given: object) -> object:
+    """Merge a partial {name: {field: value}} (e.g. from one env var) over the defaults, so
+    setting one field of one target or source keeps the rest of its defaults."""
+    if not isinstance(given, dict):
+        return given
+    merged: dict[str, object] = {k: dict(v) for k, v in defaults.items()}
+    for name, value in given.items():
+        if isinstance(value, dict) and name in merged:
+            merged[name] = {**merged[name], **value}  # type: ignore[dict-item]
+        else:
+            merged[name] = value
+    return merged
 
 
 def local_stack_dir() -> Path:
@@ -58,17 +72,27 @@ class TargetSettings(BaseModel):
     concurrency: int = 8
 
 
+DEFAULT_TARGETS: dict[str, dict] = {
+    "one": {"base_url": "http://127.0.0.1:7101", "rate_per_minute": 60},
+    "lessen360": {"base_url": "http://127.0.0.1:7102", "rate_per_minute": 30},
+}
+
+
+def _targets_with_defaults(value: object) -> object:
+    return merge_named_defaults(DEFAULT_TARGETS, value)
+
+
 class SyncOutSettings(BaseModel):
     retry_delays_s: list[float] = [10.0, 60.0, 600.0]
     batch_size: int = 200
     dependency_retry_delay_s: float = 5.0
     web_port: int = 6070
-    targets: dict[str, TargetSettings] = Field(
-        default_factory=lambda: {
-            "one": TargetSettings(base_url="http://127.0.0.1:7101", rate_per_minute=60),
-            "lessen360": TargetSettings(base_url="http://127.0.0.1:7102", rate_per_minute=30),
-        }
-    )
+    targets: dict[str, TargetSettings] = Field(default_factory=dict, validate_default=True)
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _merge_target_defaults(cls, value: object) -> object:
+        return _targets_with_defaults(value)
 
     @property
     def max_attempts(self) -> int:

@@ -1,0 +1,48 @@
+"""The topic catalogue and settings: names, counts and env overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncflow.streams.settings import Settings
+from syncflow.streams.topics import SYNC_IN_DLQ, catalogue, raw_key, retry_topic, target_dlq
+
+
+def test_catalogue_lists_every_topic_once_for_the_configured_targets() -> None:
+    names = [spec.name for spec in catalogue(Settings())]
+    assert len(names) == len(set(names))
+    assert {"raw.yardi", "raw.realpage", "raw.insight", "raw.lessen360"} <= set(names)
+    assert {"changes.location", "changes.resident", "changes.service_request", "changes.attachment"} <= set(names)
+    assert SYNC_IN_DLQ in names
+    for target in ("one", "lessen360"):
+        assert target_dlq(target) in names
+        assert [retry_topic(target, n) for n in (1, 2, 3)] == [n for n in names if n.startswith(f"sync-out.{target}.retry.")]
+
+
+def test_retry_tiers_follow_the_configured_delays() -> None:
+    settings = Settings(sync_out={"retry_delays_s": [1, 2]})
+    assert [s.name for s in catalogue(settings) if ".retry." in s.name and ".one." in s.name] == [
+        "sync-out.one.retry.1",
+        "sync-out.one.retry.2",
+    ]
+
+
+def test_env_vars_override_nested_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCFLOW_KAFKA_BOOTSTRAP_SERVERS", "broker:1234")
+    monkeypatch.setenv("SYNCFLOW_SYNC_IN__BATCH_SIZE", "77")
+    monkeypatch.setenv("SYNCFLOW_SYNC_OUT__TARGETS__ONE__RATE_PER_MINUTE", "5")
+    settings = Settings()
+    assert settings.kafka_bootstrap_servers == "broker:1234"
+    assert settings.sync_in.batch_size == 77
+    assert settings.sync_out.targets["one"].rate_per_minute == 5
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(Exception):
+        Settings().kafka_bootstrap_servers = "x"  # type: ignore[misc]
+
+
+def test_compacted_topics_say_so() -> None:
+    spec = catalogue(Settings())[0]
+    assert spec.topic_config()["cleanup.policy"] == "delete"
+    assert raw_key("location", "P1-U2") == "location:P1-U2"
