@@ -130,6 +130,25 @@ class IngestSettings(BaseModel):
     }
 
 
+class OpsSettings(BaseModel):
+    """Health probes, metrics and the operations commands (replay, DLQ redrive, status)."""
+
+    connector_web_port: int = 6080
+    health_cache_s: float = 1.5
+    check_timeout_s: float = 2.0
+    liveness_timeout_s: float = 60.0
+    stall_after_s: float = 120.0
+    max_lag: int = 1_000_000
+    max_error_rate: float = 0.5
+    error_rate_window_s: float = 300.0
+    error_rate_min_requests: int = 20
+    lag_cache_s: float = 5.0
+    redrive_group: str = "syncflow-dlq-redrive"
+    max_redrives: int = 3
+    audit_file: Path = Field(default_factory=lambda: local_stack_dir() / "audit" / "dlq-redrive.jsonl")
+    raw_collection: str = "client_raw_data"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SYNCFLOW_",
@@ -154,6 +173,7 @@ class Settings(BaseSettings):
     sync_out: SyncOutSettings = SyncOutSettings()
     connectors: ConnectorSettings = ConnectorSettings()
     ingest: IngestSettings = IngestSettings()
+    ops: OpsSettings = OpsSettings()
 
     @classmethod
     def load(cls, **overrides: object) -> "Settings":
