@@ -70,6 +70,8 @@ class TargetSettings(BaseModel):
     echo_suppression: bool = True
     timeout_s: float = 10.0
     concurrency: int = 8
+    batch_max: int = 50  # records per call where the target's API takes batches
+    rate_burst_s: float = 1.0  # bucket capacity in seconds of rate (at least one token)
 
 
 DEFAULT_TARGETS: dict[str, dict] = {
@@ -86,6 +88,13 @@ class SyncOutSettings(BaseModel):
     retry_delays_s: list[float] = [10.0, 60.0, 600.0]
     batch_size: int = 200
     dependency_retry_delay_s: float = 5.0
+    dependency_max_attempts: int = 10  # a reference still missing after this many waits → DLQ
+    buffer_max: int = 2000  # fetched records held for priority ordering before pausing fetches
+    priority_aging_s: float = 30.0  # waiting this long raises a record's priority by one step
+    poll_timeout_s: float = 0.2
+    # Appended to every topic and group sync-out uses (changes.*, retry tiers, DLQ), so a test
+    # or a benchmark runs on its own topics without touching the catalogue's names.
+    topic_suffix: str = ""
     web_port: int = 6070
     targets: dict[str, TargetSettings] = Field(default_factory=dict, validate_default=True)
 
