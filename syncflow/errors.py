@@ -150,3 +150,22 @@ class SchemaRegistryUnavailableError(SyncflowError):
 
 class SchemaRegistrationError(ConfigError):
     """The schema registry refused a schema (e.g. incompatible with the subject's history)."""
+
+
+# -- operations commands ---------------------------------------------------------------
+class OpsError(SyncflowError):
+    """An operations command cannot do what was asked (unknown topic, bad argument)."""
+
+    category = "ops"
+
+
+class GroupActiveError(OpsError):
+    """The consumer group has live members; its offsets cannot be changed under them."""
+
+    def __init__(self, group: str, members: int):
+        self.group, self.members = group, members
+        super().__init__(f"consumer group {group!r} has {members} active member(s); stop them first")
+
+
+class TablesMissingError(OpsError):
+    """The common database tables `status` reads do not exist (yet) in the schema."""
