@@ -1,0 +1,3 @@
+from syncflow.cli import main
+
+main()
