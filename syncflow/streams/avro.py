@@ -72,7 +72,7 @@ def write_body(version: SchemaVersion, record: dict, out: BytesIO) -> None:
     try:
         validate(record, version.parsed, raise_errors=True)
     except AvroValidationError as exc:
-        raise EncodeError(f"{version.name}: record does not fit the schema: {'; '.join(exc.errors)}") from exc
+        raise EncodeError(f"{version.name}: record does not fit the schema: {'; '.join(map(str, exc.errors))}") from exc
     try:
         schemaless_writer(out, version.parsed, record)
     except Exception as exc:
