@@ -58,6 +58,10 @@ class SyncInSettings(BaseModel):
     rules_file: Path = REPO_ROOT / "syncflow" / "agents" / "rules" / "sync_in.yaml"
     outbox_sweep_interval_s: float = 5.0
     web_port: int = 6066
+    # Appended to every topic sync-in reads or writes (raw.*, changes.*, sync-in.dlq), so a
+    # test or a benchmark runs on its own topics without touching the catalogue's names.
+    topic_suffix: str = ""
+    retry_backoff_max_s: float = 30.0  # cap of the backoff while a store or Kafka is down
 
 
 class TargetSettings(BaseModel):
@@ -109,14 +113,31 @@ class SyncOutSettings(BaseModel):
 
 
 class SourceSettings(BaseModel):
+    """One source system's API and how its connector pulls from it."""
+
     base_url: str
     api_key: str = "local-key"
     poll_interval_s: float = 5.0
-    properties: list[str] = []
+    properties: list[str] = []  # empty: every property the source lists
+    username: str = "syncflow"  # Yardi's auth block (the api_key is its password)
+    server_name: str = "voyager-local"
+    database: str = "voyager_live"
+    page_size: int = 100
+    request_timeout_s: float = 10.0
+    retry_attempts: int = 5
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 10.0
+    overlap_s: float = 2.0  # re-read this much before the cursor time: no gap at the boundary
+    topic: str | None = None  # override of raw.<source> (tests, migrations)
 
 
 class ConnectorSettings(BaseModel):
     cursor_dir: Path = Field(default_factory=lambda: local_stack_dir() / "cursors")
+    dlq_topic: str | None = None  # override of sync-in.dlq for records that fit no schema
+    emulator_host: str = "127.0.0.1"
+    emulator_seed: int = 42
+    emulator_volume: int = 200  # units in the emulated world
+    emulator_invalid_rate: float = 0.02
     sources: dict[str, SourceSettings] = Field(
         default_factory=lambda: {
             "yardi": SourceSettings(base_url="http://127.0.0.1:7001"),
@@ -131,6 +152,7 @@ class IngestSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 7080
     max_body_bytes: int = 5 * 1024 * 1024
+    ack_timeout_s: float = 30.0  # answer 503 when the broker has not acknowledged by then
     api_keys: dict[str, str] = {
         "yardi": "yardi-key",
         "realpage": "realpage-key",
@@ -169,6 +191,7 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     database_url: str = "postgresql+psycopg2://syncflow:syncflow@127.0.0.1:5432/syncflow"
     database_schema: str = "public"
+    database_pool_size: int = 4
     mongo_url: str = "mongodb://127.0.0.1:27017/"
     mongo_database: str = "syncflow"
     schema_registry_url: str | None = None

@@ -1,0 +1,45 @@
+"""Engine and unit of work for the common database. Created by the entry point that wires a
+worker, never at import time."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session
+
+from syncflow.errors import ConfigError
+from syncflow.streams.settings import Settings
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def checked_schema(settings: Settings) -> str:
+    """The configured schema name, refused unless it is a plain identifier (it goes into
+    the connection's search_path and into DDL)."""
+    schema = settings.database_schema
+    if not _SCHEMA_NAME.match(schema):
+        raise ConfigError(f"database_schema {schema!r} is not a plain SQL identifier")
+    return schema
+
+
+def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
+    """An engine whose connections resolve every table in `settings.database_schema`."""
+    schema = checked_schema(settings)
+    return create_engine(
+        settings.database_url,
+        pool_size=pool_size or settings.database_pool_size,
+        max_overflow=2,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"options": f"-csearch_path={schema}", "connect_timeout": 10},
+    )
+
+
+@contextmanager
+def unit_of_work(engine: Engine) -> Iterator[Session]:
+    """One transaction: commits when the block ends, rolls back when it raises."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session
