@@ -99,6 +99,8 @@ class SyncOutSettings(BaseModel):
     # Appended to every topic and group sync-out uses (changes.*, retry tiers, DLQ), so a test
     # or a benchmark runs on its own topics without touching the catalogue's names.
     topic_suffix: str = ""
+    rules_file: Path = REPO_ROOT / "syncflow" / "agents" / "sync_out" / "target_rules.yaml"
+    session_timeout_ms: int = 10000  # how soon the group notices a dead worker
     web_port: int = 6070
     targets: dict[str, TargetSettings] = Field(default_factory=dict, validate_default=True)
 
