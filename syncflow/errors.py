@@ -169,3 +169,22 @@ class GroupActiveError(OpsError):
 
 class TablesMissingError(OpsError):
     """The common database tables `status` reads do not exist (yet) in the schema."""
+
+
+# -- sync-in ---------------------------------------------------------------------------
+class RawKeyError(BadInputError):
+    """A raw record whose key is not `<entity_type>:<source_id>` (or whose topic names no source)."""
+
+    category = "bad-key"
+
+
+class RawDocumentRejected(BadInputError):
+    """The raw store refused a document (a value the server cannot hold)."""
+
+    category = "raw-store-rejected"
+
+
+class StoreUnavailableError(SyncflowError):
+    """PostgreSQL, MongoDB or Kafka did not take a batch; the batch is retried, not skipped."""
+
+    category = "transient"
