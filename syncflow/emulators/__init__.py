@@ -1,0 +1,1 @@
+"""Fake source and target systems (aiohttp servers) for tests, the demo and benchmarks."""
