@@ -1,0 +1,45 @@
+"""Identity rules: how a canonical id is derived, so the same real thing gets one id.
+
+An id is `<prefix>` + uuid5(namespace, "<entity_type>|<part>|<part>…"). The parts come from
+the rules file's `identity` section: the record's source system (`source_system`) and/or
+fields of the working record, trimmed and, where the rules say so, upper-cased.
+Locations use (property_code, unit_code) only, so every source reporting the same unit
+lands on one canonical location; the other entities include the source system.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+SOURCE_PART = "source_system"
+
+
+@dataclass(frozen=True)
+class IdentityRule:
+    entity_type: str
+    prefix: str
+    parts: tuple[str, ...]  # field names; SOURCE_PART stands for the record's source
+    upper: bool
+    namespace: uuid.UUID
+
+    @property
+    def field_parts(self) -> tuple[str, ...]:
+        """The parts a caller supplies (everything but the source system)."""
+        return tuple(p for p in self.parts if p != SOURCE_PART)
+
+    def make_id(self, source: str, values: list[object]) -> str | None:
+        """The canonical id from the field parts in order; None when the first is missing.
+
+        Later missing parts count as empty (a property is a location without a unit code).
+        """
+        texts = []
+        for value in values:
+            text = "" if value is None else str(value).strip()
+            texts.append(text.upper() if self.upper else text)
+        texts += [""] * (len(self.field_parts) - len(texts))
+        if not texts or not texts[0]:
+            return None
+        parts = iter(texts)
+        name = "|".join([self.entity_type] + [source if p == SOURCE_PART else next(parts) for p in self.parts])
+        return self.prefix + str(uuid.uuid5(self.namespace, name))
