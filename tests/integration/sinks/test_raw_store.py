@@ -1,0 +1,70 @@
+"""The raw store on the real MongoDB wire-protocol server (FerretDB locally)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from syncflow.errors import FieldError
+from syncflow.sinks.raw_store import Completed, Failed, RawDocument, RawKey, RawRecordStore
+from syncflow.streams.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[RawRecordStore]:
+    s = RawRecordStore(settings)
+    s.ensure_indexes()
+    yield s
+    s.close()
+
+
+def key(i: int) -> RawKey:
+    return RawKey("yardi", "location", f"u-{i}")
+
+
+def test_upsert_keeps_one_document_per_identity_with_latest_raw_data(store: RawRecordStore) -> None:
+    store.upsert_raw_many([RawDocument(key(1), {"unit.code": "U1", "$rent": 10}, "h1", batch_number=7)])
+    result = store.upsert_raw_many([RawDocument(key(1), {"unit.code": "U1", "$rent": 12}, "h2", batch_number=8), RawDocument(key(2), {"a": 1}, "h3")])
+    assert result.rejected == {}
+    assert store.collection.count_documents({}) == 2
+    doc = store.find_one(key(1))
+    assert doc is not None
+    assert doc["rawData"] == {"unit.code": "U1", "$rent": 12}
+    assert doc["metadata"]["hash"] == "h2" and doc["metadata"]["batchNumber"] == 8
+    assert doc["syncStatus"] == {"inbound": "pending", "outbound": {}}
+    assert doc["errorLog"] == [] and doc["expiresAfter"] > doc["createDate"]
+
+
+def test_completed_failed_outbound_and_find_failed(store: RawRecordStore) -> None:
+    store.upsert_raw_many([RawDocument(key(i), {"i": i}, f"h{i}") for i in range(3)])
+    store.mark_completed_many([Completed(key(0), {"entity_id": "loc-1"}, version=1)])
+    store.mark_failed_many([Failed(key(1), "validation", [FieldError("required", "unit_code", None, "is missing")])])
+    store.set_outbound_statuses([("yardi", "location", "u-0", "one", "synced"), ("yardi", "location", "u-0", "lessen360", "pending")])
+    done = store.find_one(key(0))
+    assert done is not None and done["syncStatus"] == {"inbound": "completed", "outbound": {"one": "synced", "lessen360": "pending"}}
+    assert done["processedData"] == {"entity_id": "loc-1"} and done["metadata"]["version"] == 1
+    failed = list(store.find_failed())
+    assert [d["sourceId"] for d in failed] == ["u-1"]
+    assert failed[0]["errorLog"][0]["fieldErrors"] == [{"rule": "required", "field": "unit_code", "value": None, "reason": "is missing"}]
+    assert failed[0]["rawData"] == {"i": 1}
+    assert list(store.find_failed({"sourceSystem": "realpage"})) == []
+
+
+def test_purge_expired_deletes_only_expired(store: RawRecordStore) -> None:
+    now = datetime.now(UTC)
+    store.upsert_raw_many([RawDocument(key(1), {}, "h")], now=now - timedelta(days=400))
+    store.upsert_raw_many([RawDocument(key(2), {}, "h")], now=now)
+    assert store.purge_expired(now) == 1
+    assert store.find_one(key(1)) is None and store.find_one(key(2)) is not None
+
+
+def test_ensure_indexes_is_repeatable_and_detects_ttl(store: RawRecordStore) -> None:
+    store.ensure_indexes()
+    names = set(store.collection.index_information())
+    assert "uq_source_entity_id" in names and "ix_hash" in names
+    assert store.ttl_supported in (True, False)
+    assert ("ttl_expires" in names) == store.ttl_supported
