@@ -1,0 +1,353 @@
+"""Dead-letter topics: list, show and redrive.
+
+`list`/`show` read a DLQ from its oldest record with a plain consumer that commits nothing.
+`redrive` sends records back to their original topic (header original.topic) with their own
+key, value and headers plus a redrive counter. It remembers what it handled with its own
+consumer group (settings.ops.redrive_group): the committed offset is the first record not
+handled yet, and the commit metadata lists handled offsets beyond it (records a filter
+passed over stay for a later run). Running it twice redrives nothing twice.
+
+A loop guard parks records already redriven settings.ops.max_redrives times: they are
+reported on every run and never produced again."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from syncflow.errors import OpsError
+from syncflow.ops import offsets
+from syncflow.streams.dead_letters import carry_headers, read_failure_headers
+from syncflow.streams.headers import ENTITY_TYPE, header_value
+from syncflow.streams.producer import OutgoingRecord, ReliableProducer
+from syncflow.streams.settings import Settings
+
+REDRIVE_COUNT = "syncflow.redrive.count"  # not a dlt header: it survives carry_headers
+REDRIVE_BATCH = 200
+MAX_METADATA_CHARS = 3000  # Kafka's offset.metadata.max.bytes is 4096 by default
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class DlqRecord:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+    @property
+    def failure(self) -> dict[str, str]:
+        return read_failure_headers(self.headers)
+
+    @property
+    def original_topic(self) -> str | None:
+        return self.failure.get("original.topic")
+
+    @property
+    def category(self) -> str | None:
+        return self.failure.get("error.category")
+
+    @property
+    def target(self) -> str | None:
+        """The failure header, else the target named by the DLQ topic (sync-out.<target>.dlq)."""
+        if target := self.failure.get("target"):
+            return target
+        parts = self.topic.split(".")
+        return parts[1] if len(parts) == 3 and parts[0] == "sync-out" and parts[2] == "dlq" else None
+
+    @property
+    def entity_type(self) -> str | None:
+        """The entity-type header, else the one named by a changes.<entity_type> origin."""
+        if value := header_value(self.headers, ENTITY_TYPE):
+            return value
+        origin = self.original_topic or ""
+        return origin.split(".", 1)[1] if origin.startswith("changes.") else None
+
+    @property
+    def failed_at_ms(self) -> int:
+        try:
+            return int(self.failure["failed.at"])
+        except (KeyError, ValueError):
+            return self.timestamp_ms
+
+    @property
+    def redrive_count(self) -> int:
+        value = header_value(self.headers, REDRIVE_COUNT)
+        return int(value) if value and value.isdigit() else 0
+
+    def summary(self) -> dict[str, object]:
+        failure = self.failure
+        return {
+            "topic": self.topic, "partition": self.partition, "offset": self.offset,
+            "failed_at": iso(self.failed_at_ms), "original_topic": self.original_topic,
+            "target": self.target, "entity_type": self.entity_type, "category": self.category,
+            "exception": failure.get("exception.class"), "message": failure.get("exception.message"),
+            "attempt": failure.get("attempt"), "redrive_count": self.redrive_count,
+            "key": self.key.decode(errors="replace") if self.key is not None else None,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DlqFilter:
+    target: str | None = None
+    category: str | None = None
+    entity_type: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def matches(self, record: DlqRecord) -> bool:
+        return (
+            (self.target is None or record.target == self.target)
+            and (self.category is None or record.category == self.category)
+            and (self.entity_type is None or record.entity_type == self.entity_type)
+            and (self.since_ms is None or record.failed_at_ms >= self.since_ms)
+            and (self.until_ms is None or record.failed_at_ms < self.until_ms)
+        )
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+
+
+# -- reading -------------------------------------------------------------------------------
+def _consumer(settings: Settings, group: str | None) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": group or f"syncflow-dlq-reader-{uuid.uuid4().hex}",  # assign() only: never joins
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+
+
+def _read(consumer: Consumer, starts: dict[offsets.TP, int], ends: dict[offsets.TP, int], timeout: float) -> Iterator[DlqRecord]:
+    """Records from each start offset up to (not including) the end offset of its partition."""
+    todo = {tp for tp in starts if starts[tp] < ends[tp]}
+    if not todo:
+        return
+    consumer.assign([TopicPartition(t, p, starts[(t, p)]) for t, p in sorted(todo)])
+    idle = 0.0
+    while todo:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            idle += 0.5
+            if idle > timeout:
+                raise OpsError(f"no records for {timeout:g}s while reading {sorted(todo)}")
+            continue
+        idle = 0.0
+        tp = (msg.topic(), msg.partition())
+        if msg.error() is not None:
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                todo.discard(tp)
+                continue
+            raise OpsError(f"reading {tp}: {msg.error()}")
+        if tp not in todo or msg.offset() >= ends[tp]:
+            todo.discard(tp)
+            continue
+        yield DlqRecord(tp[0], tp[1], msg.offset(), msg.timestamp()[1], msg.key(), msg.value(), list(msg.headers() or []))
+        if msg.offset() + 1 >= ends[tp]:
+            todo.discard(tp)
+
+
+def read_dlq(settings: Settings, topic: str, flt: DlqFilter | None = None, limit: int | None = None, timeout: float = 15.0) -> list[DlqRecord]:
+    """The DLQ's records, oldest first per partition, that match the filter (no commits)."""
+    admin = offsets.admin_for(settings)
+    marks = offsets.watermarks(admin, offsets.topic_partitions(admin, [topic]))
+    consumer = _consumer(settings, None)
+    out: list[DlqRecord] = []
+    try:
+        for record in _read(consumer, {tp: lo for tp, (lo, _) in marks.items()}, {tp: hi for tp, (_, hi) in marks.items()}, timeout):
+            if flt is None or flt.matches(record):
+                out.append(record)
+                if limit is not None and len(out) >= limit:
+                    break
+    finally:
+        consumer.close()
+    return out
+
+
+def find_record(settings: Settings, topic: str, partition: int, offset: int, timeout: float = 15.0) -> DlqRecord:
+    consumer = _consumer(settings, None)
+    try:
+        for record in _read(consumer, {(topic, partition): offset}, {(topic, partition): offset + 1}, timeout):
+            if record.offset == offset:
+                return record
+    finally:
+        consumer.close()
+    raise OpsError(f"no record at {topic}[{partition}]@{offset}")
+
+
+def describe_value(value: bytes | None, decode: Callable[[bytes], tuple[str, dict]] | None = None) -> tuple[str, str]:
+    """(kind, text): Avro decoded to JSON when `decode` can, else UTF-8 text, else hex."""
+    if value is None:
+        return "null", ""
+    if decode is not None:
+        try:
+            schema, record = decode(value)
+            return f"avro {schema}", json.dumps(record, indent=2, default=str, ensure_ascii=False)
+        except Exception:  # noqa: BLE001 - not Avro (or an unknown schema): fall back to text
+            pass
+    try:
+        return "text", value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "hex", value.hex(" ")
+
+
+# -- what redrive has handled: committed offset + handled offsets beyond it -----------------
+def encode_ranges(done: set[int]) -> str:
+    """{3,4,5,9} -> "3-5,9" (kept as the commit metadata of the redrive group)."""
+    parts: list[str] = []
+    for value in sorted(done):
+        if parts and "-" in parts[-1] and int(parts[-1].split("-")[1]) == value - 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{value}"
+        elif parts and "-" not in parts[-1] and int(parts[-1]) == value - 1:
+            parts[-1] = f"{parts[-1]}-{value}"
+        else:
+            parts.append(str(value))
+    return ",".join(parts)
+
+
+def decode_ranges(text: str | None) -> set[int]:
+    done: set[int] = set()
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        low, _, high = part.partition("-")
+        done.update(range(int(low), int(high or low) + 1))
+    return done
+
+
+def advance(seen: list[int], done: set[int], end: int) -> tuple[int, set[int]]:
+    """The next committed offset (first seen offset not done, or `end`) and the done offsets
+    that must still be remembered beyond it."""
+    commit = next((o for o in sorted(seen) if o not in done), end)
+    return commit, {o for o in done if o >= commit}
+
+
+# -- redrive -------------------------------------------------------------------------------
+@dataclass
+class RedriveReport:
+    redriven: list[dict[str, object]] = field(default_factory=list)
+    parked: list[dict[str, object]] = field(default_factory=list)
+    skipped: int = 0  # not matching the filter
+    already_done: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {"redriven": len(self.redriven), "parked": len(self.parked), "skipped": self.skipped,
+                "already_done": self.already_done, "parked_records": self.parked}  # fmt: skip
+
+
+def redrive_headers(record: DlqRecord) -> Headers:
+    """The record's own headers (no failure headers) with the redrive counter increased."""
+    kept = [(k, v) for k, v in carry_headers(record.headers) if k != REDRIVE_COUNT]
+    return kept + [(REDRIVE_COUNT, str(record.redrive_count + 1).encode())]
+
+
+class AuditLog:
+    """One JSON line per handled record, appended to a file and echoed."""
+
+    def __init__(self, path: Path, echo: Callable[[str], None] | None = print):
+        self._path, self._echo = path, echo
+
+    def write(self, entry: dict[str, object]) -> None:
+        line = json.dumps({"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **entry}, default=str)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        with self._path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        if self._echo is not None:
+            self._echo(line)
+
+
+def redrive(
+    settings: Settings,
+    topic: str,
+    flt: DlqFilter | None = None,
+    *,
+    audit: AuditLog,
+    max_redrives: int | None = None,
+    dry_run: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+    timeout: float = 15.0,
+) -> RedriveReport:
+    """Send matching, not yet handled records of `topic` back to their original topic."""
+    max_redrives = settings.ops.max_redrives if max_redrives is None else max_redrives
+    admin = offsets.admin_for(settings)
+    marks = offsets.watermarks(admin, offsets.topic_partitions(admin, [topic]))
+    consumer = _consumer(settings, settings.ops.redrive_group)
+    producer = ReliableProducer(settings)
+    report = RedriveReport()
+    try:
+        committed = consumer.committed([TopicPartition(t, p) for t, p in marks], timeout=timeout)
+        starts: dict[offsets.TP, int] = {}
+        done: dict[offsets.TP, set[int]] = {}
+        for tp in committed:
+            low, _ = marks[(tp.topic, tp.partition)]
+            starts[(tp.topic, tp.partition)] = max(tp.offset, low) if tp.offset >= 0 else low
+            done[(tp.topic, tp.partition)] = decode_ranges(tp.metadata) if tp.offset >= 0 else set()
+        ends = {tp: hi for tp, (_, hi) in marks.items()}
+        total = sum(max(ends[tp] - starts[tp], 0) for tp in marks)
+        seen: dict[offsets.TP, list[int]] = {tp: [] for tp in marks}
+        batch: list[tuple[DlqRecord, dict[str, object]]] = []
+
+        def send_batch() -> None:
+            producer.send_all([OutgoingRecord(r.original_topic or "", r.key, r.value, redrive_headers(r)) for r, _ in batch])
+            for r, entry in batch:
+                done[(r.topic, r.partition)].add(r.offset)
+                report.redriven.append(entry)
+                audit.write(entry)
+            batch.clear()
+
+        for n, record in enumerate(_read(consumer, starts, ends, timeout), start=1):
+            tp = (record.topic, record.partition)
+            seen[tp].append(record.offset)
+            if record.offset in done[tp]:
+                report.already_done += 1
+            elif flt is not None and not flt.matches(record):
+                report.skipped += 1
+            elif record.redrive_count >= max_redrives or not record.original_topic:
+                reason = "no original.topic header" if not record.original_topic else f"already redriven {record.redrive_count} times"
+                entry = {"action": "parked", "reason": reason, **record.summary()}
+                report.parked.append(entry)
+                audit.write(entry)
+            elif dry_run:
+                entry = {"action": "would-redrive", **record.summary()}
+                report.redriven.append(entry)
+                audit.write(entry)
+            else:
+                batch.append((record, {"action": "redriven", **record.summary(), "redrive_count": record.redrive_count + 1}))
+                if len(batch) >= REDRIVE_BATCH:
+                    send_batch()
+            if on_progress is not None:
+                on_progress(n, total)
+        if batch:
+            send_batch()
+        if not dry_run:
+            _commit(consumer, seen, done, ends)
+    finally:
+        consumer.close()
+    return report
+
+
+def _commit(consumer: Consumer, seen: dict[offsets.TP, list[int]], done: dict[offsets.TP, set[int]], ends: dict[offsets.TP, int]) -> None:
+    commits = []
+    for tp, offs in seen.items():
+        if not offs and not done[tp]:
+            continue
+        commit, remember = advance(offs, done[tp], ends[tp])
+        metadata = encode_ranges(remember)
+        if len(metadata) > MAX_METADATA_CHARS:
+            raise OpsError(f"too many scattered handled records on {tp} to remember; redrive without a filter")
+        commits.append(TopicPartition(tp[0], tp[1], commit, metadata=metadata))
+    if commits:
+        consumer.commit(offsets=commits, asynchronous=False)

@@ -1,0 +1,147 @@
+"""`status`: one look at where records are. Counts by sync status per entity type and source
+(sync-in) and per entity type and target (sync-out), the oldest pending item, consumer lag
+per group and DLQ depth per DLQ topic.
+
+The common-database tables are read with plain SQL against settings.database_schema, so this
+module needs nothing but the table and column names."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import Engine, text
+
+from syncflow.errors import TablesMissingError
+from syncflow.ops import offsets
+from syncflow.streams.settings import Settings
+from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, changes_topic, raw_topic, retry_topic, sync_out_group, target_dlq
+
+REQUIRED_TABLES = ("sync_master_data", "target_sync_state")
+PENDING = ("pending", "retry")
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    side: str  # "sync-in" (by source) or "sync-out" (by target)
+    entity_type: str
+    system: str  # source system or target
+    status: str
+    count: int
+    oldest_age_s: float | None  # age of the oldest row in this status (pending/retry only)
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    group: str
+    lag: int
+    partitions: int
+
+
+@dataclass
+class StatusReport:
+    counts: list[StatusCount] = field(default_factory=list)
+    lag: list[GroupLag] = field(default_factory=list)
+    dlq_depth: dict[str, int] = field(default_factory=dict)
+    unpublished_versions: int | None = None
+    missing_tables: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "counts": [asdict(c) for c in self.counts],
+            "lag": [asdict(g) for g in self.lag],
+            "dlq_depth": self.dlq_depth,
+            "unpublished_versions": self.unpublished_versions,
+            "missing_tables": self.missing_tables,
+        }
+
+
+def consumer_groups(settings: Settings) -> dict[str, list[str]]:
+    """Each syncflow consumer group and the topics it reads."""
+    groups = {settings.sync_in.group_id: [raw_topic(s) for s in SOURCES]}
+    for target in settings.sync_out.targets:
+        tiers = range(1, settings.sync_out.max_attempts + 1)
+        groups[sync_out_group(target)] = [changes_topic(e) for e in ENTITY_TYPES] + [retry_topic(target, t) for t in tiers]
+    return groups
+
+
+def dlq_topics(settings: Settings) -> list[str]:
+    return [SYNC_IN_DLQ] + [target_dlq(t) for t in settings.sync_out.targets]
+
+
+def missing_tables(engine: Engine, schema: str) -> list[str]:
+    query = text("SELECT table_name FROM information_schema.tables WHERE table_schema = :schema")
+    with engine.connect() as conn:
+        present = {row[0] for row in conn.execute(query, {"schema": schema})}
+    return [t for t in REQUIRED_TABLES if t not in present]
+
+
+def _age(oldest: datetime | None, now: datetime) -> float | None:
+    return None if oldest is None else max((now - oldest).total_seconds(), 0.0)
+
+
+def status_counts(engine: Engine, schema: str, now: datetime | None = None) -> list[StatusCount]:
+    """Counts per status; raises TablesMissingError when the tables are not there yet."""
+    missing = missing_tables(engine, schema)
+    if missing:
+        raise TablesMissingError(f"schema {schema!r} has no table {', '.join(missing)} (run the migrations first)")
+    now = now or datetime.now(timezone.utc)
+    sync_in = text(
+        f'SELECT entity_type, source_system, sync_status, count(*), min(modified_date) FROM "{schema}".sync_master_data '
+        "GROUP BY entity_type, source_system, sync_status ORDER BY 1, 2, 3"
+    )
+    sync_out = text(
+        f'SELECT entity_type, target, status, count(*), min(updated_at) FROM "{schema}".target_sync_state '
+        "GROUP BY entity_type, target, status ORDER BY 1, 2, 3"
+    )
+    counts: list[StatusCount] = []
+    with engine.connect() as conn:
+        for side, query in (("sync-in", sync_in), ("sync-out", sync_out)):
+            for entity_type, system, status, count, oldest in conn.execute(query):
+                age = _age(oldest, now) if status in PENDING else None
+                counts.append(StatusCount(side, entity_type, system, status, count, age))
+    return counts
+
+
+def unpublished_versions(engine: Engine, schema: str) -> int | None:
+    """Versions committed but not yet published as change events (the outbox backlog)."""
+    query = text(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = :schema "
+        "AND table_name = 'data_versions' AND column_name = 'published_at'"
+    )
+    with engine.connect() as conn:
+        if not conn.execute(query, {"schema": schema}).scalar():
+            return None
+        return int(conn.execute(text(f'SELECT count(*) FROM "{schema}".data_versions WHERE published_at IS NULL')).scalar() or 0)
+
+
+def lag_by_group(admin: AdminClient, groups: dict[str, list[str]]) -> list[GroupLag]:
+    out = []
+    for group, topics in groups.items():
+        lag = offsets.group_lag(admin, group, topics)
+        out.append(GroupLag(group, sum(lag.values()), len(lag)))
+    return out
+
+
+def dlq_depth(admin: AdminClient, topics: list[str]) -> dict[str, int]:
+    """Records stored per DLQ topic (high - low watermark; 0 for a topic not created yet)."""
+    present = offsets.existing_topics(admin)
+    depth = {t: 0 for t in topics}
+    tps = offsets.topic_partitions(admin, [t for t in topics if t in present])
+    for (topic, _), (low, high) in offsets.watermarks(admin, tps).items():
+        depth[topic] += high - low
+    return depth
+
+
+def collect_status(settings: Settings, engine: Engine, admin: AdminClient) -> StatusReport:
+    """Everything `syncflow status` shows; missing tables are reported, not raised."""
+    report = StatusReport()
+    try:
+        report.counts = status_counts(engine, settings.database_schema)
+        report.unpublished_versions = unpublished_versions(engine, settings.database_schema)
+    except TablesMissingError:
+        report.missing_tables = missing_tables(engine, settings.database_schema)
+    report.lag = lag_by_group(admin, consumer_groups(settings))
+    report.dlq_depth = dlq_depth(admin, dlq_topics(settings))
+    return report
