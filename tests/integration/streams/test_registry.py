@@ -7,7 +7,7 @@ import json
 import os
 import struct
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,10 +48,13 @@ def client():
 
 
 @pytest.fixture
-def names(unique: Callable[[str], str]) -> tuple[str, str]:
-    """(topic, record full name), unique to the test."""
-    token = uuid.uuid4().hex[:10]
-    return unique("registry-test"), f"io.syncflow.test_{token}.Thing"
+def names(client, unique: Callable[[str], str]) -> Iterator[tuple[str, str]]:
+    """(topic, record full name), unique to the test; their subjects are deleted afterwards."""
+    topic, name = unique("registry-test"), f"io.syncflow.test_{uuid.uuid4().hex[:10]}.Thing"
+    yield topic, name
+    for subject in client.get_subjects():
+        if subject.startswith(topic) or subject.endswith(name):
+            client.delete_subject(subject)
 
 
 def thing(name: str, *extra_fields: dict) -> dict:
