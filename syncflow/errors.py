@@ -188,3 +188,10 @@ class StoreUnavailableError(SyncflowError):
     """PostgreSQL, MongoDB or Kafka did not take a batch; the batch is retried, not skipped."""
 
     category = "transient"
+
+
+class RecordCrashError(BadInputError):
+    """Decoding, the rules or the database failed on one record in a way no typed error
+    describes; the record is routed to the DLQ with the original exception's text."""
+
+    category = "record-crash"
