@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, Protocol
 
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from fastavro.validation import ValidationError as AvroValidationError
@@ -151,9 +153,9 @@ class RegistryCodec:
     (`<topic>-<record full name>`), or the RecordNameStrategy without a topic. Schemas are
     registered on first use; ids are cached both ways."""
 
-    def __init__(self, catalogue: SchemaCatalogue, client: Any):
+    def __init__(self, catalogue: SchemaCatalogue, client: SchemaRegistryClient):
         self.catalogue = catalogue
-        self.client = client  # confluent_kafka.schema_registry.SchemaRegistryClient
+        self.client = client
         self._ids: dict[tuple[str, bytes], int] = {}  # (subject, fingerprint) -> id
         self._writers: dict[int, SchemaVersion] = {}  # id -> writer schema
         self._plans: dict[tuple[int, str | None], ReadPlan] = {}
@@ -175,9 +177,6 @@ class RegistryCodec:
         return schema_id
 
     def _register(self, subject: str, version: SchemaVersion) -> int:
-        from confluent_kafka.schema_registry import Schema
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
-
         try:
             return int(self.client.register_schema(subject, Schema(version.to_json(), "AVRO")))
         except SchemaRegistryError as exc:
@@ -225,8 +224,6 @@ class RegistryCodec:
         return version
 
     def _fetch(self, schema_id: int) -> SchemaVersion:
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
-
         try:
             registered = self.client.get_schema(schema_id)
         except SchemaRegistryError as exc:
@@ -246,10 +243,8 @@ class RegistryCodec:
         return local if local is not None else version
 
 
-def registry_client(url: str) -> Any:
+def registry_client(url: str) -> SchemaRegistryClient:
     """A confluent-kafka SchemaRegistryClient (`mock://` gives its in-memory stand-in)."""
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-
     if url.startswith("mock://"):
         return SchemaRegistryClient.new_client({"url": url})
     return SchemaRegistryClient({"url": url})

@@ -28,7 +28,7 @@ AMBIGUOUS = "<defined differently in several files>"
 Json = Any  # a schema in its JSON form: str | list | dict
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SchemaVersion:
     """One version of a named schema, parsed and fingerprinted once."""
 

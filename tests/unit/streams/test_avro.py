@@ -287,7 +287,7 @@ def test_unknown_schema_name_or_non_dict_is_an_encode_error(make_codec: CodecFac
 
 
 # -- choice of format and speed ----------------------------------------------------------
-def test_codec_for_follows_the_settings(tmp_path) -> None:
+def test_codec_for_follows_the_settings() -> None:
     assert isinstance(codec_for(Settings(schema_registry_url=None)), SingleObjectCodec)
     codec = codec_for(Settings(schema_registry_url="mock://"))
     assert isinstance(codec, RegistryCodec)
