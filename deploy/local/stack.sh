@@ -129,6 +129,24 @@ ensure_ferretdb() {
   echo "$stamp" > "$FERRET_BIN.stamp"
 }
 
+# Apicurio 3.x is built for Java 21+; Kafka runs on the machine's default Java (17+).
+java_at_least() { # major -> prints the path of a java binary of at least that major version
+  local want=$1 candidate major
+  for candidate in "${JAVA_HOME:+$JAVA_HOME/bin/java}" "$(command -v java || true)" /usr/lib/jvm/*/bin/java; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] || continue
+    major=$("$candidate" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p' | cut -d. -f1)
+    if [ -n "$major" ] && [ "$major" -ge "$want" ]; then echo "$candidate"; return 0; fi
+  done
+  return 1
+}
+
+ensure_java21() {
+  REGISTRY_JAVA=$(java_at_least 21) && return
+  log "stack: installing a Java 21+ runtime for the schema registry"
+  apt_install openjdk-21-jre-headless || apt_install openjdk-25-jre-headless || true
+  REGISTRY_JAVA=$(java_at_least 21) || die "the schema registry needs Java 21 or newer and none could be installed"
+}
+
 ensure_apicurio() {
   [ -f "$APICURIO_DIR/.complete" ] && return
   command -v mvn >/dev/null || apt_install maven
@@ -249,7 +267,7 @@ start_registry() {
   local jar
   jar=$(find "$APICURIO_DIR" -name quarkus-run.jar | head -n1)
   [ -n "$jar" ] || die "quarkus-run.jar not found under $APICURIO_DIR"
-  nohup java -Xms128m -Xmx512m -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
+  nohup "$REGISTRY_JAVA" -Xms128m -Xmx512m -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port=$((REGISTRY_PORT + 1000)) -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
     -jar "$jar" >>"$dir/registry.log" 2>&1 &
   echo $! > "$dir/pid"
   wait_for registry "$dir/registry.log" 120 check_registry
@@ -281,7 +299,7 @@ start_one() { # service
     kafka) ensure_java; ensure_kafka_libs; start_kafka ;;
     postgres) ensure_postgres_binaries; start_postgres ;;
     mongo) ensure_ferretdb; start_mongo ;;
-    registry) ensure_java; ensure_apicurio; start_registry ;;
+    registry) ensure_java21; ensure_apicurio; start_registry ;;
     *) die "unknown service '$1' (kafka|postgres|mongo|registry)" ;;
   esac
 }
