@@ -1,0 +1,2 @@
+"""Getting source records onto raw.<source>: polling connectors, the push ingest API and
+bulk import (docs/sources.md)."""
