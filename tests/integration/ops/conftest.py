@@ -1,0 +1,83 @@
+"""Fixtures for the operations commands: settings the CLI sees (through SYNCFLOW_* env
+variables), records produced with failure headers, and a group that has read a topic."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer
+
+from syncflow.streams.settings import Settings, get_settings
+
+
+@pytest.fixture
+def cli_settings(settings: Settings, unique: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The per-test settings, also visible to `get_settings()` inside CLI commands."""
+    env = {
+        "SYNCFLOW_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "SYNCFLOW_DATABASE_URL": settings.database_url,
+        "SYNCFLOW_DATABASE_SCHEMA": settings.database_schema,
+        "SYNCFLOW_MONGO_URL": settings.mongo_url,
+        "SYNCFLOW_MONGO_DATABASE": settings.mongo_database,
+        "SYNCFLOW_OPS__REDRIVE_GROUP": unique("redrive"),
+        "SYNCFLOW_OPS__AUDIT_FILE": str(tmp_path / "audit.jsonl"),
+        "SYNCFLOW_SYNC_IN__GROUP_ID": unique("sync-in"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        yield get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+def consume_all(settings: Settings, topic: str, group: str, expected: int, commit: bool = True, timeout: float = 20.0) -> list:
+    """Read `expected` records of `topic` as `group` (committing them), then leave the group."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    got: list = []
+    import time
+
+    deadline = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and msg.error() is None:
+            got.append(msg)
+    if commit and got:
+        consumer.commit(asynchronous=False)
+    consumer.close()
+    return got
+
+
+def read_json(text: str) -> object:
+    """The JSON document in a command's output (progress bars go to stderr)."""
+    start = min(i for i in (text.find("{"), text.find("[")) if i >= 0)
+    return json.loads(text[start:])
+
+
+@pytest.fixture
+def topic_factory(stack: Settings, unique: Callable[[str], str]) -> Iterator[Callable[..., str]]:
+    """Like the shared topic_factory, but deletes through an AdminClient it keeps alive until
+    the futures resolve (a temporary one can be destroyed first: `_DESTROY`)."""
+    from syncflow.ops.offsets import admin_for
+    from syncflow.streams.admin import create_topics
+    from syncflow.streams.topics import TopicSpec
+
+    made: list[str] = []
+
+    def make(prefix: str, partitions: int = 1) -> str:
+        name = unique(prefix)
+        create_topics(stack, [TopicSpec(name, partitions, 3600_000)])
+        made.append(name)
+        return name
+
+    yield make
+    if made:
+        admin = admin_for(stack)
+        for future in admin.delete_topics(made, operation_timeout=30).values():
+            future.result(30)

@@ -1,0 +1,108 @@
+"""`syncflow dlq list|show|redrive` on real topics: filters, one record's headers and value,
+a redrive back to the original topic that happens once, and the loop guard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from syncflow.cli import dlq
+from syncflow.errors import PermanentTargetError, ValidationError
+from syncflow.ops.dead_letter_queue import REDRIVE_COUNT
+from syncflow.streams.dead_letters import PREFIX, FailureContext, failure_headers
+from syncflow.streams.headers import ENTITY_TYPE, TRACE_ID
+from syncflow.streams.producer import OutgoingRecord, ReliableProducer
+from syncflow.streams.settings import Settings
+from tests.integration.ops.conftest import consume_all, read_json
+
+runner = CliRunner()
+
+
+def park(settings: Settings, dlq_topic: str, original: str, key: str, error: Exception, entity_type: str,
+         redrives: int = 0, target: str | None = None) -> None:
+    """Produce one record to a DLQ as a worker would: own headers plus failure headers."""
+    own = [(ENTITY_TYPE, entity_type.encode()), (TRACE_ID, f"trace-{key}".encode())]
+    if redrives:
+        own.append((REDRIVE_COUNT, str(redrives).encode()))
+    status = getattr(error, "status", None)
+    ctx = FailureContext(original, 0, 7, 1_700_000_000_000, "sync-out.one", error, attempt=3, http_status=status, target=target)
+    ReliableProducer(settings).send_all([OutgoingRecord(dlq_topic, key.encode(), f"value-{key}".encode(), own + failure_headers(ctx))])
+
+
+def test_list_and_show_with_filters(cli_settings: Settings, topic_factory: Callable[..., str]) -> None:
+    dlq_topic, original = topic_factory("sync-out.one.dlq"), topic_factory("changes")
+    park(cli_settings, dlq_topic, original, "a", PermanentTargetError("400 bad unit", 400), "location", target="one")
+    park(cli_settings, dlq_topic, original, "b", PermanentTargetError("422 no resident", 422), "resident", target="one")
+    park(cli_settings, dlq_topic, original, "c", ValidationError([]), "location", target="lessen360")
+
+    everything = runner.invoke(dlq.app, ["list", dlq_topic, "--json"])
+    assert everything.exit_code == 0, everything.output
+    assert [r["key"] for r in read_json(everything.stdout)] == ["a", "b", "c"]
+    permanent_locations = runner.invoke(dlq.app, ["list", dlq_topic, "--category", "permanent", "--entity-type", "location", "--json"])
+    assert [r["key"] for r in read_json(permanent_locations.stdout)] == ["a"]
+    for_lessen = runner.invoke(dlq.app, ["list", dlq_topic, "--target", "lessen360", "--json"])
+    assert [r["key"] for r in read_json(for_lessen.stdout)] == ["c"]
+    none_yet = runner.invoke(dlq.app, ["list", dlq_topic, "--since", "2999-01-01T00:00:00Z", "--json"])
+    assert read_json(none_yet.stdout) == []
+    table = runner.invoke(dlq.app, ["list", dlq_topic])
+    assert table.exit_code == 0 and "3 record(s)" in table.stdout
+
+    offset_of_b = [r for r in read_json(everything.stdout) if r["key"] == "b"][0]["offset"]
+    shown = runner.invoke(dlq.app, ["show", dlq_topic, "-p", "0", "-o", str(offset_of_b), "--json"])
+    assert shown.exit_code == 0, shown.output
+    body = read_json(shown.stdout)
+    assert body["failure"]["http.status"] == "422"
+    assert body["failure"]["exception.message"] == "422 no resident"
+    assert body["failure"]["original.topic"] == original
+    assert body["headers"][TRACE_ID] == "trace-b"
+    assert (body["value_kind"], body["value"]) == ("text", "value-b")
+    missing = runner.invoke(dlq.app, ["show", dlq_topic, "-p", "0", "-o", "99"])
+    assert missing.exit_code == 1
+
+
+def test_redrive_sends_back_once_and_the_loop_guard_parks(cli_settings: Settings, topic_factory: Callable[..., str]) -> None:
+    dlq_topic, original = topic_factory("sync-in.dlq"), topic_factory("raw")
+    park(cli_settings, dlq_topic, original, "fixed-1", ValidationError([]), "location")
+    park(cli_settings, dlq_topic, original, "fixed-2", PermanentTargetError("400", 400), "resident")
+    park(cli_settings, dlq_topic, original, "looping", ValidationError([]), "location", redrives=3)
+    park(cli_settings, dlq_topic, original, "fixed-3", ValidationError([]), "service_request")
+
+    # first only the validation failures, then everything: nothing is sent twice
+    first = runner.invoke(dlq.app, ["redrive", dlq_topic, "--category", "validation", "--json"])
+    assert first.exit_code == 3, first.output  # one record parked
+    report = read_json(first.stdout)
+    assert (report["redriven"], report["parked"], report["skipped"]) == (2, 1, 1)
+    assert report["parked_records"][0]["key"] == "looping"
+    second = runner.invoke(dlq.app, ["redrive", dlq_topic, "--json"])
+    report = read_json(second.stdout)
+    # fixed-2 now; fixed-1 lies before the committed offset, fixed-3 is remembered beyond it
+    assert (report["redriven"], report["parked"], report["already_done"]) == (1, 1, 1)
+    third = runner.invoke(dlq.app, ["redrive", dlq_topic, "--json"])
+    assert read_json(third.stdout)["redriven"] == 0
+
+    back = consume_all(cli_settings, original, "check-" + original, expected=4, timeout=5)
+    assert sorted(m.key() for m in back) == [b"fixed-1", b"fixed-2", b"fixed-3"]
+    for m in back:
+        headers = dict(m.headers())
+        assert m.value() == b"value-" + m.key()
+        assert headers[REDRIVE_COUNT] == b"1"
+        assert headers[TRACE_ID] == b"trace-" + m.key()
+        assert not any(k.startswith(PREFIX) for k in headers)
+
+    audit = [json.loads(line) for line in Path(cli_settings.ops.audit_file).read_text().splitlines()]
+    assert [a["key"] for a in audit if a["action"] == "redriven"] == ["fixed-1", "fixed-3", "fixed-2"]
+    assert sum(a["action"] == "parked" for a in audit) == 3  # reported on every run
+
+
+def test_dry_run_redrive_sends_nothing(cli_settings: Settings, topic_factory: Callable[..., str]) -> None:
+    dlq_topic, original = topic_factory("sync-in.dlq"), topic_factory("raw")
+    park(cli_settings, dlq_topic, original, "k", ValidationError([]), "location")
+    result = runner.invoke(dlq.app, ["redrive", dlq_topic, "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    assert read_json(result.stdout)["redriven"] == 1
+    assert consume_all(cli_settings, original, "check-" + original, expected=1, timeout=3) == []
+    real = runner.invoke(dlq.app, ["redrive", dlq_topic, "--json"])
+    assert read_json(real.stdout)["redriven"] == 1
