@@ -1,0 +1,249 @@
+"""One batch of change events for one target, from taken records to recorded outcomes:
+filter → echo → lock → stale / dependency check → transform → rate limit → deliver →
+record (retry/DLQ produce acknowledged, target_sync_state, raw store status).
+
+The decisions are decisions.py's plain functions; this module does the batched I/O around
+them and reports which records are finished and which go back into the buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+from syncflow.agents.sync_out.decisions import (
+    EntityKey,
+    Route,
+    is_echo,
+    is_stale,
+    missing_references,
+    references_of,
+    route_failure,
+)
+from syncflow.agents.sync_out.events import ChangeEvent
+from syncflow.agents.sync_out.priority import Entry
+from syncflow.agents.sync_out.rate_limit import RateLimiter
+from syncflow.agents.sync_out.retry_gate import RETRY_DUE_HEADER
+from syncflow.agents.sync_out.state import Failed, Synced, SyncStateStore
+from syncflow.agents.sync_out.transform import Transformer
+from syncflow.errors import DependencyNotMetError, RateLimitedError, SyncflowError
+from syncflow.sinks.targets.base import Delivery, TargetClient
+from syncflow.streams.dead_letters import FailureContext, carry_headers, failure_headers
+from syncflow.streams.producer import OutgoingRecord, ReliableProducer
+from syncflow.streams.settings import SyncOutSettings, TargetSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Consumed:
+    """A record taken from a changes topic or a retry tier, decoded once on arrival."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+    event: ChangeEvent | None
+    error: SyncflowError | None  # why it could not be decoded
+    attempt: int = 1  # this try's number
+    failure: dict[str, str] = field(default_factory=dict)  # failure headers of earlier tries
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
+    @property
+    def entity_key(self) -> EntityKey | None:
+        return (self.event.entity_type, self.event.entity_id) if self.event else None
+
+
+class OutboundStatusSink(Protocol):
+    """The raw store's per-target outbound status (sinks/raw_store.RawRecordStore)."""
+
+    def set_outbound_statuses(self, items: list[tuple[str, str, str, str, str]]) -> object: ...
+
+
+@dataclass
+class BatchResult:
+    done: list[Entry[Consumed]] = field(default_factory=list)  # outcome recorded
+    put_back: list[Entry[Consumed]] = field(default_factory=list)  # try again later
+    not_before_s: float = 0.0  # monotonic time before which no new batch is worth starting
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class _Outcomes:
+    synced: list[Synced] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    produce: list[OutgoingRecord] = field(default_factory=list)
+    raw_status: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        target: str,
+        target_settings: TargetSettings,
+        sync_out: SyncOutSettings,
+        *,
+        group: str,
+        retry_topics: list[str],
+        dlq_topic: str,
+        client: TargetClient,
+        transformer: Transformer,
+        state: SyncStateStore,
+        limiter: RateLimiter,
+        producer: ReliableProducer,
+        outbound: OutboundStatusSink | None = None,
+    ):
+        self.target, self.target_settings, self.sync_out = target, target_settings, sync_out
+        self.group, self.retry_topics, self.dlq_topic = group, retry_topics, dlq_topic
+        self.client, self.transformer, self.state = client, transformer, state
+        self.limiter, self.producer, self.outbound = limiter, producer, outbound
+
+    def takes(self, event: ChangeEvent) -> bool:
+        return event.entity_type in self.target_settings.entity_types and self.transformer.takes(event.entity_type)
+
+    async def process(self, entries: list[Entry[Consumed]]) -> BatchResult:
+        """Handle entries of distinct entities; every entry ends in `done` or `put_back`."""
+        result, out = BatchResult(), _Outcomes()
+        candidates: list[Entry[Consumed]] = []
+        for entry in entries:
+            c = entry.item
+            if c.event is None:
+                self._fail(out, result, entry, c.error or SyncflowError("undecodable record"))
+            elif not self.takes(c.event):
+                result.done.append(entry)
+                result.counts["not-taken"] += 1
+            elif is_echo(c.event, self.target, self.target_settings.echo_suppression):
+                self._synced(out, result, entry, c.event.origin_source_id or None)
+                result.counts["echo"] += 1
+            else:
+                candidates.append(entry)
+
+        locked: set[EntityKey] = set()
+        try:
+            if candidates:
+                locked = await asyncio.to_thread(self.state.lock, [e.item.entity_key for e in candidates])  # type: ignore[misc]
+            mine = [e for e in candidates if e.item.entity_key in locked]
+            result.put_back += [e for e in candidates if e.item.entity_key not in locked]
+            to_send = await self._check(mine, out, result)
+            await self._send(to_send, out, result)
+            await self._record(out)
+        finally:
+            if locked:
+                await asyncio.to_thread(self.state.unlock, locked)
+        return result
+
+    async def _check(self, entries: list[Entry[Consumed]], out: _Outcomes, result: BatchResult) -> list[tuple[Entry[Consumed], Delivery]]:
+        """Stale and dependency checks against target_sync_state, then the transform."""
+        if not entries:
+            return []
+        keys = {e.item.entity_key for e in entries} | {r for e in entries for r in references_of(e.item.event)}  # type: ignore[arg-type]
+        versions = await asyncio.to_thread(self.state.synced_versions, keys)
+        to_send = []
+        for entry in entries:
+            event = entry.item.event
+            assert event is not None
+            if is_stale(event, versions.get((event.entity_type, event.entity_id), 0)):
+                result.done.append(entry)
+                result.counts["stale"] += 1
+            elif missing := missing_references(event, versions):
+                self._fail(out, result, entry, DependencyNotMetError(missing))
+            else:
+                try:
+                    to_send.append((entry, self.transformer.to_delivery(event)))
+                except SyncflowError as exc:
+                    self._fail(out, result, entry, exc)
+        return to_send
+
+    async def _send(self, to_send: list[tuple[Entry[Consumed], Delivery]], out: _Outcomes, result: BatchResult) -> None:
+        """Take tokens, call the target, sort the answers into outcomes."""
+        if not to_send:
+            return
+        grant = await asyncio.to_thread(self.limiter.try_acquire, len(to_send))
+        if grant.granted < len(to_send):
+            result.put_back += [e for e, _ in to_send[grant.granted :]]
+            result.not_before_s = time.monotonic() + max(grant.wait_s, 0.005)
+            to_send = to_send[: grant.granted]
+        if not to_send:
+            return
+        answers = await self.client.deliver([d for _, d in to_send])
+        retry_after = 0.0
+        for (entry, _), answer in zip(to_send, answers):
+            if answer.ok:
+                self._synced(out, result, entry, answer.target_ref)
+                result.counts["delivered"] += 1
+            elif isinstance(answer.error, RateLimitedError):
+                retry_after = max(retry_after, answer.error.retry_after)
+                result.put_back.append(entry)
+                result.counts["rate-limited"] += 1
+            else:
+                self._fail(out, result, entry, answer.error)  # type: ignore[arg-type]
+        if retry_after > 0:
+            await asyncio.to_thread(self.limiter.block_for, retry_after)
+            result.not_before_s = max(result.not_before_s, time.monotonic() + retry_after)
+
+    def _synced(self, out: _Outcomes, result: BatchResult, entry: Entry[Consumed], target_ref: str | None) -> None:
+        event = entry.item.event
+        assert event is not None
+        out.synced.append(Synced((event.entity_type, event.entity_id), event.version, target_ref))
+        out.raw_status.append((event.origin_source, event.entity_type, event.origin_source_id, self.target, "synced"))
+        result.done.append(entry)
+
+    def _fail(self, out: _Outcomes, result: BatchResult, entry: Entry[Consumed], error: BaseException) -> None:
+        """Route a failed try to its retry tier or the DLQ, with the failure headers."""
+        c = entry.item
+        route: Route = route_failure(error, c.attempt, self.sync_out)
+        now = time.time()
+        ctx = FailureContext(
+            original_topic=c.failure.get("original.topic", c.topic),
+            original_partition=int(c.failure.get("original.partition", c.partition)),
+            original_offset=int(c.failure.get("original.offset", c.offset)),
+            original_timestamp_ms=int(c.failure.get("original.timestamp", c.timestamp_ms)),
+            consumer_group=self.group,
+            error=error,
+            attempt=c.attempt,
+            first_failure_ms=int(c.failure["first.failure"]) if "first.failure" in c.failure else None,
+            http_status=getattr(error, "status", None),
+            target=self.target,
+        )
+        headers = carry_headers(c.headers) + failure_headers(ctx)
+        if route.kind == "retry":
+            due_ms = int((now + route.delay_s) * 1000)
+            headers.append((RETRY_DUE_HEADER, str(due_ms).encode()))
+            out.produce.append(OutgoingRecord(self.retry_topics[route.tier - 1], c.key, c.value, headers))
+            status, next_retry = "retry", datetime.fromtimestamp(due_ms / 1000, tz=timezone.utc)
+            result.counts["retried"] += 1
+        else:
+            out.produce.append(OutgoingRecord(self.dlq_topic, c.key, c.value, headers))
+            status, next_retry = "failed", None
+            result.counts["dead-lettered"] += 1
+        if c.event is not None:
+            key = (c.event.entity_type, c.event.entity_id)
+            message = f"{type(error).__name__}: {error}"
+            out.failed.append(Failed(key, c.event.version, status, c.attempt, next_retry, message))
+            out.raw_status.append((c.event.origin_source, c.event.entity_type, c.event.origin_source_id, self.target, status))
+        log.info("%s %s:%s attempt %d → %s%s: %s", self.target, c.topic, c.offset, c.attempt, route.kind,
+                 f" tier {route.tier}" if route.kind == "retry" else "", error)
+        result.done.append(entry)
+
+    async def _record(self, out: _Outcomes) -> None:
+        """Retry/DLQ records acknowledged by the broker, then the state rows, then the raw
+        store's status. Only after this may the batch's offsets be committed."""
+        if out.produce:
+            await asyncio.to_thread(self.producer.send_all, out.produce)
+        if out.synced or out.failed:
+            await asyncio.to_thread(self.state.record, out.synced, out.failed)
+        if out.raw_status and self.outbound is not None:
+            try:
+                await asyncio.to_thread(self.outbound.set_outbound_statuses, out.raw_status)
+            except Exception:  # the raw doc's status is a note for people; the truth is recorded above
+                log.exception("%s: could not update %d raw outbound statuses", self.target, len(out.raw_status))

@@ -1,0 +1,70 @@
+"""The decisions between the I/O: what to do with one change event for one target. Plain
+functions, so every rule is unit-tested without Kafka, a database or a target."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from syncflow.agents.sync_out.events import ChangeEvent
+from syncflow.errors import DependencyNotMetError, SchemaRegistryUnavailableError, TransientTargetError
+from syncflow.streams.settings import SyncOutSettings
+
+EntityKey = tuple[str, str]  # (entity_type, entity_id)
+
+
+def is_echo(event: ChangeEvent, target: str, echo_suppression: bool) -> bool:
+    """A change that came from the target itself is not sent back to it."""
+    return echo_suppression and event.origin_source == target
+
+
+def is_stale(event: ChangeEvent, synced_version: int) -> bool:
+    """The target already holds this version or a newer one: sending it would go backwards."""
+    return event.version <= synced_version
+
+
+def references_of(event: ChangeEvent) -> list[EntityKey]:
+    """What the entity depends on, as entity keys (a self-reference is not a dependency)."""
+    return [(t, i) for t, i in sorted(event.references.items()) if i and (t, i) != (event.entity_type, event.entity_id)]
+
+
+def missing_references(event: ChangeEvent, synced: Mapping[EntityKey, int]) -> list[EntityKey]:
+    """References the target does not hold yet (no version of them delivered there)."""
+    return [ref for ref in references_of(event) if synced.get(ref, 0) < 1]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a failed record goes: retry tier `tier` after `delay_s`, or the DLQ."""
+
+    kind: str  # "retry" | "dlq"
+    tier: int = 0
+    delay_s: float = 0.0
+
+
+DLQ = Route("dlq")
+
+
+def route_failure(error: BaseException, attempt: int, settings: SyncOutSettings) -> Route:
+    """The route after attempt number `attempt` (1 = the first try) failed with `error`.
+
+    Transient errors climb the retry tiers and land in the DLQ after the last one; a missing
+    dependency waits in the tiers up to dependency_max_attempts; anything else (4xx, bad
+    input, an unexpected error) goes to the DLQ at once."""
+    tiers = len(settings.retry_delays_s)
+    if isinstance(error, DependencyNotMetError):
+        if attempt >= settings.dependency_max_attempts or tiers == 0:
+            return DLQ
+        return Route("retry", min(attempt, tiers), settings.dependency_retry_delay_s)
+    if isinstance(error, (TransientTargetError, SchemaRegistryUnavailableError)):
+        if attempt > tiers:
+            return DLQ
+        return Route("retry", attempt, settings.retry_delays_s[attempt - 1])
+    return DLQ
+
+
+def effective_priority(priority: int, waited_s: float, aging_s: float) -> float:
+    """Priority number lowered by one step per `aging_s` waited, so low priority still moves."""
+    if aging_s <= 0:
+        return float(priority)
+    return priority - waited_s / aging_s

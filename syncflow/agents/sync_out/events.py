@@ -1,0 +1,65 @@
+"""The change event as sync-out sees it: the decoded Avro record with its snapshot parsed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from syncflow.errors import BadInputError
+
+CHANGE_EVENT_SCHEMA = "io.syncflow.canonical.ChangeEvent"
+
+
+class BadChangeEventError(BadInputError):
+    """A decoded change event sync-out cannot use (bad snapshot JSON, missing identity)."""
+
+    category = "bad-change-event"
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    entity_type: str
+    entity_id: str
+    version: int
+    change_type: str  # create | update | delete
+    origin_source: str
+    origin_source_id: str
+    priority: int
+    snapshot: dict[str, Any]
+    references: dict[str, str] = field(default_factory=dict)
+    occurred_at_ms: int = 0
+    trace_id: str | None = None
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.entity_id}:{self.version}"
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "ChangeEvent":
+        """From the codec's python form of io.syncflow.canonical.ChangeEvent."""
+        try:
+            snapshot = json.loads(record["snapshot"]) if record.get("snapshot") else {}
+        except (TypeError, ValueError) as exc:
+            raise BadChangeEventError(f"snapshot of {record.get('event_id')} is not JSON: {exc}") from exc
+        if not isinstance(snapshot, dict):
+            raise BadChangeEventError(f"snapshot of {record.get('event_id')} is not a JSON object")
+        occurred = record.get("occurred_at")
+        occurred_ms = int(occurred.timestamp() * 1000) if isinstance(occurred, datetime) else int(occurred or 0)
+        try:
+            return cls(
+                entity_type=str(record["entity_type"]),
+                entity_id=str(record["entity_id"]),
+                version=int(record["version"]),
+                change_type=str(record["change_type"]),
+                origin_source=str(record.get("origin_source") or ""),
+                origin_source_id=str(record.get("origin_source_id") or ""),
+                priority=int(record.get("priority") or 5),
+                snapshot=snapshot,
+                references={str(k): str(v) for k, v in (record.get("references") or {}).items() if v},
+                occurred_at_ms=occurred_ms,
+                trace_id=record.get("trace_id"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadChangeEventError(f"change event lacks a usable {exc}") from exc

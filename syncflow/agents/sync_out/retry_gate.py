@@ -1,0 +1,55 @@
+"""Non-blocking retry tiers: a retry-tier partition whose head record is not due yet is paused
+and rewound to that record, then resumed at its due time. The changes topics and the other
+tiers keep flowing meanwhile; records in one tier share one delay, so due times only grow
+along a partition and holding the head holds nothing that is due."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from syncflow.agents.sync_out.offsets import TopicPartitionKey
+from syncflow.streams.dead_letters import PREFIX
+
+RETRY_DUE = "retry.due"  # failure header (without prefix): epoch ms when the retry is due
+RETRY_DUE_HEADER = PREFIX + RETRY_DUE
+
+
+def due_ms(failure: dict[str, str]) -> int | None:
+    value = failure.get(RETRY_DUE)
+    return int(value) if value and value.isdigit() else None
+
+
+class RetryGate:
+    def __init__(self) -> None:
+        self._held: dict[TopicPartitionKey, tuple[int, float]] = {}  # → (offset, due epoch s)
+
+    def is_held(self, tp: TopicPartitionKey) -> bool:
+        return tp in self._held
+
+    def held(self) -> set[TopicPartitionKey]:
+        return set(self._held)
+
+    def hold(self, consumer: Consumer, msg: Message, due_s: float) -> None:
+        """Pause the record's partition and rewind to it, to be read again when due."""
+        tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())
+        consumer.pause([tp])
+        consumer.seek(tp)
+        self._held[(msg.topic(), msg.partition())] = (msg.offset(), due_s)
+
+    def next_due(self) -> float | None:
+        return min((due for _, due in self._held.values()), default=None)
+
+    def release_due(self, consumer: Consumer, now_s: float) -> list[TopicPartitionKey]:
+        """Resume the partitions whose head record is due."""
+        due = [tp for tp, (_, at) in self._held.items() if at <= now_s]
+        if due:
+            consumer.resume([TopicPartition(t, p, self._held[(t, p)][0]) for t, p in due])
+            for tp in due:
+                del self._held[tp]
+        return due
+
+    def forget(self, tps: Iterable[TopicPartitionKey]) -> None:
+        for tp in tps:
+            self._held.pop(tp, None)

@@ -1,0 +1,75 @@
+"""Wiring of a sync-out worker, in one place: settings → engine, codec, producer, client,
+transformer, rate limiter, state store → SyncOutWorker. And the process entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from syncflow.agents.sync_out.batch import BatchProcessor, OutboundStatusSink
+from syncflow.agents.sync_out.rate_limit import RateLimiter
+from syncflow.agents.sync_out.registry import binding_for
+from syncflow.agents.sync_out.state import SyncStateStore
+from syncflow.agents.sync_out.worker import SyncOutWorker, sync_out_topics
+from syncflow.sinks.common_db.engine import make_engine
+from syncflow.streams.avro import codec_for
+from syncflow.streams.producer import ReliableProducer
+from syncflow.streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def outbound_status_sink(settings: Settings) -> OutboundStatusSink | None:
+    """The raw store, where the raw documents' outbound status per target is kept."""
+    try:
+        from syncflow.sinks.raw_store import RawRecordStore
+    except ImportError:
+        log.warning("raw store not available: raw documents' outbound status is not updated")
+        return None
+    return RawRecordStore(settings)
+
+
+def build_worker(settings: Settings, target: str, *, outbound: OutboundStatusSink | None = None) -> SyncOutWorker:
+    """A ready-to-run worker of `target` (nothing connects until run())."""
+    target_settings = settings.sync_out.targets[target]
+    client, transformer = binding_for(settings, target)
+    topics = sync_out_topics(settings, target)
+    engine = make_engine(settings)
+    processor = BatchProcessor(
+        target, target_settings, settings.sync_out,
+        group=topics.group, retry_topics=topics.retries, dlq_topic=topics.dlq,
+        client=client, transformer=transformer,
+        state=SyncStateStore(engine, target),
+        limiter=RateLimiter(engine, target, target_settings.rate_per_minute, target_settings.rate_burst_s),
+        producer=ReliableProducer(settings),
+        outbound=outbound,
+    )
+    return SyncOutWorker(settings, target, topics, codec_for(settings), processor)
+
+
+async def serve_sync_out(settings: Settings, target: str, *, web_port: int | None = None) -> None:
+    """Run a worker and its web server until SIGTERM/SIGINT; then finish, commit and exit."""
+    from syncflow.sinks.common_db.migrate import migrate
+
+    await asyncio.to_thread(migrate, settings)
+    worker = build_worker(settings, target, outbound=outbound_status_sink(settings))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    runner = web.AppRunner(worker.web_app, access_log=None, handle_signals=False)
+    await runner.setup()
+    port = settings.sync_out.web_port if web_port is None else web_port
+    await web.TCPSite(runner, "0.0.0.0", port).start()
+    try:
+        await worker.run()
+    finally:
+        await runner.cleanup()
+
+
+def run_sync_out(settings: Settings, target: str) -> None:
+    """Process entry point of `syncflow run sync-out --target T`."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve_sync_out(settings, target))

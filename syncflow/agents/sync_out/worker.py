@@ -1,0 +1,223 @@
+"""The sync-out worker of one target: a plain confluent-kafka consumer (group
+sync-out.<target>, manual commits) on the changes topics the target takes and its retry
+tiers, feeding a priority buffer that BatchProcessor drains.
+
+The loop is sequential on purpose: fetch → release due retry partitions → take a batch →
+process it (entities within a batch run concurrently) → commit the offsets below the oldest
+unfinished record. Nothing is in flight while the consumer is polled, so a rebalance never
+races a delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from syncflow.agents.sync_out.batch import BatchProcessor, Consumed
+from syncflow.agents.sync_out.events import ChangeEvent
+from syncflow.agents.sync_out.offsets import OffsetTracker, TopicPartitionKey
+from syncflow.agents.sync_out.priority import PriorityBuffer
+from syncflow.agents.sync_out.retry_gate import RetryGate, due_ms
+from syncflow.errors import SyncflowError
+from syncflow.streams.avro import AvroCodec
+from syncflow.streams.dead_letters import read_failure_headers
+from syncflow.streams.settings import Settings
+from syncflow.streams.topics import changes_topic, retry_topic, sync_out_group, target_dlq
+
+log = logging.getLogger(__name__)
+
+WORKER_KEY = web.AppKey("sync_out_worker", object)
+
+
+@dataclass(frozen=True)
+class SyncOutTopics:
+    changes: list[str]
+    retries: list[str]  # index 0 = tier 1
+    dlq: str
+    group: str
+
+
+def sync_out_topics(settings: Settings, target: str) -> SyncOutTopics:
+    """The topics and group of a target's worker, with settings.sync_out.topic_suffix."""
+    sfx = settings.sync_out.topic_suffix
+    entity_types = settings.sync_out.targets[target].entity_types
+    return SyncOutTopics(
+        changes=[changes_topic(e) + sfx for e in entity_types],
+        retries=[retry_topic(target, n) + sfx for n in range(1, len(settings.sync_out.retry_delays_s) + 1)],
+        dlq=target_dlq(target) + sfx,
+        group=sync_out_group(target) + sfx,
+    )
+
+
+def consumer_config(settings: Settings, group: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": settings.sync_out.session_timeout_ms,
+        "heartbeat.interval.ms": max(500, settings.sync_out.session_timeout_ms // 4),
+        "partition.assignment.strategy": "roundrobin",
+    }
+
+
+class SyncOutWorker:
+    def __init__(self, settings: Settings, target: str, topics: SyncOutTopics, codec: AvroCodec, processor: BatchProcessor):
+        self.settings, self.target, self.topics = settings, target, topics
+        self.codec, self.processor = codec, processor
+        cfg = settings.sync_out
+        self.buffer: PriorityBuffer[Consumed] = PriorityBuffer(aging_s=cfg.priority_aging_s)
+        self.offsets = OffsetTracker()
+        self.gate = RetryGate()
+        self.stats: Counter[str] = Counter()
+        self.assigned: set[TopicPartitionKey] = set()
+        self._retry_topics = set(topics.retries)
+        self._consumer = Consumer(consumer_config(settings, topics.group))
+        self._stop = asyncio.Event()
+        self._not_before = 0.0
+        self._paused_full = False
+        self.web_app = web.Application()
+        self.web_app[WORKER_KEY] = self
+        self.web_app.add_routes([web.get("/status", self._status)])
+
+    def stop(self) -> None:
+        """Finish the batch in flight, commit, and leave the group."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        self._consumer.subscribe(self.topics.changes + self.topics.retries, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        await self.processor.client.start()
+        await asyncio.to_thread(self.processor.limiter.ensure)
+        log.info("sync-out %s: group %s on %s", self.target, self.topics.group, ", ".join(self.topics.changes + self.topics.retries))
+        try:
+            while not self._stop.is_set():
+                await self._fetch()
+                self.gate.release_due(self._consumer, time.time())
+                self._flow_control()
+                await self._serve()
+                await asyncio.to_thread(self._commit)
+        finally:
+            try:
+                await asyncio.to_thread(self._commit)
+            finally:
+                await asyncio.to_thread(self._consumer.close)
+                await self.processor.client.close()
+                await asyncio.to_thread(self.processor.state.close)
+            log.info("sync-out %s stopped: %s", self.target, dict(self.stats))
+
+    # -- Kafka side ---------------------------------------------------------------------------
+    async def _fetch(self) -> None:
+        now = time.monotonic()
+        timeout = self.settings.sync_out.poll_timeout_s
+        if len(self.buffer) and now >= self._not_before:
+            timeout = 0.0
+        elif len(self.buffer):
+            timeout = min(timeout, self._not_before - now)
+        if (due := self.gate.next_due()) is not None:
+            timeout = max(0.0, min(timeout, due - time.time()))
+        messages = await asyncio.to_thread(self._consumer.consume, self.settings.sync_out.batch_size, timeout)
+        for msg in messages:
+            self._take_in(msg)
+
+    def _take_in(self, msg: Message) -> None:
+        if msg.error() is not None:
+            if msg.error().code() != KafkaError._PARTITION_EOF:
+                log.warning("sync-out %s: consumer error %s", self.target, msg.error())
+            return
+        tp = (msg.topic(), msg.partition())
+        if self.gate.is_held(tp):
+            return  # rewound: read again when due
+        headers = msg.headers() or []
+        failure = read_failure_headers(headers) if msg.topic() in self._retry_topics else {}
+        if failure and (due := due_ms(failure)) is not None and due > time.time() * 1000:
+            self.gate.hold(self._consumer, msg, due / 1000)
+            return
+        event: ChangeEvent | None = None
+        error: SyncflowError | None = None
+        try:
+            event = ChangeEvent.from_record(self.codec.decode(msg.value() or b"", topic=msg.topic()).record)
+        except SyncflowError as exc:
+            error = exc
+        except Exception as exc:  # a codec bug must not stop the line either
+            error = SyncflowError(f"{type(exc).__name__}: {exc}")
+        consumed = Consumed(
+            topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), timestamp_ms=msg.timestamp()[1],
+            key=msg.key(), value=msg.value(), headers=headers, event=event, error=error,
+            attempt=int(failure.get("attempt", 0)) + 1 if failure else 1, failure=failure,
+        )
+        self.offsets.add(tp, msg.offset())
+        entity = f"{event.entity_type}:{event.entity_id}" if event else f"!{msg.topic()}:{msg.partition()}:{msg.offset()}"
+        self.buffer.add(entity, event.version if event else 0, event.priority if event else 0, consumed, time.monotonic())
+        self.stats["consumed"] += 1
+
+    def _flow_control(self) -> None:
+        """Pause fetching while the buffer is full; the retry gate's pauses stay as they are."""
+        limit = self.settings.sync_out.buffer_max
+        if not self._paused_full and len(self.buffer) >= limit and self.assigned:
+            self._consumer.pause([TopicPartition(t, p) for t, p in self.assigned])
+            self._paused_full = True
+        elif self._paused_full and len(self.buffer) < limit // 2:
+            self._consumer.resume([TopicPartition(t, p) for t, p in self.assigned - self.gate.held()])
+            self._paused_full = False
+
+    def _commit(self) -> None:
+        offsets = self.offsets.committable()
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+            self.offsets.mark_committed(offsets)
+        except KafkaException as exc:  # e.g. during a rebalance: the records come again, idempotently
+            log.warning("sync-out %s: commit failed: %s", self.target, exc)
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned = {(p.topic, p.partition) for p in partitions}
+        self._paused_full = False
+        log.info("sync-out %s: assigned %d partitions", self.target, len(partitions))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Commit what is finished; buffered records of these partitions belong to the next owner."""
+        self._commit()
+        revoked = {(p.topic, p.partition) for p in partitions}
+        self.buffer.drop(lambda c: c.tp in revoked)
+        self.offsets.forget(revoked)
+        self.gate.forget(revoked)
+        self.assigned -= revoked
+
+    # -- serving the buffer -----------------------------------------------------------------------
+    async def _serve(self) -> None:
+        if not len(self.buffer) or time.monotonic() < self._not_before:
+            return
+        entries = self.buffer.take(self.settings.sync_out.batch_size, time.monotonic())
+        try:
+            result = await self.processor.process(entries)
+        except Exception:
+            log.exception("sync-out %s: batch of %d failed; it will be tried again", self.target, len(entries))
+            self.buffer.put_back(entries)
+            self._not_before = time.monotonic() + 1.0
+            self.stats["batch-errors"] += 1
+            return
+        for entry in result.done:
+            self.offsets.done(entry.item.tp, entry.item.offset)
+        self.buffer.put_back(result.put_back)
+        self.stats.update(result.counts)
+        self._not_before = result.not_before_s
+        if result.put_back and not result.done and not result.not_before_s:
+            self._not_before = time.monotonic() + 0.05  # entities busy in another worker
+
+    async def _status(self, _: web.Request) -> web.Response:
+        return web.json_response({
+            "target": self.target,
+            "group": self.topics.group,
+            "assigned_partitions": len(self.assigned),
+            "buffered": len(self.buffer),
+            "pending_offsets": self.offsets.pending_count(),
+            "held_retry_partitions": len(self.gate.held()),
+            "stats": dict(self.stats),
+        })

@@ -1,0 +1,199 @@
+"""What every emulated target system shares: the faults it can inject, its own rate limit,
+idempotency keys, the record of applied requests and the current state per entity.
+
+The HTTP formats differ per target (one.py, lessen360.py); the behaviour a sync-out worker
+must cope with is the same, so it lives here once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Faults:
+    """Injected misbehaviour. Rates are probabilities per service request (0..1)."""
+
+    latency_ms: float = 0.0
+    error_rate: float = 0.0  # answer 5xx
+    timeout_rate: float = 0.0  # hang for hang_s (longer than any sane client timeout)
+    reset_rate: float = 0.0  # drop the connection without an answer
+    hang_s: float = 30.0
+    fail_next: int = 0  # the next N service requests answer 503, deterministically
+    rate_limit_per_minute: float = 0.0  # the target's own limit (0 = none) → 429
+    retry_after_s: float = 1.0
+    force_429_s: float = 0.0  # answer 429 to everything for this many seconds from now
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Apply a POST /_emulator/faults body; unknown names are refused."""
+        known = {f.name: f.type for f in fields(self)}
+        for name, value in values.items():
+            if name not in known:
+                raise ValueError(f"unknown fault {name!r}")
+            setattr(self, name, int(value) if name == "fail_next" else float(value))
+
+
+@dataclass
+class Applied:
+    """One request that changed the target's state."""
+
+    entity_type: str
+    external_id: str
+    op: str  # upsert | delete
+    version: int | None
+    idempotency_key: str | None
+    time: float
+    payload: dict[str, Any] | None
+    target_ref: str
+
+
+class Rejection(Exception):
+    """A request the emulator answers with an error; `body` is already in the target's format."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
+        self.status, self.body, self.headers = status, body, headers or {}
+        super().__init__(f"{status} {body}")
+
+
+def version_from_key(key: str | None) -> int | None:
+    """syncflow's idempotency key is `entity_id:version`; a target only sees an opaque key,
+    the emulator reads the version back to check ordering."""
+    if not key or ":" not in key:
+        return None
+    tail = key.rsplit(":", 1)[1]
+    return int(tail) if tail.isdigit() else None
+
+
+@dataclass
+class EntityState:
+    version: int | None
+    target_ref: str
+    deleted: bool = False
+
+
+@dataclass
+class EmulatorState:
+    """The target's memory. One per emulator; reset by POST /_emulator/reset."""
+
+    name: str
+    ref_prefix: str
+    faults: Faults = field(default_factory=Faults)
+    received: list[Applied] = field(default_factory=list)
+    entities: dict[tuple[str, str], EntityState] = field(default_factory=dict)
+    answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    out_of_order: list[dict[str, Any]] = field(default_factory=list)
+    _tokens: float = 0.0
+    _tokens_at: float = 0.0
+    _forced_429_until: float = 0.0
+
+    def reset(self) -> None:
+        self.faults = Faults()
+        self.received.clear()
+        self.entities.clear()
+        self.answers.clear()
+        self.counters.clear()
+        self.out_of_order.clear()
+        self._forced_429_until = 0.0
+
+    def set_faults(self, values: dict[str, Any]) -> None:
+        self.faults.update(values)
+        if "force_429_s" in values:
+            self._forced_429_until = time.monotonic() + float(values["force_429_s"])
+        if "rate_limit_per_minute" in values:
+            self._tokens, self._tokens_at = self._capacity(), time.monotonic()
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def holds(self, entity_type: str, external_id: str) -> bool:
+        entity = self.entities.get((entity_type, external_id))
+        return entity is not None and not entity.deleted
+
+    # -- faults applied to every service request (per HTTP request, before any operation) --
+    async def guard(self, request: web.Request, cost: int = 1) -> None:
+        """Raise Rejection for 429/5xx, or misbehave (latency, hang, reset) as configured."""
+        self.count("requests")
+        f = self.faults
+        if time.monotonic() < self._forced_429_until or not self._take_tokens(cost):
+            self.count("rate_limited")
+            raise Rejection(429, {"message": "rate limit exceeded"}, {"Retry-After": f"{f.retry_after_s:g}"})
+        if f.latency_ms:
+            await asyncio.sleep(f.latency_ms / 1000)
+        if f.fail_next > 0:
+            f.fail_next -= 1
+            self.count("errors_5xx")
+            raise Rejection(503, {"message": "service unavailable (injected)"})
+        roll = random.random()
+        if roll < f.reset_rate:
+            self.count("resets")
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError()
+        roll -= f.reset_rate
+        if roll < f.timeout_rate:
+            self.count("timeouts")
+            await asyncio.sleep(f.hang_s)
+            raise Rejection(504, {"message": "gateway timeout (injected)"})
+        roll -= f.timeout_rate
+        if roll < f.error_rate:
+            self.count("errors_5xx")
+            raise Rejection(random.choice([500, 502, 503]), {"message": "internal error (injected)"})
+
+    def _capacity(self) -> float:
+        return max(1.0, self.faults.rate_limit_per_minute / 60.0)
+
+    def _take_tokens(self, cost: int) -> bool:
+        rpm = self.faults.rate_limit_per_minute
+        if rpm <= 0:
+            return True
+        now = time.monotonic()
+        self._tokens = min(self._capacity(), self._tokens + (now - self._tokens_at) * rpm / 60.0)
+        self._tokens_at = now
+        if self._tokens + 1e-9 < cost:
+            return False
+        self._tokens -= cost
+        return True
+
+    # -- one operation ----------------------------------------------------------------------
+    def replay(self, key: str | None) -> tuple[int, dict[str, Any]] | None:
+        """The stored answer for an idempotency key already applied (no second effect)."""
+        if key and key in self.answers:
+            self.count("replays")
+            return self.answers[key]
+        return None
+
+    def apply(self, entity_type: str, external_id: str, op: str, key: str | None, payload: dict[str, Any] | None) -> tuple[int, str]:
+        """Change the state; returns (HTTP status, the target's own id)."""
+        version = version_from_key(key)
+        current = self.entities.get((entity_type, external_id))
+        if current is not None and version is not None and current.version is not None and version < current.version:
+            self.out_of_order.append({"entity_type": entity_type, "external_id": external_id, "version": version, "after": current.version})
+        created = current is None or current.deleted
+        ref = current.target_ref if current is not None else f"{self.ref_prefix}-{uuid.uuid4().hex[:12]}"
+        self.entities[(entity_type, external_id)] = EntityState(version, ref, deleted=op == "delete")
+        self.received.append(Applied(entity_type, external_id, op, version, key, time.time(), payload, ref))
+        self.count("applied")
+        return (201 if created and op != "delete" else 200), ref
+
+    def remember(self, key: str | None, status: int, body: dict[str, Any]) -> None:
+        if key and 200 <= status < 300:
+            self.answers[key] = (status, body)
+
+    # -- inspection ---------------------------------------------------------------------------
+    def received_json(self) -> list[dict[str, Any]]:
+        return [asdict(a) for a in self.received]
+
+    def state_json(self) -> dict[str, Any]:
+        return {
+            "entities": {f"{t}/{i}": asdict(e) for (t, i), e in self.entities.items()},
+            "counters": dict(self.counters),
+            "out_of_order": list(self.out_of_order),
+            "faults": asdict(self.faults),
+        }

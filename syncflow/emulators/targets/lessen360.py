@@ -1,0 +1,133 @@
+"""The Lessen360 emulator: snake_case JSON, an `X-Api-Key` header, single-record endpoints
+and a batch endpoint that applies operations in order and answers for each one.
+
+    PUT    /v1/{resource}/{external_id}   upsert one record (Idempotency-Key header)
+    DELETE /v1/{resource}/{external_id}   delete one record
+    POST   /v1/batch   {"operations": [{"op": "upsert"|"delete", "resource", "external_id",
+                        "idempotency_key", "data"}]}
+           → 200 {"results": [{"index", "status": "ok"|"error", "http_status", "id" | "error"}]}
+
+Resources: locations, residents, work_orders, attachments. The whole batch counts against the
+rate limit once per operation. Errors: {"error": {"code", "message", "fields" | "missing"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from syncflow.emulators.targets.core import EmulatorState, Rejection
+
+REQUIRED: dict[str, list[str]] = {
+    "locations": ["property_code", "location_kind"],
+    "residents": ["first_name", "last_name"],
+    "work_orders": ["location_external_id", "trade", "state", "reported_at"],
+    "attachments": ["work_order_external_id", "file_name", "file_url"],
+}
+REFERENCES: dict[str, dict[str, str]] = {
+    "residents": {"location_external_id": "locations"},
+    "work_orders": {"location_external_id": "locations", "resident_external_id": "residents"},
+    "attachments": {"work_order_external_id": "work_orders"},
+}
+MAX_BATCH = 100
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> Rejection:
+    return Rejection(status, {"error": {"code": code, "message": message, **extra}})
+
+
+def _check(state: EmulatorState, resource: str, data: dict[str, Any]) -> None:
+    missing_fields = [f for f in REQUIRED[resource] if data.get(f) in (None, "")]
+    if missing_fields:
+        raise _error(400, "validation_failed", "required field(s) missing", fields={f: "is required" for f in missing_fields})
+    missing = [
+        {"resource": other, "external_id": data[f]}
+        for f, other in REFERENCES.get(resource, {}).items()
+        if data.get(f) and not state.holds(other, data[f])
+    ]
+    if missing:
+        raise _error(422, "reference_not_found", "a referenced record is unknown", missing=missing)
+
+
+def _operation(state: EmulatorState, op: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Apply one operation; returns (HTTP status it would have had alone, answer body)."""
+    key = op.get("idempotency_key")
+    if (answer := state.replay(key)) is not None:
+        return answer
+    try:
+        resource, external_id, kind = op.get("resource"), op.get("external_id"), op.get("op", "upsert")
+        if resource not in REQUIRED:
+            raise _error(404, "unknown_resource", f"unknown resource {resource!r}")
+        if not external_id:
+            raise _error(400, "validation_failed", "external_id is required", fields={"external_id": "is required"})
+        if kind == "delete":
+            if not state.holds(resource, external_id):
+                raise _error(404, "not_found", f"{resource}/{external_id} does not exist")
+            status, ref = state.apply(resource, external_id, "delete", key, None)
+        elif kind == "upsert":
+            data = op.get("data")
+            if not isinstance(data, dict):
+                raise _error(400, "validation_failed", "data must be an object", fields={"data": "must be an object"})
+            _check(state, resource, data)
+            status, ref = state.apply(resource, external_id, "upsert", key, data)
+        else:
+            raise _error(400, "validation_failed", f"unknown op {kind!r}", fields={"op": "upsert or delete"})
+    except Rejection as r:
+        return r.status, r.body
+    body = {"id": ref, "external_id": external_id, "resource": resource}
+    state.remember(key, status, body)
+    return status, body
+
+
+def routes(state: EmulatorState, api_key: str) -> list[web.RouteDef]:
+    def authorize(request: web.Request) -> None:
+        if request.headers.get("X-Api-Key") != api_key:
+            raise _error(401, "unauthorized", "missing or invalid X-Api-Key")
+
+    async def single(request: web.Request) -> web.Response:
+        try:
+            authorize(request)
+            await state.guard(request)
+            op: dict[str, Any] = {
+                "op": "delete" if request.method == "DELETE" else "upsert",
+                "resource": request.match_info["resource"],
+                "external_id": request.match_info["external_id"],
+                "idempotency_key": request.headers.get("Idempotency-Key"),
+            }
+            if request.method != "DELETE":
+                try:
+                    op["data"] = await request.json()
+                except ValueError:
+                    raise _error(400, "bad_json", "body is not JSON") from None
+            status, body = _operation(state, op)
+            return web.json_response(body, status=status)
+        except Rejection as r:
+            return web.json_response(r.body, status=r.status, headers=r.headers)
+
+    async def batch(request: web.Request) -> web.Response:
+        try:
+            authorize(request)
+            try:
+                body = await request.json()
+            except ValueError:
+                raise _error(400, "bad_json", "body is not JSON") from None
+            ops = body.get("operations") if isinstance(body, dict) else None
+            if not isinstance(ops, list) or not ops or len(ops) > MAX_BATCH:
+                raise _error(400, "validation_failed", f"operations must be a list of 1..{MAX_BATCH}")
+            await state.guard(request, cost=len(ops))
+            results = []
+            for index, op in enumerate(ops):
+                status, answer = _operation(state, op if isinstance(op, dict) else {})
+                if 200 <= status < 300:
+                    results.append({"index": index, "status": "ok", "http_status": status, **answer})
+                else:
+                    results.append({"index": index, "status": "error", "http_status": status, **answer})
+            return web.json_response({"results": results})
+        except Rejection as r:
+            return web.json_response(r.body, status=r.status, headers=r.headers)
+
+    return [
+        web.put("/v1/{resource}/{external_id}", single),
+        web.delete("/v1/{resource}/{external_id}", single),
+        web.post("/v1/batch", batch),
+    ]

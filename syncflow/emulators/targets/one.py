@@ -1,0 +1,106 @@
+"""The ONE emulator: a JSON REST API with bearer-token auth and camelCase bodies.
+
+    PUT    /api/v2/{collection}/{externalId}   create or replace (201 created / 200 updated)
+    DELETE /api/v2/{collection}/{externalId}   delete (200; 404 when unknown)
+
+Collections: locations, tenants, work-orders, documents. Every write carries an
+`Idempotency-Key` header. Errors: {"error": {"code", "message", "details" | "missing"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from syncflow.emulators.targets.core import EmulatorState, Rejection
+
+REQUIRED: dict[str, list[str]] = {
+    "locations": ["propertyCode", "kind"],
+    "tenants": ["firstName", "lastName"],
+    "work-orders": ["locationExternalId", "category", "status", "requestedAt"],
+    "documents": ["workOrderExternalId", "fileName", "url"],
+}
+# field holding another record's external id → the collection that must hold it
+REFERENCES: dict[str, dict[str, str]] = {
+    "tenants": {"unitExternalId": "locations"},
+    "work-orders": {"locationExternalId": "locations", "tenantExternalId": "tenants"},
+    "documents": {"workOrderExternalId": "work-orders"},
+}
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> Rejection:
+    return Rejection(status, {"error": {"code": code, "message": message, **extra}})
+
+
+def _check(state: EmulatorState, collection: str, body: dict[str, Any]) -> None:
+    missing_fields = [f for f in REQUIRED[collection] if body.get(f) in (None, "")]
+    if missing_fields:
+        raise _error(
+            422, "VALIDATION_FAILED", f"missing required field(s): {', '.join(missing_fields)}",
+            details=[{"field": f, "issue": "required"} for f in missing_fields],
+        )
+    missing = [
+        {"collection": other, "externalId": body[f]}
+        for f, other in REFERENCES.get(collection, {}).items()
+        if body.get(f) and not state.holds(other, body[f])
+    ]
+    if missing:
+        raise _error(409, "UNKNOWN_REFERENCE", "referenced record does not exist", missing=missing)
+
+
+def routes(state: EmulatorState, token: str) -> list[web.RouteDef]:
+    def authorize(request: web.Request) -> None:
+        if request.headers.get("Authorization") != f"Bearer {token}":
+            raise _error(401, "UNAUTHORIZED", "missing or invalid bearer token")
+
+    def collection_of(request: web.Request) -> str:
+        collection = request.match_info["collection"]
+        if collection not in REQUIRED:
+            raise _error(404, "NOT_FOUND", f"unknown collection {collection}")
+        return collection
+
+    async def put(request: web.Request) -> web.Response:
+        try:
+            authorize(request)
+            collection = collection_of(request)
+            await state.guard(request)
+            key = request.headers.get("Idempotency-Key")
+            if (answer := state.replay(key)) is not None:
+                return web.json_response(answer[1], status=answer[0])
+            try:
+                body = await request.json()
+            except ValueError:
+                raise _error(400, "BAD_JSON", "body is not JSON") from None
+            if not isinstance(body, dict):
+                raise _error(400, "BAD_JSON", "body must be an object")
+            _check(state, collection, body)
+            external_id = request.match_info["external_id"]
+            status, ref = state.apply(collection, external_id, "upsert", key, body)
+            answer_body = {"id": ref, "externalId": external_id, "collection": collection}
+            state.remember(key, status, answer_body)
+            return web.json_response(answer_body, status=status)
+        except Rejection as r:
+            return web.json_response(r.body, status=r.status, headers=r.headers)
+
+    async def delete(request: web.Request) -> web.Response:
+        try:
+            authorize(request)
+            collection = collection_of(request)
+            await state.guard(request)
+            key = request.headers.get("Idempotency-Key")
+            if (answer := state.replay(key)) is not None:
+                return web.json_response(answer[1], status=answer[0])
+            external_id = request.match_info["external_id"]
+            if not state.holds(collection, external_id):
+                raise _error(404, "NOT_FOUND", f"{collection}/{external_id} does not exist")
+            _, ref = state.apply(collection, external_id, "delete", key, None)
+            answer_body = {"id": ref, "externalId": external_id, "deleted": True}
+            state.remember(key, 200, answer_body)
+            return web.json_response(answer_body, status=200)
+        except Rejection as r:
+            return web.json_response(r.body, status=r.status, headers=r.headers)
+
+    return [
+        web.put("/api/v2/{collection}/{external_id}", put),
+        web.delete("/api/v2/{collection}/{external_id}", delete),
+    ]
