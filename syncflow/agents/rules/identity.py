@@ -9,6 +9,7 @@ lands on one canonical location; the other entities include the source system.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 
@@ -42,4 +43,13 @@ class IdentityRule:
             return None
         parts = iter(texts)
         name = "|".join([self.entity_type] + [source if p == SOURCE_PART else next(parts) for p in self.parts])
-        return self.prefix + str(uuid.uuid5(self.namespace, name))
+        return self.prefix + uuid5_text(self.namespace.bytes, name)
+
+
+def uuid5_text(namespace: bytes, name: str) -> str:
+    """str(uuid.uuid5(UUID(bytes=namespace), name)), without building UUID objects (hot path)."""
+    digest = bytearray(hashlib.sha1(namespace + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"

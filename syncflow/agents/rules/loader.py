@@ -170,7 +170,7 @@ def _extraction(name: str, field: str, spec: object, where: str, check_field) ->
     def get(record: dict) -> object:
         for getter in getters:
             value = getter(record)
-            if value is not None and value != "":
+            if value is not None and not (isinstance(value, str) and not value.strip()):
                 return value
         return default
 

@@ -72,7 +72,10 @@ def _no_args(name: str) -> Callable[[object], None]:
 def _simple(name: str, func: Callable[[object], object]) -> Callable[[object, BuildContext], Op]:
     def build(args: object, ctx: BuildContext) -> Op:
         _no_args(name)(args)
-        return lambda value, state: func(value)
+
+        def op(value: object, state: RecordState, func: Callable[[object], object] = func) -> object:
+            return func(value)
+        return op
     return build
 
 

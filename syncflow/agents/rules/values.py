@@ -25,6 +25,15 @@ class RuleFailure(Exception):
         self.reason = reason
 
 
+# strptime formats that fromisoformat reads identically for text of the given length (fast path)
+_ISO_EQUIVALENT = {"%Y-%m-%dT%H:%M:%S": 19, "%Y-%m-%d %H:%M:%S": 19, "%Y-%m-%d": 10}
+
+
+def _iso_shaped(text: str, fmt: str) -> bool:
+    return _ISO_EQUIVALENT.get(fmt) == len(text) and text[4] == "-" and text[7] == "-" and (
+        len(text) == 10 or (text[10] == fmt[8] and text[13] == ":" and text[16] == ":"))
+
+
 def parse_date(value: object, formats: tuple[str, ...]) -> date:
     """A date from a date, a datetime or text in one of `formats` ('iso' = YYYY-MM-DD)."""
     if isinstance(value, datetime):
@@ -35,7 +44,7 @@ def parse_date(value: object, formats: tuple[str, ...]) -> date:
         text = value.strip()
         for fmt in formats:
             try:
-                if fmt == ISO:
+                if fmt == ISO or _iso_shaped(text, fmt):
                     return date.fromisoformat(text)
                 return datetime.strptime(text, fmt).date()
             except ValueError:
@@ -62,7 +71,7 @@ def parse_timestamp(value: object, formats: tuple[str, ...]) -> datetime:
         text = value.strip()
         for fmt in formats:
             try:
-                if fmt == ISO:
+                if fmt == ISO or _iso_shaped(text, fmt):
                     return datetime.fromisoformat(text)
                 if fmt in (EPOCH_MS, EPOCH_S):
                     continue

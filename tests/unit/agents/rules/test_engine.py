@@ -212,12 +212,13 @@ def test_throughput(acme, engine):
 
     for name, eng, source, record in (("acme", acme, "acme", acme_request()),
                                       ("yardi", engine, "yardi", yardi_service_request())):
-        n = 5000
-        start = time.perf_counter()
-        for _ in range(n):
-            eng.transform(source, "service_request", record)
-        elapsed = time.perf_counter() - start
-        print(f"\n{name} service_request: {n / elapsed:,.0f} records/s on one core")
+        n, best = 2000, float("inf")
+        for _ in range(3):  # best of three: the machine is shared
+            start = time.perf_counter()
+            for _ in range(n):
+                eng.transform(source, "service_request", record)
+            best = min(best, time.perf_counter() - start)
+        print(f"\n{name} service_request: {n / best:,.0f} records/s on one core")
 
 
 def test_dates_pass_through_when_already_typed(acme):
