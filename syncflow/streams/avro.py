@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
+from decimal import Decimal
 from io import BytesIO
 from typing import Any, Protocol
 
@@ -75,10 +76,24 @@ def write_body(version: SchemaVersion, record: dict, out: BytesIO) -> None:
         validate(record, version.parsed, raise_errors=True)
     except AvroValidationError as exc:
         raise EncodeError(f"{version.name}: record does not fit the schema: {'; '.join(map(str, exc.errors))}") from exc
+    except Exception as exc:  # fastavro's logical-type checks (decimal scale/precision) name no field
+        where = ", ".join(f"{path}={value}" for path, value in decimal_values(record)) or "unknown field"
+        raise EncodeError(f"{version.name}: record does not fit the schema: {exc} (decimal values: {where})") from exc
     try:
         schemaless_writer(out, version.parsed, record)
     except Exception as exc:
         raise EncodeError(f"{version.name}: cannot encode record: {exc}") from exc
+
+
+def decimal_values(value: Any, path: str = "") -> list[tuple[str, Decimal]]:
+    """(dotted path, value) of every Decimal in a record, to say which one broke a decimal rule."""
+    if isinstance(value, Decimal):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in decimal_values(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in decimal_values(v, f"{path}[{i}]")]
+    return []
 
 
 def read_body(plan: ReadPlan, data: bytes, offset: int, what: str) -> DecodedRecord:

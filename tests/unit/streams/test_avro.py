@@ -272,6 +272,16 @@ def test_records_that_do_not_fit_are_encode_errors_naming_the_field(
         make_codec(repo_catalogue).encode(CHANGE_EVENT, change_event(**overrides), topic="t")
 
 
+@pytest.mark.parametrize("rent", [Decimal("1.234"), Decimal("12345678901234.56")])
+def test_decimals_that_break_scale_or_precision_are_encode_errors(
+    make_codec: CodecFactory, repo_catalogue: SchemaCatalogue, rent: Decimal
+) -> None:
+    record = location()
+    record["residential"]["market_rent"] = rent
+    with pytest.raises(EncodeError, match=r"residential\.market_rent="):
+        make_codec(repo_catalogue).encode(LOCATION, record)
+
+
 def test_missing_required_field_is_an_encode_error(make_codec: CodecFactory, repo_catalogue) -> None:
     event = change_event()
     del event["snapshot"]
