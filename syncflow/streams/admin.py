@@ -39,7 +39,8 @@ def create_topics(settings: Settings, specs: list[TopicSpec] | None = None, time
 def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -> None:
     if not names:
         return
-    for future in admin_client(settings).delete_topics(names, operation_timeout=timeout).values():
+    admin = admin_client(settings)  # kept alive until the futures resolve
+    for future in admin.delete_topics(names, operation_timeout=timeout).values():
         try:
             future.result(timeout)
         except KafkaException as exc:
