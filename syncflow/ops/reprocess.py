@@ -63,10 +63,10 @@ def find_failed(collection: Collection, flt: ReprocessFilter, limit: int | None 
     return iter(cursor)
 
 
-def to_outgoing(doc: dict[str, Any], encode: Encode, now: datetime) -> OutgoingRecord:
+def to_outgoing(doc: dict[str, Any], encode: Encode, now: datetime, topic_for: Callable[[str], str] = raw_topic) -> OutgoingRecord:
     """The raw.<source> record for one raw document (keys unescaped, native schema)."""
     source, entity_type, source_id = doc["sourceSystem"], doc["entityType"], doc["sourceId"]
-    topic = raw_topic(source)
+    topic = topic_for(source)
     value = encode(schema_name(source, entity_type), from_document(doc.get("rawData") or {}), topic)
     trace_id = (doc.get("metadata") or {}).get("traceId") or uuid.uuid4().hex
     headers = [
@@ -87,8 +87,10 @@ def reprocess(
     dry_run: bool = False,
     limit: int | None = None,
     batch: int = 200,
+    topic_for: Callable[[str], str] = raw_topic,
 ) -> ReprocessResult:
-    """Produce every matching failed document; mark the ones the broker took as pending."""
+    """Produce every matching failed document; mark the ones the broker took as pending.
+    `topic_for` maps a source to its topic (raw.<source>; tests give their own)."""
     result = ReprocessResult()
     now = datetime.now(timezone.utc)
     pending: list[tuple[dict[str, Any], OutgoingRecord]] = []
@@ -105,7 +107,7 @@ def reprocess(
 
     for doc in find_failed(collection, flt, limit):
         try:
-            pending.append((doc, to_outgoing(doc, encode, now)))
+            pending.append((doc, to_outgoing(doc, encode, now, topic_for)))
         except Exception as exc:  # noqa: BLE001 - one bad document is reported, the rest go on
             result.failed.append({**_ids(doc), "error": f"{type(exc).__name__}: {exc}"})
         if len(pending) >= batch:
