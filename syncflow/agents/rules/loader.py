@@ -126,8 +126,8 @@ def _pipeline(source: str, entity_type: str, section: dict, where: str, common: 
             for field, spec in _mapping(rules_section or {}, step_where).items():
                 rules.extend(_field_rules(f"{scope}.{entity_type}.{step}.{field}", step, field, spec,
                                           f"{step_where}.{field}", context))
-        if step in ("transform", "enrich"):
-            written.update(r.field for r in rules)
+        if step in ("transform", "enrich"):  # rules that can make a value from nothing
+            written.update(r.field for r in rules if r.takes_none)
         steps.append(tuple(rules))
 
     missing = [f.name for f in schema.fields if f.required and f.name not in ENGINE_FIELDS
