@@ -158,6 +158,10 @@ class RawRecordStore:
         self.collection: Collection = self._client[settings.mongo_database][COLLECTION]
         self.ttl_supported: bool | None = None
 
+    @property
+    def client(self) -> MongoClient:
+        return self._client
+
     def close(self) -> None:
         if self._owns_client:
             self._client.close()

@@ -354,3 +354,33 @@ def _version_from_row(row: Any) -> NewVersion:
         data_hash=row["data_hash"],
         created_date=row["created_date"],
     )
+
+
+def lock_unpublished_for_sweep(session: Session, *, limit: int = 1000) -> list[NewVersion]:
+    """Unpublished versions nobody else is publishing, per entity only an unbroken run
+    from its oldest unpublished version (a version whose predecessor is locked elsewhere
+    waits, so a sweep never overtakes a worker that is publishing)."""
+    locked = lock_unpublished(session, None, limit=limit, skip_locked=True)
+    if not locked:
+        return []
+    c = _versions.c
+    keys = sorted({(v.entity_type, v.entity_id) for v in locked})
+    oldest = dict(
+        ((t, e), n)
+        for t, e, n in session.execute(
+            select(c.entity_type, c.entity_id, func.min(c.version_number))
+            .where(c.published_at.is_(None), tuple_(c.entity_type, c.entity_id).in_(keys))
+            .group_by(c.entity_type, c.entity_id)
+        ).all()
+    )
+    out: list[NewVersion] = []
+    expected: dict[EntityKey, int] = {}
+    for v in locked:
+        key = (v.entity_type, v.entity_id)
+        want = expected.get(key, oldest.get(key))
+        if v.version_number == want:
+            out.append(v)
+            expected[key] = want + 1
+        else:
+            expected[key] = -1  # a gap: leave the rest of this entity for later
+    return out

@@ -1,0 +1,82 @@
+"""The sync-in agent: a thin entry point over every raw.<source> topic. It takes batches of
+raw bytes, hands them to the SyncInHandler and acks them only once the handler has stored,
+versioned, published and routed every record of the batch.
+
+Acks are manual (`noack_take`): faust acks a message even when the agent body raises, and a
+worker stopping mid-batch would otherwise ack what it never finished."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from syncflow.agents.outbox import OutboxRelay
+from syncflow.agents.sync_in_handler import SyncInHandler
+from syncflow.agents.sync_in_steps import RawMessage, SyncInTopics
+from syncflow.streams.health import HealthCheck
+from syncflow.streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def raw_message(event: EventT) -> RawMessage:
+    """What the handler needs of one faust event (bytes untouched)."""
+    msg = event.message
+    headers: Any = msg.headers or []
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    timestamp = msg.timestamp or 0.0
+    return RawMessage(
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        timestamp_ms=int(timestamp * 1000),
+        key=msg.key,
+        value=msg.value,
+        headers=[(k, v) for k, v in headers if v is not None],
+    )
+
+
+def register_sync_in_agent(
+    app: faust.App,
+    settings: Settings,
+    topics: SyncInTopics,
+    handler: SyncInHandler,
+    sweeper: OutboxRelay,
+    health: HealthCheck | None = None,
+) -> None:
+    """The agent over the raw topics, the outbox sweeper and the liveness heartbeat."""
+    channel = app.topic(*topics.raw, key_serializer="raw", value_serializer="raw")
+    batch_size, within = settings.sync_in.batch_size, settings.sync_in.batch_timeout_s
+
+    # concurrency 1: faust #606 commits past in-flight messages with more; scale by workers.
+    @app.agent(channel, name="sync-in", concurrency=1)
+    async def sync_in(stream: faust.StreamT) -> None:
+        async for events in stream.noack_take(batch_size, within=within):
+            messages = [raw_message(e) for e in events]
+            await handler.handle_until_done(messages)
+            for event in events:
+                await stream.ack(event)
+            if health is not None:
+                health.progress()
+
+    @app.task
+    async def sweep_on_start() -> None:
+        await _sweep(sweeper)
+
+    @app.timer(interval=settings.sync_in.outbox_sweep_interval_s)
+    async def sweep_outbox() -> None:
+        await _sweep(sweeper)
+        if health is not None:
+            health.heartbeat()
+
+
+async def _sweep(sweeper: OutboxRelay) -> None:
+    try:
+        await asyncio.to_thread(sweeper.sweep)
+    except Exception as exc:  # noqa: BLE001 - the next sweep tries again; nothing is marked published
+        log.warning("outbox sweep failed, will retry: %s: %s", type(exc).__name__, exc)

@@ -1,0 +1,284 @@
+"""One sync-in batch from consumed bytes to committed, published versions.
+
+`SyncInHandler.process` runs one attempt of the steps (synchronous I/O, meant for a worker
+thread) and remembers in `BatchProgress` which steps are done, so a retry after an outage
+repeats only what is left. `handle_until_done` retries the batch with backoff until every
+step succeeded: the caller acks the batch only then, so an outage delays records and never
+skips them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DataError, IntegrityError
+
+from syncflow.agents.outbox import OutboxRelay
+from syncflow.agents.sync_in_steps import (
+    Accepted,
+    PreparedBatch,
+    RawMessage,
+    Rejected,
+    SyncInTopics,
+    prepare_batch,
+)
+from syncflow.errors import BadInputError, RecordCrashError, ValidationError
+from syncflow.sinks.common_db.engine import unit_of_work
+from syncflow.sinks.common_db.repository import NewVersion, upsert_versions
+from syncflow.sinks.raw_store import Completed, Failed, RawRecordStore
+from syncflow.streams.avro import AvroCodec, DecodedRecord
+from syncflow.streams.dead_letters import FailureContext, carry_headers, failure_headers
+from syncflow.streams.metrics import SyncflowMetrics
+from syncflow.streams.producer import OutgoingRecord, ReliableProducer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchProgress:
+    """What one batch has done so far; survives retries of the same batch."""
+
+    messages: Sequence[RawMessage]
+    prepared: PreparedBatch | None = None
+    raw_written: bool = False
+    rejected_routed: int = 0  # how many of prepared.rejected are in the DLQ already
+    new_versions: list[NewVersion] | None = None
+    published: bool = False
+    completed: bool = False
+    attempts: int = 0
+    first_failure_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    records: int
+    versions: int
+    unchanged: int
+    rejected: int
+
+
+@dataclass
+class PipelineState:
+    """What readiness reports: is the current batch stuck on a store or on Kafka."""
+
+    failing_since: float | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    batches: int = 0
+    last_batch_at: float | None = None
+
+    def ok(self) -> tuple[bool, str]:
+        if self.failing_since is None:
+            return True, f"{self.batches} batch(es) done"
+        age = time.monotonic() - self.failing_since
+        return False, f"batch retried {self.consecutive_failures}x for {age:.0f}s: {self.last_error}"
+
+
+@dataclass
+class SyncInHandler:
+    topics: SyncInTopics
+    group_id: str
+    raw_store: RawRecordStore
+    engine: Engine
+    producer: ReliableProducer
+    relay: OutboxRelay
+    codec: AvroCodec
+    transform: Callable[[str, str, dict[str, Any]], Any]
+    content_hash: Callable[[dict[str, Any]], str]
+    metrics: SyncflowMetrics | None = None
+    retry_backoff_max_s: float = 30.0
+    state: PipelineState = field(default_factory=PipelineState)
+
+    # -- one attempt ---------------------------------------------------------------------
+    def process(self, progress: BatchProgress) -> BatchResult:
+        started = time.perf_counter()
+        progress.attempts += 1
+        if progress.prepared is None:
+            progress.prepared = prepare_batch(
+                progress.messages, self.topics, self._decode, self._transform, self.content_hash
+            )
+        prepared = progress.prepared
+        if not progress.raw_written:
+            self._write_raw(prepared)
+            progress.raw_written = True
+        self._route_rejected(progress)
+        if progress.new_versions is None:
+            progress.new_versions = self._apply_versions(progress)
+            self._route_rejected(progress)  # records the database refused
+        if not progress.published:
+            self.relay.publish_entities((v.entity_type, v.entity_id) for v in progress.new_versions)
+            progress.published = True
+        if not progress.completed:
+            self._mark_completed(prepared, progress.new_versions)
+            progress.completed = True
+        result = BatchResult(
+            records=len(progress.messages),
+            versions=len(progress.new_versions),
+            unchanged=len(prepared.accepted) - len({v.item_index for v in progress.new_versions}),
+            rejected=len(prepared.rejected),
+        )
+        self._observe(progress, result, time.perf_counter() - started)
+        return result
+
+    async def handle_until_done(self, messages: Sequence[RawMessage]) -> BatchResult:
+        """Run the batch in a worker thread, retrying with backoff until it succeeds."""
+        progress = BatchProgress(messages)
+        delay = 0.2
+        while True:
+            try:
+                result = await asyncio.to_thread(self.process, progress)
+            except Exception as exc:  # noqa: BLE001 - anything left is an outage: retry, never skip
+                if progress.first_failure_ms is None:
+                    progress.first_failure_ms = int(time.time() * 1000)
+                st = self.state
+                st.failing_since = st.failing_since or time.monotonic()
+                st.consecutive_failures += 1
+                st.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning(
+                    "sync-in batch of %d record(s) failed (attempt %d), retrying in %.1fs: %s",
+                    len(messages), progress.attempts, delay, st.last_error,
+                    exc_info=st.consecutive_failures == 1,
+                )
+                if self.metrics is not None:
+                    self.metrics.retries.labels("sync-in", "batch").inc()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_backoff_max_s)
+                continue
+            self.state.failing_since, self.state.last_error, self.state.consecutive_failures = None, None, 0
+            self.state.batches += 1
+            self.state.last_batch_at = time.monotonic()
+            return result
+
+    # -- steps ---------------------------------------------------------------------------
+    def _decode(self, data: bytes, topic: str) -> DecodedRecord:
+        try:
+            return self.codec.decode(data, topic=topic)
+        except BadInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a codec crash on odd bytes is still bad input
+            raise RecordCrashError(f"decoding failed: {type(exc).__name__}: {exc}") from exc
+
+    def _transform(self, source: str, entity_type: str, record: dict[str, Any]) -> Any:
+        try:
+            return self.transform(source, entity_type, record)
+        except BadInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a rule that crashes on one record must not stop the line
+            raise _crash_as_validation(source, entity_type, exc) from exc
+
+    def _write_raw(self, prepared: PreparedBatch) -> None:
+        result = self.raw_store.upsert_raw_many(prepared.raw_docs)
+        if not result.rejected:
+            return
+        refused = {prepared.raw_doc_index[i]: err for i, err in result.rejected.items()}
+        prepared.accepted = [a for a in prepared.accepted if a.index not in refused]
+        prepared.rejected = [r for r in prepared.rejected if r.index not in refused]
+        prepared.rejected += [Rejected(index, err) for index, err in sorted(refused.items())]
+
+    def _route_rejected(self, progress: BatchProgress) -> None:
+        """DLQ records (acknowledged by Kafka) and failed raw docs for rejections not yet routed."""
+        assert progress.prepared is not None
+        todo = progress.prepared.rejected[progress.rejected_routed:]
+        if not todo:
+            return
+        self.raw_store.mark_failed_many(
+            [
+                Failed(r.raw_key, f"{type(r.error).__name__}: {r.error}", _field_errors(r.error), progress.attempts - 1)
+                for r in todo
+                if r.raw_key is not None
+            ]
+        )
+        self.producer.send_all([self._dead_letter(progress, r) for r in todo])
+        progress.rejected_routed += len(todo)
+        if self.metrics is not None:
+            for r in todo:
+                source, entity_type = self._labels(progress.messages[r.index], r)
+                self.metrics.sync_in_failures.labels(source, entity_type, r.error.category).inc()
+                self.metrics.dlq_records.labels(self.topics.dlq, r.error.category).inc()
+
+    def _dead_letter(self, progress: BatchProgress, rejected: Rejected) -> OutgoingRecord:
+        msg = progress.messages[rejected.index]
+        error = rejected.error
+        ctx = FailureContext(
+            original_topic=msg.topic,
+            original_partition=msg.partition,
+            original_offset=msg.offset,
+            original_timestamp_ms=msg.timestamp_ms,
+            consumer_group=self.group_id,
+            error=error,
+            attempt=1,
+            first_failure_ms=progress.first_failure_ms,
+            rule=error.rule if isinstance(error, ValidationError) else None,
+        )
+        return OutgoingRecord(self.topics.dlq, msg.key, msg.value, carry_headers(msg.headers) + failure_headers(ctx))
+
+    def _apply_versions(self, progress: BatchProgress) -> list[NewVersion]:
+        """All accepted records in one transaction; when the database refuses the batch for
+        its data (not for an outage), each record alone, so one bad record goes to the DLQ
+        and the rest are kept."""
+        assert progress.prepared is not None
+        accepted = progress.prepared.accepted
+        try:
+            with unit_of_work(self.engine) as session:
+                return upsert_versions(session, [a.entity for a in accepted])
+        except (DataError, IntegrityError, TypeError, ValueError) as exc:
+            log.warning("database refused a batch (%s); applying its %d record(s) one by one", exc, len(accepted))
+        created: list[NewVersion] = []
+        kept: list[Accepted] = []
+        for item in accepted:
+            try:
+                with unit_of_work(self.engine) as session:
+                    made = upsert_versions(session, [item.entity])
+            except (DataError, IntegrityError, TypeError, ValueError) as exc:
+                error = RecordCrashError(f"the common database refused the record: {type(exc).__name__}: {exc}"[:2000])
+                progress.prepared.rejected.append(Rejected(item.index, error, item.raw_key))
+                continue
+            position = len(kept)
+            kept.append(item)
+            created += [_reindexed(v, position) for v in made]
+        progress.prepared.accepted = kept
+        return created
+
+    def _mark_completed(self, prepared: PreparedBatch, versions: list[NewVersion]) -> None:
+        made = {v.item_index: v.version_number for v in versions}
+        self.raw_store.mark_completed_many(
+            [Completed(a.raw_key, a.entity.entity, made.get(pos)) for pos, a in enumerate(prepared.accepted)]
+        )
+
+    def _labels(self, msg: RawMessage, rejected: Rejected | None = None) -> tuple[str, str]:
+        if rejected is not None and rejected.raw_key is not None:
+            return rejected.raw_key.source_system, rejected.raw_key.entity_type
+        source = self.topics.raw.get(msg.topic, "unknown")
+        entity_type = (msg.key or b"unknown").split(b":", 1)[0].decode(errors="replace")[:50]
+        return source, entity_type
+
+    def _observe(self, progress: BatchProgress, result: BatchResult, seconds: float) -> None:
+        if self.metrics is None or progress.prepared is None:
+            return
+        m = self.metrics
+        counts = Counter(self._labels(msg) for msg in progress.messages)
+        for (source, entity_type), n in counts.items():
+            m.sync_in_requests.labels(source, entity_type).inc(n)
+            m.sync_in_processing_seconds.labels(source, entity_type).observe(seconds / max(result.records, 1))
+        for a in progress.prepared.accepted:
+            m.sync_in_success.labels(a.raw_key.source_system, a.raw_key.entity_type).inc()
+        for topic, n in Counter(msg.topic for msg in progress.messages).items():
+            m.record_processed(self.group_id, topic, n)
+
+
+def _field_errors(error: BadInputError) -> list[Any]:
+    return list(error.errors) if isinstance(error, ValidationError) else []
+
+
+def _crash_as_validation(source: str, entity_type: str, exc: Exception) -> RecordCrashError:
+    return RecordCrashError(f"rules for {source}.{entity_type} crashed: {type(exc).__name__}: {exc}"[:2000])
+
+
+def _reindexed(version: NewVersion, item_index: int) -> NewVersion:
+    return replace(version, item_index=item_index)

@@ -1,0 +1,166 @@
+"""The Faust app of sync-in, and the one place its parts are wired together: codec, rules,
+raw store, common database, producers, metrics and health. Nothing here runs at import."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import Engine
+
+from syncflow.agents.hashing import content_hash
+from syncflow.agents.outbox import OutboxRelay
+from syncflow.agents.rules import RulesEngine
+from syncflow.agents.sync_in import register_sync_in_agent
+from syncflow.agents.sync_in_handler import SyncInHandler
+from syncflow.agents.sync_in_steps import SyncInTopics
+from syncflow.sinks.common_db.engine import make_engine
+from syncflow.sinks.common_db.migrate import migrate
+from syncflow.sinks.raw_store import RawRecordStore
+from syncflow.streams.avro import codec_for
+from syncflow.streams.health import HealthCheck, kafka_reachable, mongo_reachable, partitions_assigned, postgres_reachable
+from syncflow.streams.metrics import create_metrics
+from syncflow.streams.producer import ReliableProducer
+from syncflow.streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncInRuntime:
+    """Everything a sync-in worker holds open."""
+
+    settings: Settings
+    topics: SyncInTopics
+    handler: SyncInHandler
+    sweeper: OutboxRelay
+    raw_store: RawRecordStore
+    engine: Engine
+    producers: list[ReliableProducer]
+    health: HealthCheck
+    registry: CollectorRegistry
+
+    def close(self) -> None:
+        for producer in self.producers:
+            producer.close(10.0)
+        self.raw_store.close()
+        self.engine.dispose()
+
+
+def build_sync_in(settings: Settings, topics: SyncInTopics | None = None) -> SyncInRuntime:
+    """Create the clients and the handler (connections open lazily, on first use)."""
+    topics = topics or SyncInTopics.from_settings(settings)
+    codec = codec_for(settings)
+    rules = RulesEngine.from_file(settings.sync_in.rules_file)
+    raw_store = RawRecordStore(settings)
+    engine = make_engine(settings)
+    batch_producer, sweep_producer = ReliableProducer(settings), ReliableProducer(settings)
+    registry = CollectorRegistry()
+    metrics = create_metrics(registry)
+    metrics.db_pools.watch("common_db", lambda: int(engine.pool.checkedout()))  # type: ignore[attr-defined]
+    handler = SyncInHandler(
+        topics=topics,
+        group_id=settings.sync_in.group_id,
+        raw_store=raw_store,
+        engine=engine,
+        producer=batch_producer,
+        relay=OutboxRelay(engine, batch_producer, codec, topics.changes),
+        codec=codec,
+        transform=rules.transform,
+        content_hash=content_hash,
+        metrics=metrics,
+        retry_backoff_max_s=settings.sync_in.retry_backoff_max_s,
+    )
+    return SyncInRuntime(
+        settings=settings,
+        topics=topics,
+        handler=handler,
+        sweeper=OutboxRelay(engine, sweep_producer, codec, topics.changes),
+        raw_store=raw_store,
+        engine=engine,
+        producers=[batch_producer, sweep_producer],
+        health=HealthCheck(settings.ops),
+        registry=registry,
+    )
+
+
+def _brokers(settings: Settings) -> list[str]:
+    return [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",") if server.strip()]
+
+
+def make_app(settings: Settings, runtime: SyncInRuntime | None = None, *, datadir: Path | None = None) -> faust.App:
+    """The sync-in Faust app: app id and consumer group `settings.sync_in.group_id`, one
+    agent over every raw topic, the web server on `settings.sync_in.web_port`."""
+    runtime = runtime or build_sync_in(settings)
+    group = settings.sync_in.group_id
+    app = faust.App(
+        group,
+        broker=_brokers(settings),
+        datadir=str(datadir or Path(tempfile.gettempdir()) / "syncflow-faust" / group),
+        store="memory://",
+        autodiscover=False,
+        consumer_auto_offset_reset="earliest",
+        topic_allow_declare=False,  # the catalogue creates topics (`syncflow topics create`)
+        topic_disable_leader=True,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4096, 2 * settings.sync_in.batch_size),
+        web_enabled=True,
+        web_port=settings.sync_in.web_port,
+        web_bind="0.0.0.0",
+        web_host="127.0.0.1",
+    )
+    register_sync_in_agent(app, settings, runtime.topics, runtime.handler, runtime.sweeper, runtime.health)
+    _add_ops_pages(app, runtime)
+
+    app.runtime = runtime  # type: ignore[attr-defined]
+    return app
+
+
+def _add_ops_pages(app: faust.App, runtime: SyncInRuntime) -> None:
+    health = runtime.health
+    health.add("kafka", kafka_reachable(runtime.settings))
+    health.add("postgres", postgres_reachable(runtime.engine))
+    health.add("mongo", mongo_reachable(runtime.raw_store.client))
+    health.add("partitions", partitions_assigned(lambda: len(app.consumer.assignment())))
+
+    async def pipeline() -> tuple[bool, str]:
+        return runtime.handler.state.ok()
+
+    health.add("pipeline", pipeline)
+
+    @app.page("/health")
+    async def liveness(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        report = await health.liveness()
+        return web.json(report.to_dict(), status=200 if report.ok else 503)
+
+    @app.page("/ready")
+    async def readiness(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        report = await health.readiness()
+        return web.json(report.to_dict(), status=200 if report.ok else 503)
+
+    @app.page("/metrics")
+    async def metrics(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return web.bytes(generate_latest(runtime.registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def prepare_stores(settings: Settings, runtime: SyncInRuntime) -> None:
+    """Migrations and raw-store indexes, before the worker consumes anything."""
+    migrate(settings)
+    runtime.raw_store.ensure_indexes()
+
+
+def run_sync_in(settings: Settings, topics: SyncInTopics | None = None, *, loglevel: str | None = None) -> None:
+    """Run a sync-in worker until it is stopped. A batch not finished when it stops is not
+    acked, so whoever takes the partition next does it again (every step is idempotent)."""
+    runtime = build_sync_in(settings, topics)
+    prepare_stores(settings, runtime)
+    app = make_app(settings, runtime)
+    worker = faust.Worker(app, loglevel=loglevel or settings.log_level.lower(), redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        runtime.close()
