@@ -1,0 +1,145 @@
+"""Sync-out delivery paths on the real stack: success, retries, DLQ, dependencies, stale and
+echo skips. Each test runs a real worker (Kafka, PostgreSQL) against a real target emulator."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+
+from syncflow.agents.sync_out import sync_out_topics
+from syncflow.emulators.targets import emulator_state
+from syncflow.sinks.common_db.engine import make_engine
+from syncflow.sinks.common_db.models import TargetSyncState
+from syncflow.streams.dead_letters import read_failure_headers
+from syncflow.streams.settings import Settings
+
+from .conftest import delivered_versions, location, pointing_at, read_topic, service_request, wait_for
+
+
+def sync_rows(settings: Settings, target: str) -> dict[str, TargetSyncState]:
+    engine = make_engine(settings, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(TargetSyncState).where(TargetSyncState.target == target)).all()
+        return {r.entity_id: r for r in rows}
+    finally:
+        engine.dispose()
+
+
+async def test_every_version_delivered_once_in_order(so_settings, one_emulator, events, start_worker) -> None:
+    s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)
+    events.send([events.record("location", f"loc-{i}", v, location(i, name=f"v{v}")) for v in (1, 2, 3) for i in range(20)])
+    w = await start_worker(s, "one")
+    state = emulator_state(one_emulator)
+    await wait_for(lambda: len(state.received) >= 60, what="60 deliveries")
+    await asyncio.sleep(0.5)
+    await w.stop()
+    versions = delivered_versions(state)
+    assert versions == {f"loc-{i}": [1, 2, 3] for i in range(20)}
+    assert state.out_of_order == []
+    rows = sync_rows(s, "one")
+    assert {k: (r.synced_version, r.status) for k, r in rows.items()} == {f"loc-{i}": (3, "synced") for i in range(20)}
+    assert all(r.target_ref and r.target_ref.startswith("ONE-") for r in rows.values())
+    assert w.worker.offsets.pending_count() == 0 and w.worker.offsets.committable() == {}
+
+
+async def test_transient_failures_retry_then_deliver(so_settings, one_emulator, events, start_worker) -> None:
+    s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)
+    state = emulator_state(one_emulator)
+    state.set_faults({"fail_next": 2})
+    events.send([events.record("location", "loc-a", 1, location("a"))])
+    w = await start_worker(s, "one")
+    await wait_for(lambda: len(state.received) == 1, what="delivery after two 503s")
+    await w.stop()
+    assert state.counters["errors_5xx"] == 2
+    assert w.worker.stats["retried"] == 2 and w.worker.stats["delivered"] == 1
+    assert sync_rows(s, "one")["loc-a"].synced_version == 1
+
+
+async def test_permanent_error_goes_to_dlq_with_headers_and_the_rest_flows(so_settings, one_emulator, events, start_worker) -> None:
+    s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)
+    state = emulator_state(one_emulator)
+    bad = {k: v for k, v in location("bad").items() if k != "property_code"}
+    events.send([events.record("location", "loc-bad", 1, bad), events.record("location", "loc-good", 1, location("good"))])
+    w = await start_worker(s, "one")
+    await wait_for(lambda: w.worker.stats["dead-lettered"] == 1 and len(state.received) == 1, what="DLQ + delivery")
+    await w.stop()
+    dlq = read_topic(s, sync_out_topics(s, "one").dlq, 1)
+    assert len(dlq) == 1 and dlq[0].key() == b"loc-bad"
+    h = read_failure_headers(dlq[0].headers())
+    assert h["error.category"] == "permanent" and h["http.status"] == "422" and h["attempt"] == "1"
+    assert h["original.topic"].startswith("changes.location") and h["target"] == "one"
+    assert "propertyCode" in h["exception.message"] and h["exception.class"].endswith("PermanentTargetError")
+    rows = sync_rows(s, "one")
+    assert (rows["loc-bad"].status, rows["loc-bad"].synced_version) == ("failed", 0)
+    assert rows["loc-good"].status == "synced"
+
+
+async def test_retries_exhausted_go_to_dlq(so_settings, one_emulator, events, start_worker) -> None:
+    s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)
+    state = emulator_state(one_emulator)
+    state.set_faults({"error_rate": 1.0})
+    events.send([events.record("location", "loc-x", 1, location("x"))])
+    w = await start_worker(s, "one")
+    await wait_for(lambda: w.worker.stats["dead-lettered"] == 1, what="DLQ after the last tier")
+    await w.stop()
+    assert state.counters["errors_5xx"] == 4  # first try + three tiers
+    dlq = read_topic(s, sync_out_topics(s, "one").dlq, 1)
+    h = read_failure_headers(dlq[0].headers())
+    assert h["attempt"] == "4" and h["error.category"] == "transient"
+    assert h["original.topic"].startswith("changes.location") and int(h["first.failure"]) <= int(h["failed.at"])
+    assert sync_rows(s, "one")["loc-x"].status == "failed"
+
+
+async def test_service_request_waits_for_its_location(so_settings, lessen_emulator, events, start_worker) -> None:
+    s = pointing_at(so_settings, "lessen360", lessen_emulator, rate_per_minute=600_000)
+    state = emulator_state(lessen_emulator)
+    events.send([events.record("service_request", "sr-1", 1, service_request("loc-1"), references={"location": "loc-1"})])
+    w = await start_worker(s, "lessen360")
+    await wait_for(lambda: w.worker.stats["retried"] >= 2, what="dependency waits")
+    assert state.received == []
+    events.send([events.record("location", "loc-1", 1, location(1))])
+    await wait_for(lambda: len(state.received) == 2, what="location then service request")
+    await w.stop()
+    assert [(a.entity_type, a.external_id) for a in state.received] == [("locations", "loc-1"), ("work_orders", "sr-1")]
+    assert sync_rows(s, "lessen360")["sr-1"].synced_version == 1
+
+
+async def test_stale_versions_are_skipped(so_settings, one_emulator, events, start_worker) -> None:
+    s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)
+    state = emulator_state(one_emulator)
+    events.send([events.record("location", "loc-s", 2, location("s"))])
+    w = await start_worker(s, "one")
+    await wait_for(lambda: len(state.received) == 1, what="v2")
+    events.send([events.record("location", "loc-s", 1, location("s")), events.record("location", "loc-t", 1, location("t"))])
+    await wait_for(lambda: len(state.received) == 2, what="loc-t")
+    await asyncio.sleep(0.5)
+    await w.stop()
+    assert delivered_versions(state) == {"loc-s": [2], "loc-t": [1]}
+    assert w.worker.stats["stale"] == 1
+
+
+async def test_echo_is_not_sent_back_but_counts_as_held(so_settings, lessen_emulator, events, start_worker) -> None:
+    s = pointing_at(so_settings, "lessen360", lessen_emulator, rate_per_minute=600_000)
+    state = emulator_state(lessen_emulator)
+    events.send([
+        events.record("location", "loc-e", 1, location("e"), origin="lessen360"),
+        events.record("location", "loc-y", 1, location("y"), origin="yardi"),
+    ])
+    w = await start_worker(s, "lessen360")
+    await wait_for(lambda: w.worker.stats["echo"] == 1 and len(state.received) == 1, what="echo skip + delivery")
+    await w.stop()
+    assert [a.external_id for a in state.received] == ["loc-y"]
+    row = sync_rows(s, "lessen360")["loc-e"]
+    assert (row.status, row.synced_version, row.target_ref) == ("synced", 1, "src-loc-e")
+
+
+async def test_echo_suppression_can_be_turned_off(so_settings, lessen_emulator, events, start_worker) -> None:
+    s = pointing_at(so_settings, "lessen360", lessen_emulator, rate_per_minute=600_000, echo_suppression=False)
+    state = emulator_state(lessen_emulator)
+    events.send([events.record("location", "loc-e", 1, location("e"), origin="lessen360")])
+    w = await start_worker(s, "lessen360")
+    await wait_for(lambda: len(state.received) == 1, what="delivery of an echo")
+    await w.stop()
+    assert w.worker.stats["echo"] == 0
