@@ -1,0 +1,193 @@
+"""The push ingest API over real HTTP and the real broker: every answer, and 202 only for
+records the broker holds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from syncflow.connectors.ingest import make_ingest_app
+from syncflow.connectors.schemas import load_schema, with_defaults
+from syncflow.connectors.xml_records import record_to_element
+from syncflow.emulators.sources import generate_world
+from syncflow.emulators.sources.render import render
+from syncflow.streams.settings import Settings
+
+from .conftest import latest_by_key, read_topic
+
+pytestmark = pytest.mark.integration
+
+WORLD = generate_world(seed=5, volume=16)
+
+
+def records_of(source: str, entity_type: str, n: int = 3) -> list[dict[str, Any]]:
+    return [render(e) for e in WORLD.of(source, entity_type)[:n]]
+
+
+@pytest.fixture
+def ingest_settings(settings: Settings, own_topics: Callable[..., str]) -> Settings:
+    sources = {s: src.model_copy(update={"topic": own_topics(f"raw.{s}", 2)})
+               for s, src in settings.connectors.sources.items()}
+    return settings.model_copy(update={
+        "connectors": settings.connectors.model_copy(update={"sources": sources}),
+        "ingest": settings.ingest.model_copy(update={"max_body_bytes": 64 * 1024, "ack_timeout_s": 10.0}),
+    })
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Settings], Any]]:
+    servers: list[TestServer] = []
+
+    async def start(settings: Settings) -> str:
+        server = TestServer(make_ingest_app(settings), host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return str(server.make_url("")).rstrip("/")
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+async def post(url: str, body: bytes | str, content_type: str = "application/json",
+               key: str | None = "realpage-key") -> tuple[int, Any]:
+    headers = {"Content-Type": content_type}
+    if key is not None:
+        headers["X-API-Key"] = key
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+def topic_of(settings: Settings, source: str) -> str:
+    topic = settings.connectors.sources[source].topic
+    assert topic
+    return topic
+
+
+async def test_202_only_with_keys_of_records_the_broker_holds(ingest_settings, serve) -> None:
+    base = await serve(ingest_settings)
+    records = records_of("realpage", "service_request")
+    status, body = await post(f"{base}/ingest/realpage/service_request", json.dumps(records))
+    assert status == 202, body
+    expected_keys = [f"service_request:{r['workOrderId']}" for r in records]
+    assert body["keys"] == expected_keys and body["accepted"] == 3
+    on_topic = latest_by_key(ingest_settings, read_topic(ingest_settings, topic_of(ingest_settings, "realpage")))
+    assert on_topic == dict(zip(expected_keys, records, strict=True))
+
+
+async def test_single_object_with_omitted_optional_fields_gets_its_defaults(ingest_settings, serve) -> None:
+    base = await serve(ingest_settings)
+    record = {"workOrderId": "WO-9", "propertyCode": "ceda02", "updatedAtMs": 1767225600000}
+    status, body = await post(f"{base}/ingest/lessen360/service_request", json.dumps(record), key="lessen360-key")
+    assert status == 202, body
+    on_topic = latest_by_key(ingest_settings, read_topic(ingest_settings, topic_of(ingest_settings, "lessen360")))
+    schema = load_schema(ingest_settings.schemas_dir, "lessen360", "service_request")
+    assert on_topic == {"service_request:WO-9": with_defaults(schema, record)}
+    assert on_topic["service_request:WO-9"]["archived"] is False
+
+
+async def test_yardi_posts_xml(ingest_settings, serve) -> None:
+    import xml.etree.ElementTree as ET
+
+    base = await serve(ingest_settings)
+    schema = load_schema(ingest_settings.schemas_dir, "yardi", "service_request")
+    records = records_of("yardi", "service_request", 2)
+    container = ET.Element("ServiceRequests")
+    for r in records:
+        container.append(record_to_element("ServiceRequest", r, schema))
+    status, body = await post(f"{base}/ingest/yardi/service_request", ET.tostring(container), "application/xml",
+                              key="yardi-key")
+    assert status == 202, body
+    on_topic = latest_by_key(ingest_settings, read_topic(ingest_settings, topic_of(ingest_settings, "yardi")))
+    assert on_topic == {f"service_request:{r['ServiceRequestId']}": r for r in records}
+
+
+async def test_field_errors_are_listed_and_nothing_is_produced(ingest_settings, serve) -> None:
+    base = await serve(ingest_settings)
+    good, bad = records_of("realpage", "service_request", 2)
+    bad = dict(bad, permissionToEnter="yes", colour="red")
+    del bad["workOrderId"]
+    status, body = await post(f"{base}/ingest/realpage/service_request", json.dumps([good, bad]))
+    assert status == 400
+    got = {(e["index"], e["field"]) for e in body["errors"]}
+    assert got == {(1, "workOrderId"), (1, "permissionToEnter"), (1, "colour")}
+    assert all(e["reason"] for e in body["errors"])
+    assert read_topic(ingest_settings, topic_of(ingest_settings, "realpage")) == []
+
+
+async def test_xml_field_errors(ingest_settings, serve) -> None:
+    base = await serve(ingest_settings)
+    xml = b"<ServiceRequest><ServiceRequestId>1</ServiceRequestId><HasPermissionToEnter>maybe</HasPermissionToEnter></ServiceRequest>"
+    status, body = await post(f"{base}/ingest/yardi/service_request", xml, "text/xml", key="yardi-key")
+    assert status == 400
+    assert {e["field"] for e in body["errors"]} == {"PropertyCode", "UpdateDate", "HasPermissionToEnter"}
+
+
+@pytest.mark.parametrize("key", [None, "wrong", "yardi-key"])
+async def test_401_for_a_missing_or_wrong_key(ingest_settings, serve, key) -> None:
+    base = await serve(ingest_settings)
+    status, body = await post(f"{base}/ingest/realpage/service_request", json.dumps(records_of("realpage", "service_request")), key=key)
+    assert status == 401 and "X-API-Key" in body["errors"][0]["reason"]
+
+
+async def test_404_for_unknown_source_or_entity(ingest_settings, serve) -> None:
+    base = await serve(ingest_settings)
+    assert (await post(f"{base}/ingest/acme/service_request", "{}"))[0] == 404
+    status, body = await post(f"{base}/ingest/lessen360/resident", "{}", key="lessen360-key")
+    assert status == 404 and "service_request" in body["errors"][0]["reason"]
+
+
+async def test_413_for_a_body_over_the_limit(ingest_settings, serve) -> None:
+    base = await serve(ingest_settings)
+    records = records_of("realpage", "service_request", 1) * 200
+    body = json.dumps(records)
+    assert len(body) > ingest_settings.ingest.max_body_bytes
+    assert (await post(f"{base}/ingest/realpage/service_request", body))[0] == 413
+
+
+@pytest.mark.parametrize("source,content_type", [("realpage", "text/plain"), ("realpage", "application/xml"),
+                                                 ("yardi", "text/csv")])
+async def test_415_for_a_content_type_the_source_may_not_send(ingest_settings, serve, source, content_type) -> None:
+    base = await serve(ingest_settings)
+    status, _ = await post(f"{base}/ingest/{source}/service_request", "x", content_type, key=f"{source}-key")
+    assert status == 415
+
+
+@pytest.mark.parametrize("body", ["{not json", "42", "[]"])
+async def test_400_for_an_unreadable_or_empty_body(ingest_settings, serve, body) -> None:
+    base = await serve(ingest_settings)
+    status, answer = await post(f"{base}/ingest/realpage/service_request", body)
+    assert status == 400 and answer["errors"][0]["reason"]
+
+
+async def test_503_not_202_when_the_broker_does_not_acknowledge(ingest_settings, serve) -> None:
+    unreachable = ingest_settings.model_copy(update={
+        "kafka_bootstrap_servers": "127.0.0.1:1",
+        "ingest": ingest_settings.ingest.model_copy(update={"ack_timeout_s": 1.0})})
+    base = await serve(unreachable)
+    status, body = await post(f"{base}/ingest/realpage/service_request", json.dumps(records_of("realpage", "service_request")))
+    assert status == 503 and "again" in body["errors"][0]["reason"]
+
+
+async def test_lessen360_webhook_push_lands_on_the_raw_topic(ingest_settings, serve, world_emulator) -> None:
+    base = await serve(ingest_settings)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{world_emulator.url}/_emulator/webhook",
+                                json={"url": f"{base}/ingest/lessen360", "api_key": "lessen360-key", "count": 12}) as r:
+            pushed = (await r.json())["pushed"]
+        async with session.get(f"{world_emulator.url}/_emulator/records") as r:
+            truth = {f"{x['entity_type']}:{x['source_id']}": x["record"] for x in (await r.json())["records"]}
+    assert pushed and all(p["status"] == 202 for p in pushed)
+    on_topic = latest_by_key(ingest_settings, read_topic(ingest_settings, topic_of(ingest_settings, "lessen360")))
+    assert len(on_topic) == len({k for p in pushed for k in p["body"]["keys"]}) > 0
+    assert all(on_topic[k] == truth[k] for k in on_topic)
+
+
+@pytest.fixture
+async def world_emulator(start_emulator):
+    return await start_emulator("lessen360")
