@@ -36,4 +36,10 @@ class RulesEngine:
         if pipeline is None:
             raise ValidationError([FieldError(f"{source}.{entity_type}", "", None,
                                               f"no rules for entity type {entity_type!r} from source {source!r}")])
-        return pipeline.run(record)
+        try:
+            return pipeline.run(record)
+        except ValidationError:
+            raise
+        except Exception as exc:  # bad input must never stop the line with another error type
+            raise ValidationError([FieldError(f"{source}.{entity_type}", "", None,
+                                              f"cannot be processed ({type(exc).__name__}: {exc})")]) from exc

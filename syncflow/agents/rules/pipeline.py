@@ -122,7 +122,7 @@ class Pipeline:
             return self.timezone
         try:
             return ZoneInfo(str(name).strip())
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             errors.append(FieldError(self.timezone_field.name, self.timezone_field.path, name,
                                      "is not a known IANA time zone"))
             return self.timezone
@@ -174,22 +174,26 @@ def _run_rules(rules: tuple[CompiledRule, ...], state: RecordState, errors: list
     for rule in rules:
         field = rule.field
         if field == ALL_TEXT:
-            for key, value in values.items():
-                if type(value) is str and key not in failed:
-                    values[key] = rule.op(value, state)
+            for key in [k for k, v in values.items() if type(v) is str and k not in failed]:
+                _apply(rule, key, values[key], state, errors, failed)
             continue
         if field in failed:
             continue
         value = values.get(field)
         if value is None and not rule.takes_none:
             continue
-        try:
-            values[field] = rule.op(value, state)
-        except RuleFailure as failure:
-            errors.append(FieldError(rule.name, field, value, failure.reason))
-            failed.add(field)
-            values[field] = None
-        except Exception as exc:  # a value of a shape no rule expected: still the record's fault
-            errors.append(FieldError(rule.name, field, value, f"cannot be handled ({type(exc).__name__}: {exc})"))
-            failed.add(field)
-            values[field] = None
+        _apply(rule, field, value, state, errors, failed)
+
+
+def _apply(rule: CompiledRule, field: str, value: object, state: RecordState, errors: list[FieldError],
+           failed: set[str]) -> None:
+    try:
+        state.values[field] = rule.op(value, state)
+        return
+    except RuleFailure as failure:
+        reason = failure.reason
+    except Exception as exc:  # a value of a shape no rule expected: still the record's fault
+        reason = f"cannot be handled ({type(exc).__name__}: {exc})"
+    errors.append(FieldError(rule.name, field, value, reason))
+    failed.add(field)
+    state.values[field] = None

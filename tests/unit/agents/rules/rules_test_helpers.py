@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 
+import fastavro
 import pytest
 
 from syncflow.agents.rules import CanonicalRecord, RulesEngine
@@ -28,6 +30,12 @@ def assert_canonical(record: CanonicalRecord) -> None:
     assert list(record.entity) == [f.name for f in schema.fields]
     assert schema.matches(record.entity), schema.failing_fields(record.entity)
     assert record.entity["entity_id"] == record.entity_id
+    assert record.entity["deleted"] is record.deleted
+    assert 1 <= record.priority <= 10
+    buffer = io.BytesIO()  # and it really serializes and reads back the same
+    fastavro.schemaless_writer(buffer, schema.parsed, record.entity)
+    buffer.seek(0)
+    assert fastavro.schemaless_reader(buffer, schema.parsed) == record.entity
 
 
 def failures(engine: RulesEngine, source: str, entity_type: str, record: dict) -> dict[tuple[str, str], str]:
