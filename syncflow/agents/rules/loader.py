@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from syncflow.agents.rules.identity import SOURCE_PART, IdentityRule
-from syncflow.agents.rules.ops import RULE_TYPES, STEPS, BuildContext
+from syncflow.agents.rules.ops import RULE_TYPES, STEPS
+from syncflow.agents.rules.ops_base import BuildContext
 from syncflow.agents.rules.paths import compile_path
 from syncflow.agents.rules.pipeline import (
     ALL_TEXT, ENGINE_FIELDS, CompiledRule, DeleteSignal, Extraction, Pipeline, TimezoneField,

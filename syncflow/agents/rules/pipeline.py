@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from syncflow.agents.rules.identity import IdentityRule
-from syncflow.agents.rules.ops import Op, RecordState
+from syncflow.agents.rules.ops_base import Op, RecordState
 from syncflow.agents.rules.record import CanonicalRecord
 from syncflow.agents.rules.schemas import NO_DEFAULT, CanonicalSchema
 from syncflow.agents.rules.values import RuleFailure
