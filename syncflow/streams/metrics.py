@@ -257,6 +257,17 @@ def kafka_lag_source(
     return query_lag, query_dlq_depth
 
 
+def register_lag_collector(
+    registry: CollectorRegistry, settings: Settings, groups: dict[str, list[str]], dlq_topics: list[str] | None = None
+) -> ConsumerLagCollector:
+    """One call for a worker: lag of its group(s) ({group: topics}) and DLQ depth on `registry`.
+    Keep the collector: `collector.total_lag(group)` feeds the readiness checks."""
+    query_lag, query_dlq = kafka_lag_source(settings, groups, dlq_topics or [])
+    collector = ConsumerLagCollector(query_lag, query_dlq, cache_s=settings.ops.lag_cache_s)
+    registry.register(collector)
+    return collector
+
+
 def add_ops_routes(app: web.Application, health: HealthCheck, registry: CollectorRegistry) -> None:
     """Mount `/metrics`, `/health` and `/ready` on a worker's aiohttp application."""
 
