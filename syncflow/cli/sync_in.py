@@ -8,6 +8,11 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="The sync-in worker.")
 
 
+@app.callback()
+def main() -> None:
+    """The sync-in worker."""
+
+
 @app.command("run")
 def run(
     web_port: int = typer.Option(None, help="Port of /health, /ready and /metrics (default: settings.sync_in.web_port)."),
@@ -16,7 +21,7 @@ def run(
     loglevel: str = typer.Option(None, help="Log level (default: settings.log_level)."),
 ) -> None:
     """Consume raw.<source> until stopped."""
-    from syncflow.streams.app import run_sync_in
+    from syncflow.agents.sync_in import run_sync_in
     from syncflow.streams.logging import configure_logging
     from syncflow.streams.settings import Settings
 

@@ -97,10 +97,12 @@ def make_app(settings: Settings, runtime: SyncInRuntime | None = None, *, datadi
     agent over every raw topic, the web server on `settings.sync_in.web_port`."""
     runtime = runtime or build_sync_in(settings)
     group = settings.sync_in.group_id
+    datadir = datadir or Path(tempfile.gettempdir()) / "syncflow-faust" / group
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         group,
         broker=_brokers(settings),
-        datadir=str(datadir or Path(tempfile.gettempdir()) / "syncflow-faust" / group),
+        datadir=str(datadir),
         store="memory://",
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
