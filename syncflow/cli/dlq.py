@@ -23,7 +23,10 @@ TOPIC_HELP = "DLQ topic (default: sync-out.<target>.dlq with --target, else sync
 
 
 def _topic(topic: str | None, target: str | None) -> str:
-    return topic or (target_dlq(target) if target else SYNC_IN_DLQ)
+    settings = get_settings()
+    if topic:
+        return topic
+    return target_dlq(target) + settings.sync_out.topic_suffix if target else SYNC_IN_DLQ + settings.sync_in.topic_suffix
 
 
 def _filter(target: str | None, category: str | None, entity_type: str | None, since: str | None, until: str | None) -> DlqFilter:

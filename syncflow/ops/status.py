@@ -58,16 +58,20 @@ class StatusReport:
 
 
 def consumer_groups(settings: Settings) -> dict[str, list[str]]:
-    """Each syncflow consumer group and the topics it reads."""
-    groups = {settings.sync_in.group_id: [raw_topic(s) for s in SOURCES]}
-    for target in settings.sync_out.targets:
+    """Each syncflow consumer group and the topics it reads (with the configured topic
+    suffixes, as the workers build them)."""
+    sfx_in, sfx_out = settings.sync_in.topic_suffix, settings.sync_out.topic_suffix
+    groups = {settings.sync_in.group_id: [raw_topic(s) + sfx_in for s in SOURCES]}
+    for target, cfg in settings.sync_out.targets.items():
         tiers = range(1, settings.sync_out.max_attempts + 1)
-        groups[sync_out_group(target)] = [changes_topic(e) for e in ENTITY_TYPES] + [retry_topic(target, t) for t in tiers]
+        topics = [changes_topic(e) + sfx_out for e in cfg.entity_types] + [retry_topic(target, t) + sfx_out for t in tiers]
+        groups[sync_out_group(target) + sfx_out] = topics
     return groups
 
 
 def dlq_topics(settings: Settings) -> list[str]:
-    return [SYNC_IN_DLQ] + [target_dlq(t) for t in settings.sync_out.targets]
+    sfx_in, sfx_out = settings.sync_in.topic_suffix, settings.sync_out.topic_suffix
+    return [SYNC_IN_DLQ + sfx_in] + [target_dlq(t) + sfx_out for t in settings.sync_out.targets]
 
 
 def missing_tables(engine: Engine, schema: str) -> list[str]:
