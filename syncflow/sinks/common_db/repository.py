@@ -31,7 +31,9 @@ from syncflow.sinks.common_db.versioning import (
     EntityKey,
     EntityRecord,
     MasterKey,
+    MasterState,
     PlannedVersion,
+    is_news,
     plan_versions,
 )
 
@@ -73,11 +75,9 @@ def upsert_versions(session: Session, items: Sequence[EntityRecord]) -> list[New
     if not items:
         return []
     heads = _lock_entities(session, items)
-    masters = _load_master_hashes(session, items)
+    masters = _load_master_states(session, items)
     changing = {
-        (i.entity_type, i.entity_id)
-        for i in items
-        if masters.get((i.entity_type, i.entity_id, i.source_system)) != i.data_hash
+        (i.entity_type, i.entity_id) for i in items if is_news(i, masters.get((i.entity_type, i.entity_id, i.source_system)))
     }
     if not changing:
         return []
@@ -118,15 +118,15 @@ def _parent_type(entity_type: str, column: str) -> str:
     return dict(PARENT_REFERENCES[entity_type])[column]
 
 
-def _load_master_hashes(session: Session, items: Sequence[EntityRecord]) -> dict[MasterKey, str]:
+def _load_master_states(session: Session, items: Sequence[EntityRecord]) -> dict[MasterKey, MasterState]:
     keys = sorted({(i.entity_type, i.entity_id, i.source_system) for i in items})
     c = _master.c
     rows = session.execute(
-        select(c.entity_type, c.entity_id, c.source_system, c.data_hash).where(
+        select(c.entity_type, c.entity_id, c.source_system, c.data_hash, c.source_updated_at).where(
             tuple_(c.entity_type, c.entity_id, c.source_system).in_(keys)
         )
     ).all()
-    return {(t, e, s): h for t, e, s, h in rows}
+    return {(t, e, s): MasterState(h, u) for t, e, s, h, u in rows}
 
 
 def _with_snapshots(session: Session, heads: dict[EntityKey, EntityHead]) -> dict[EntityKey, EntityHead]:
@@ -160,6 +160,7 @@ def _upsert_master_rows(
         source_system=bindparam("s"),
         source_id=bindparam("sid"),
         data_hash=bindparam("h"),
+        source_updated_at=bindparam("u"),
         sync_status="pending",
         last_sync_attempt=func.now(),
         sync_attempt_count=1,
@@ -169,6 +170,7 @@ def _upsert_master_rows(
         set_={
             "source_id": stmt.excluded.source_id,
             "data_hash": stmt.excluded.data_hash,
+            "source_updated_at": stmt.excluded.source_updated_at,
             "sync_status": "pending",
             "last_sync_attempt": func.now(),
             "sync_attempt_count": _master.c.sync_attempt_count + 1,
@@ -177,7 +179,7 @@ def _upsert_master_rows(
         },
     ).returning(_master.c.id, _master.c.entity_type, _master.c.entity_id, _master.c.source_system)
     params = [
-        {"t": k[0], "e": k[1], "s": k[2], "sid": item.source_id, "h": item.data_hash}
+        {"t": k[0], "e": k[1], "s": k[2], "sid": item.source_id, "h": item.data_hash, "u": item.source_updated_at}
         for k, item in sorted(last.items())
     ]
     return {(t, e, s): i for i, t, e, s in session.execute(stmt, params).all()}

@@ -32,6 +32,30 @@ class EntityRecord:
     deleted: bool = False
     trace_id: str | None = None
 
+    @property
+    def source_updated_at(self) -> datetime | None:
+        """When the source last changed the record (the canonical `source_updated_at`)."""
+        value = self.entity.get("source_updated_at")
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value / 1000.0, tz=UTC)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                return None
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return None
+
+
+@dataclass(frozen=True)
+class MasterState:
+    """What a source last said about an entity: its hash and its modification time."""
+
+    data_hash: str
+    source_updated_at: datetime | None = None
+
 
 @dataclass(frozen=True)
 class EntityHead:
@@ -107,19 +131,31 @@ def change_type_for(head: EntityHead, deleted: bool) -> str:
     return UPDATE
 
 
+def is_news(item: EntityRecord, last: MasterState | None) -> bool:
+    """Does this record change what its source last said? Not when the hash is the same
+    (a re-send), nor when the source changed it before the record already applied (a
+    replayed or late record: stale). Without modification times the hash decides."""
+    if last is None:
+        return True
+    if last.data_hash == item.data_hash:
+        return False
+    updated = item.source_updated_at
+    return updated is None or last.source_updated_at is None or updated >= last.source_updated_at
+
+
 def plan_versions(
     items: Sequence[EntityRecord],
     heads: Mapping[EntityKey, EntityHead],
-    master_hashes: Mapping[MasterKey, str],
+    masters: Mapping[MasterKey, MasterState],
 ) -> list[PlannedVersion]:
-    """Apply the items in order. A record whose hash equals what its source last said about
-    the entity changes nothing; every other record becomes the entity's next version."""
+    """Apply the items in order. A record that is no news (`is_news`) changes nothing;
+    every other record becomes the entity's next version."""
     heads = dict(heads)
-    hashes = dict(master_hashes)
+    states = dict(masters)
     planned: list[PlannedVersion] = []
     for index, item in enumerate(items):
         mkey = (item.entity_type, item.entity_id, item.source_system)
-        if hashes.get(mkey) == item.data_hash:
+        if not is_news(item, states.get(mkey)):
             continue
         ekey = (item.entity_type, item.entity_id)
         head = heads.get(ekey, EntityHead())
@@ -139,5 +175,5 @@ def plan_versions(
             )
         )
         heads[ekey] = EntityHead(current_version=version, deleted=item.deleted, snapshot=snapshot)
-        hashes[mkey] = item.data_hash
+        states[mkey] = MasterState(item.data_hash, item.source_updated_at)
     return planned

@@ -58,19 +58,21 @@ def make_stream(settings: Settings, volume: int, changes: int, seed: int = 5) ->
     for source in SOURCES:
         for e in apply_changes(world, source, changes):
             out.records.append((e.source, e.entity_type, e.source_id, render(e)))
-    out.records += out.records[: max(1, len(out.records) // 20)]  # unchanged re-sends
+    out.records += out.records[-max(1, len(out.records) // 20):]  # unchanged re-sends
+    out.records += out.records[: max(1, len(out.records) // 50)]  # late (stale) records
     rules = RulesEngine.from_file(settings.sync_in.rules_file)
-    last: dict[tuple[str, str, str], str] = {}
+    last: dict[tuple[str, str, str], tuple[str, Any]] = {}
     for source, entity_type, _, record in out.records:
         try:
             c = rules.transform(source, entity_type, record)
         except ValidationError:
             out.invalid += 1
             continue
-        key, digest = (c.entity_type, c.entity_id, source), content_hash(c.entity)
-        if last.get(key) != digest:
+        key, digest, updated = (c.entity_type, c.entity_id, source), content_hash(c.entity), c.entity["source_updated_at"]
+        previous = last.get(key)
+        if previous is None or (previous[0] != digest and (None in (updated, previous[1]) or updated >= previous[1])):
             out.versions[(c.entity_type, c.entity_id)] += 1
-            last[key] = digest
+            last[key] = (digest, updated)
     return out
 
 

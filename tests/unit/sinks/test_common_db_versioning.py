@@ -10,6 +10,7 @@ from syncflow.sinks.common_db.rows import entity_row, parent_ids, residential_ro
 from syncflow.sinks.common_db.versioning import (
     EntityHead,
     EntityRecord,
+    MasterState,
     changed_fields,
     json_safe,
     plan_versions,
@@ -45,7 +46,7 @@ def test_plan_numbers_versions_per_entity_and_skips_unchanged_hashes() -> None:
 
 def test_plan_continues_from_the_head_and_compares_with_its_source_only() -> None:
     heads = {("location", "e1"): EntityHead(4, False, {"entity_id": "e1", "name": "a", "deleted": False})}
-    masters = {("location", "e1", "yardi"): "h1"}
+    masters = {("location", "e1", "yardi"): MasterState("h1")}
     planned = plan_versions([rec("e1", "h1", name="a"), rec("e1", "h1", source="lessen360", name="a")], heads, masters)
     assert [(p.version_number, p.change_type, p.changed_fields) for p in planned] == [(5, "update", [])]
 
@@ -74,3 +75,15 @@ def test_parent_ids_from_fields_or_references() -> None:
         "location_id": "loc-1", "resident_id": "res-1"}
     assert parent_ids("location", {"parent_location_id": None}, {"location": "loc-x"}) == {}
     assert parent_ids("attachment", {"service_request_id": "sr-1"}, {}) == {"service_request_id": "sr-1"}
+
+
+def test_records_older_than_what_the_source_last_said_are_stale() -> None:
+    t0, t1 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    masters = {("location", "e1", "yardi"): MasterState("h-new", t1)}
+    heads = {("location", "e1"): EntityHead(2, False, {"entity_id": "e1"})}
+    replayed_old = rec("e1", "h-old", source_updated_at=t0)
+    same_time_other_content = rec("e1", "h-other", source_updated_at=t1)
+    planned = plan_versions([replayed_old, same_time_other_content], heads, masters)
+    assert [(p.item_index, p.version_number) for p in planned] == [(1, 3)]
+    no_times = rec("e1", "h-x")
+    assert [p.version_number for p in plan_versions([no_times], heads, masters)] == [3]

@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("source_system", sa.String(50), nullable=False),
         sa.Column("source_id", sa.String(200), nullable=False),
         sa.Column("data_hash", sa.String(128), nullable=False),
+        _ts("source_updated_at"),
         sa.Column("sync_status", sa.String(20), nullable=False, server_default="pending"),
         _ts("last_sync_attempt"),
         sa.Column("sync_attempt_count", sa.Integer, nullable=False, server_default="0"),
