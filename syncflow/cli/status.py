@@ -41,9 +41,9 @@ def print_report(report: StatusReport, schema: str) -> None:
     for g in report.lag:
         lag.add_row(g.group, str(g.lag), str(g.partitions))
     console.print(lag)
-    dlq = Table("DLQ topic", "records", title="dead-letter queues")
+    dlq = Table("DLQ topic", "records", "not redriven yet", title="dead-letter queues")
     for topic, depth in report.dlq_depth.items():
-        dlq.add_row(topic, str(depth))
+        dlq.add_row(topic, str(depth), str(report.dlq_not_redriven.get(topic, "")))
     console.print(dlq)
 
 

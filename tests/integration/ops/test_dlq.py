@@ -63,6 +63,25 @@ def test_list_and_show_with_filters(cli_settings: Settings, topic_factory: Calla
     assert missing.exit_code == 1
 
 
+def test_show_decodes_avro_values(cli_settings: Settings, topic_factory: Callable[..., str]) -> None:
+    from syncflow.streams.avro import codec_for
+    from tests.integration.ops.test_raw import minimal_record
+    from syncflow.connectors.schemas import load_schema, schema_name
+
+    dlq_topic = topic_factory("sync-in.dlq")
+    record = minimal_record(load_schema(cli_settings.schemas_dir, "yardi", "location"))
+    value = codec_for(cli_settings).encode(schema_name("yardi", "location"), record, topic="raw.yardi")
+    ctx = FailureContext("raw.yardi", 0, 1, 2, "sync-in", ValidationError([]))
+    ReliableProducer(cli_settings).send_all([OutgoingRecord(dlq_topic, b"location:L1", value, failure_headers(ctx))])
+    shown = runner.invoke(dlq.app, ["show", dlq_topic, "-p", "0", "-o", "0", "--json"])
+    assert shown.exit_code == 0, shown.output
+    body = read_json(shown.stdout)
+    assert body["value_kind"] == "avro " + schema_name("yardi", "location")
+    assert json.loads(body["value"]) == json.loads(json.dumps(record, default=str))
+    human = runner.invoke(dlq.app, ["show", dlq_topic, "-p", "0", "-o", "0"])
+    assert human.exit_code == 0 and "original.topic" in human.stdout and "raw.yardi" in human.stdout
+
+
 def test_redrive_sends_back_once_and_the_loop_guard_parks(cli_settings: Settings, topic_factory: Callable[..., str]) -> None:
     dlq_topic, original = topic_factory("sync-in.dlq"), topic_factory("raw")
     park(cli_settings, dlq_topic, original, "fixed-1", ValidationError([]), "location")

@@ -73,3 +73,23 @@ def test_lag_of_a_group_that_is_behind(cli_settings: Settings, topic_factory: Ca
     ReliableProducer(cli_settings).send_all([OutgoingRecord(topic, None, b"x") for _ in range(3)])
     [lag] = lag_by_group(admin_for(cli_settings), {group: [topic]})
     assert (lag.group, lag.lag, lag.partitions) == (group, 3, 1)
+
+
+def test_dlq_depth_and_records_not_redriven_yet(cli_settings: Settings, topic_factory: Callable[..., str]) -> None:
+    from syncflow.cli import dlq
+    from syncflow.ops.offsets import admin_for
+    from syncflow.ops.status import dlq_depth, dlq_not_redriven
+    from tests.integration.ops.test_dlq import park
+    from syncflow.errors import ValidationError
+
+    dlq_topic, original = topic_factory("sync-in.dlq"), topic_factory("raw")
+    for key in ("a", "b"):
+        park(cli_settings, dlq_topic, original, key, ValidationError([]), "location")
+    admin = admin_for(cli_settings)
+    group = cli_settings.ops.redrive_group
+    assert dlq_depth(admin, [dlq_topic]) == {dlq_topic: 2}
+    assert dlq_not_redriven(admin, [dlq_topic], group) == {dlq_topic: 2}
+    assert runner.invoke(dlq.app, ["redrive", dlq_topic, "--json"]).exit_code == 0
+    park(cli_settings, dlq_topic, original, "c", ValidationError([]), "location")
+    assert dlq_depth(admin, [dlq_topic]) == {dlq_topic: 3}
+    assert dlq_not_redriven(admin, [dlq_topic], group) == {dlq_topic: 1}
