@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -87,6 +87,23 @@ class RateWindow:
         return sum(n for _, n in self._events) / self._window_s
 
 
+class DbPoolCollector(Collector):
+    """DB connections in use, read on scrape from callables the worker registers
+    (e.g. `db_pools.watch("common", engine.pool.checkedout)`)."""
+
+    def __init__(self) -> None:
+        self._pools: dict[str, Callable[[], int]] = {}
+
+    def watch(self, pool: str, checked_out: Callable[[], int]) -> None:
+        self._pools[pool] = checked_out
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(DB_CONNECTIONS_IN_USE, "Database connections checked out", labels=["pool"])
+        for pool, fn in self._pools.items():
+            family.add_metric([pool], float(fn()))
+        yield family
+
+
 @dataclass
 class SyncflowMetrics:
     """The metric objects a worker updates. Labels: source/target, entity_type, category."""
@@ -107,10 +124,8 @@ class SyncflowMetrics:
     external_latency_seconds: Histogram
     rate_limit_usage: Gauge
     rate_limited: Counter
-    db_pools: "DbPoolCollector"
-
-    def __post_init__(self) -> None:
-        self._rates: dict[str, RateWindow] = {}
+    db_pools: DbPoolCollector
+    _rates: dict[str, RateWindow] = field(default_factory=dict, init=False, repr=False)
 
     def record_processed(self, group: str, topic: str, n: int = 1) -> None:
         """Count records a consumer group finished, and refresh its processing-rate gauge."""
@@ -158,26 +173,9 @@ def create_metrics(registry: CollectorRegistry) -> SyncflowMetrics:
     )  # fmt: skip
 
 
-def _registered(collector: "DbPoolCollector", registry: CollectorRegistry) -> "DbPoolCollector":
+def _registered(collector: DbPoolCollector, registry: CollectorRegistry) -> DbPoolCollector:
     registry.register(collector)
     return collector
-
-
-class DbPoolCollector(Collector):
-    """DB connections in use, read on scrape from callables the worker registers
-    (e.g. `db_pools.watch("common", engine.pool.checkedout)`)."""
-
-    def __init__(self) -> None:
-        self._pools: dict[str, Callable[[], int]] = {}
-
-    def watch(self, pool: str, checked_out: Callable[[], int]) -> None:
-        self._pools[pool] = checked_out
-
-    def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(DB_CONNECTIONS_IN_USE, "Database connections checked out", labels=["pool"])
-        for pool, fn in self._pools.items():
-            family.add_metric([pool], float(fn()))
-        yield family
 
 
 class ConsumerLagCollector(Collector):
