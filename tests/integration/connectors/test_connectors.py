@@ -121,3 +121,78 @@ async def test_continuous_run_picks_up_changes_and_stops_on_request(start_emulat
     assert stats.passes >= 2
     truth = await emulator_truth(emulator)
     assert latest_by_key(settings, read_topic(settings, settings.connectors.sources["insight"].topic)) == truth
+
+
+@pytest.mark.parametrize("source", SOURCES)
+async def test_records_changing_while_the_connector_pages_are_not_skipped(source, start_emulator,
+                                                                         source_settings) -> None:
+    """Updates during a pass move records behind the pages already read; the next pass
+    must still find them (no gap at the cursor boundary)."""
+    import asyncio
+
+    emulator = await start_emulator(source, faults=Faults(latency_ms=15))
+    settings = source_settings(source, emulator.url, page_size=3)
+
+    async def keep_changing() -> None:
+        for _ in range(15):
+            await _changes(emulator.url, 3)
+            await asyncio.sleep(0.03)
+
+    changer = asyncio.create_task(keep_changing())
+    during = await run_connector(settings, source, once=True)
+    await changer
+    after = await run_connector(settings, source, once=True)
+
+    truth = await emulator_truth(emulator)
+    assert during.errors == after.errors == 0
+    assert latest_by_key(settings, read_topic(settings, settings.connectors.sources[source].topic)) == truth
+
+
+@pytest.mark.parametrize("source", ["yardi", "realpage"])
+async def test_a_connector_cancelled_at_any_moment_resumes_without_loss(source, start_emulator,
+                                                                       source_settings) -> None:
+    import asyncio
+
+    emulator = await start_emulator(source, faults=Faults(latency_ms=100))
+    settings = source_settings(source, emulator.url, page_size=4)
+    task = asyncio.create_task(run_connector(settings, source, once=True))
+    await asyncio.sleep(0.45)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    partial = CursorStore(settings.connectors.cursor_dir, source).all()
+    await _changes(emulator.url, 10)
+    await run_connector(settings, source, once=True)
+
+    truth = await emulator_truth(emulator)
+    assert latest_by_key(settings, read_topic(settings, settings.connectors.sources[source].topic)) == truth
+    assert len(CursorStore(settings.connectors.cursor_dir, source).all()) > len(partial)
+
+
+async def test_records_that_fit_no_schema_go_to_the_dead_letter_topic(source_settings) -> None:
+    from syncflow.connectors.publish import RawPublisher, Reject
+    from syncflow.errors import ValidationError
+    from syncflow.streams.dead_letters import read_failure_headers
+    from syncflow.streams.producer import ReliableProducer
+
+    settings = source_settings("lessen360", "http://127.0.0.1:9")
+    producer = ReliableProducer(settings)
+    publisher = RawPublisher(settings, "lessen360", producer)
+    good = {"attachmentId": "a1", "workOrderId": "WO-1", "updatedAtMs": 5}
+    wrong_type = {"attachmentId": "a2", "workOrderId": "WO-1", "updatedAtMs": "yesterday"}
+    unreadable = Reject(b"<not json", ValidationError([]), "attachment")
+    result = publisher.publish("attachment", [good, wrong_type], 77, [unreadable])
+    producer.close()
+
+    assert result.keys == ["attachment:a1"] and result.rejected == 2
+    raw = read_topic(settings, settings.connectors.sources["lessen360"].topic)
+    assert [m.key for m in raw] == ["attachment:a1"]
+    dead = read_topic(settings, settings.connectors.dlq_topic)
+    assert sorted(m.key or "-" for m in dead) == ["-", "attachment:a2"]
+    for m in dead:
+        failure = read_failure_headers([(k, v.encode()) for k, v in m.headers.items()])
+        assert failure["original.topic"] == settings.connectors.sources["lessen360"].topic
+        assert failure["error.category"] == "validation" and failure["rule"] == "schema"
+        assert m.headers[h.BATCH_NUMBER] == "77"
+    assert b"updatedAtMs" in next(m for m in dead if m.key).headers["syncflow.dlt.exception.message"].encode()
