@@ -301,12 +301,19 @@ def redrive(
         batch: list[tuple[DlqRecord, dict[str, object]]] = []
 
         def send_batch() -> None:
+            """Produce the batch, then record it as handled and commit that at once, so a run
+            cut short is not redriven again; metadata size is checked before producing."""
+            after = {tp: done[tp] | {r.offset for r, _ in batch if (r.topic, r.partition) == tp} for tp in done}
+            positions = {tp: offs[-1] + 1 for tp, offs in seen.items() if offs}
+            commits = _commits(seen, after, positions)
             producer.send_all([OutgoingRecord(r.original_topic or "", r.key, r.value, redrive_headers(r)) for r, _ in batch])
-            for r, entry in batch:
-                done[(r.topic, r.partition)].add(r.offset)
+            done.update(after)
+            for _, entry in batch:
                 report.redriven.append(entry)
                 audit.write(entry)
             batch.clear()
+            if commits:
+                consumer.commit(offsets=commits, asynchronous=False)
 
         for n, record in enumerate(_read(consumer, starts, ends, timeout), start=1):
             tp = (record.topic, record.partition)
@@ -332,22 +339,23 @@ def redrive(
                 on_progress(n, total)
         if batch:
             send_batch()
-        if not dry_run:
-            _commit(consumer, seen, done, ends)
+        final = _commits(seen, done, ends)  # read to the end: commit past parked-free tails too
+        if final and not dry_run:
+            consumer.commit(offsets=final, asynchronous=False)
     finally:
         consumer.close()
     return report
 
 
-def _commit(consumer: Consumer, seen: dict[offsets.TP, list[int]], done: dict[offsets.TP, set[int]], ends: dict[offsets.TP, int]) -> None:
+def _commits(seen: dict[offsets.TP, list[int]], done: dict[offsets.TP, set[int]], positions: dict[offsets.TP, int]) -> list[TopicPartition]:
+    """Offsets + handled-ranges metadata to commit for each partition read up to `positions`."""
     commits = []
     for tp, offs in seen.items():
-        if not offs and not done[tp]:
+        if not offs or tp not in positions:
             continue
-        commit, remember = advance(offs, done[tp], ends[tp])
+        commit, remember = advance(offs, done[tp], positions[tp])
         metadata = encode_ranges(remember)
         if len(metadata) > MAX_METADATA_CHARS:
             raise OpsError(f"too many scattered handled records on {tp} to remember; redrive without a filter")
         commits.append(TopicPartition(tp[0], tp[1], commit, metadata=metadata))
-    if commits:
-        consumer.commit(offsets=commits, asynchronous=False)
+    return commits

@@ -7,10 +7,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from syncflow.cli import dlq
 from syncflow.errors import PermanentTargetError, ValidationError
+from syncflow.ops import dead_letter_queue
 from syncflow.ops.dead_letter_queue import REDRIVE_COUNT
 from syncflow.streams.dead_letters import PREFIX, FailureContext, failure_headers
 from syncflow.streams.headers import ENTITY_TYPE, TRACE_ID
@@ -82,7 +84,10 @@ def test_show_decodes_avro_values(cli_settings: Settings, topic_factory: Callabl
     assert human.exit_code == 0 and "original.topic" in human.stdout and "raw.yardi" in human.stdout
 
 
-def test_redrive_sends_back_once_and_the_loop_guard_parks(cli_settings: Settings, topic_factory: Callable[..., str]) -> None:
+def test_redrive_sends_back_once_and_the_loop_guard_parks(
+    cli_settings: Settings, topic_factory: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dead_letter_queue, "REDRIVE_BATCH", 1)  # a commit after every record
     dlq_topic, original = topic_factory("sync-in.dlq"), topic_factory("raw")
     park(cli_settings, dlq_topic, original, "fixed-1", ValidationError([]), "location")
     park(cli_settings, dlq_topic, original, "fixed-2", PermanentTargetError("400", 400), "resident")
