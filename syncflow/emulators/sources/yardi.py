@@ -47,18 +47,6 @@ def error_messages(text: str) -> ET.Element:
     return errors
 
 
-def soap_request(operation: str, params: dict[str, str | None]) -> bytes:
-    """A request the way Voyager clients send it (used by the connector and by tests)."""
-    ET.register_namespace("soap", SOAP_NS)
-    env = ET.Element(f"{{{SOAP_NS}}}Envelope")
-    body = ET.SubElement(env, f"{{{SOAP_NS}}}Body")
-    op = ET.SubElement(body, f"{{{YSI_NS}}}{operation}")
-    for name, value in params.items():
-        if value is not None:
-            ET.SubElement(op, f"{{{YSI_NS}}}{name}").text = value
-    return ET.tostring(env, encoding="utf-8", xml_declaration=True)
-
-
 def _xml(operation: str, result: ET.Element) -> web.Response:
     return web.Response(body=envelope(operation, result), content_type="text/xml", charset="utf-8")
 
