@@ -124,6 +124,8 @@ def redrive_(
     entity_type: str | None = typer.Option(None, "--entity-type", help="Only this entity type."),
     since: str | None = typer.Option(None, help="Failed at or after (ISO-8601 UTC or epoch ms)."),
     until: str | None = typer.Option(None, help="Failed before (ISO-8601 UTC or epoch ms)."),
+    to_topic: str | None = typer.Option(None, "--to-topic", help="Send here instead of original.topic "
+                                        "(e.g. sync-out.<target>.retry.1: only that target re-reads them)."),
     max_redrives: int | None = typer.Option(None, help="Loop guard (default settings ops.max_redrives)."),
     audit_file: Path | None = typer.Option(None, help="JSON-lines audit file (default settings ops.audit_file)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be redriven; send nothing."),
@@ -140,7 +142,7 @@ def redrive_(
         with progress:
             report = redrive(
                 settings, _topic(topic, target), _filter(target, category, entity_type, since, until),
-                audit=audit, max_redrives=max_redrives, dry_run=dry_run,
+                audit=audit, max_redrives=max_redrives, dry_run=dry_run, to_topic=to_topic,
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )  # fmt: skip
     except OpsError as exc:

@@ -278,9 +278,11 @@ def redrive(
     max_redrives: int | None = None,
     dry_run: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    to_topic: str | None = None,
     timeout: float = 15.0,
 ) -> RedriveReport:
-    """Send matching, not yet handled records of `topic` back to their original topic."""
+    """Send matching, not yet handled records of `topic` back to their original topic, or to
+    `to_topic` (e.g. a target's first retry tier, so only that target's group sees them)."""
     max_redrives = settings.ops.max_redrives if max_redrives is None else max_redrives
     admin = offsets.admin_for(settings)
     marks = offsets.watermarks(admin, offsets.topic_partitions(admin, [topic]))
@@ -306,7 +308,7 @@ def redrive(
             after = {tp: done[tp] | {r.offset for r, _ in batch if (r.topic, r.partition) == tp} for tp in done}
             positions = {tp: offs[-1] + 1 for tp, offs in seen.items() if offs}
             commits = _commits(seen, after, positions)
-            producer.send_all([OutgoingRecord(r.original_topic or "", r.key, r.value, redrive_headers(r)) for r, _ in batch])
+            producer.send_all([OutgoingRecord(to_topic or r.original_topic or "", r.key, r.value, redrive_headers(r)) for r, _ in batch])
             done.update(after)
             for _, entry in batch:
                 report.redriven.append(entry)
@@ -322,17 +324,19 @@ def redrive(
                 report.already_done += 1
             elif flt is not None and not flt.matches(record):
                 report.skipped += 1
-            elif record.redrive_count >= max_redrives or not record.original_topic:
+            elif record.redrive_count >= max_redrives or not (to_topic or record.original_topic):
                 reason = "no original.topic header" if not record.original_topic else f"already redriven {record.redrive_count} times"
                 entry = {"action": "parked", "reason": reason, **record.summary()}
                 report.parked.append(entry)
                 audit.write(entry)
             elif dry_run:
-                entry = {"action": "would-redrive", **record.summary()}
+                entry = {"action": "would-redrive", **record.summary(), "to_topic": to_topic or record.original_topic}
                 report.redriven.append(entry)
                 audit.write(entry)
             else:
-                batch.append((record, {"action": "redriven", **record.summary(), "redrive_count": record.redrive_count + 1}))
+                entry = {"action": "redriven", **record.summary(), "to_topic": to_topic or record.original_topic,
+                         "redrive_count": record.redrive_count + 1}  # fmt: skip
+                batch.append((record, entry))
                 if len(batch) >= REDRIVE_BATCH:
                     send_batch()
             if on_progress is not None:

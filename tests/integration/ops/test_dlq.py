@@ -130,3 +130,13 @@ def test_dry_run_redrive_sends_nothing(cli_settings: Settings, topic_factory: Ca
     assert consume_all(cli_settings, original, "check-" + original, expected=1, timeout=3) == []
     real = runner.invoke(dlq.app, ["redrive", dlq_topic, "--json"])
     assert read_json(real.stdout)["redriven"] == 1
+
+
+def test_redrive_to_another_topic(cli_settings: Settings, topic_factory: Callable[..., str]) -> None:
+    dlq_topic, original, retry = topic_factory("sync-out.one.dlq"), topic_factory("changes"), topic_factory("retry")
+    park(cli_settings, dlq_topic, original, "k", PermanentTargetError("503", 503), "location", target="one")
+    result = runner.invoke(dlq.app, ["redrive", dlq_topic, "--to-topic", retry, "--json"])
+    assert read_json(result.stdout)["redriven"] == 1
+    [msg] = consume_all(cli_settings, retry, "check-" + retry, expected=1)
+    assert (msg.key(), msg.value()) == (b"k", b"value-k")
+    assert consume_all(cli_settings, original, "check-" + original, expected=1, timeout=2) == []
