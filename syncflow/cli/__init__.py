@@ -1,16 +1,24 @@
 """The `syncflow` command: one entry point for every role and operation.
 
-Each sub-command lives in its own module here and is registered below."""
+Each command group lives in its own module here and is registered below."""
 
 from __future__ import annotations
 
 import typer
 
-from syncflow.cli import stack, topics
+from syncflow.cli import dlq, raw, replay, run, sources, stack, status, sync_out, topics
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="syncflow: property data integration on Kafka.")
+app.add_typer(run.app, name="run")
 app.add_typer(stack.app, name="stack")
 app.add_typer(topics.app, name="topics")
+app.add_typer(status.app, name="status")
+app.add_typer(replay.app, name="replay")
+app.add_typer(dlq.app, name="dlq")
+app.add_typer(raw.app, name="raw")
+app.add_typer(sources.app, name="sources")
+app.add_typer(sync_out.app, name="sync-out")
+app.command("import", help="Bulk-import a file of a source's records onto its raw topic.")(sources.import_command)
 
 
 def main() -> None:

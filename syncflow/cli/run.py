@@ -1,61 +1,52 @@
 """`syncflow run <role>`: start one role in the foreground. The deploy manifests, the compose
-file and the demo all start roles through these commands."""
+file and the demo start every role through these commands; each delegates to the command
+of the package that owns the role."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 
 import typer
 
-from syncflow.streams.settings import get_settings
+from syncflow.cli import sources, sync_in, sync_out
+from syncflow.streams.settings import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Run one syncflow role in the foreground.")
-
-
-@app.command("sync-in")
-def sync_in(web_port: int = typer.Option(None, help="Port for /metrics, /health and /ready.")) -> None:
-    """A sync-in worker (consumer group sync-in). Run more of them to scale."""
-    from syncflow.agents.sync_in import run_sync_in
-
-    settings = get_settings()
-    if web_port is not None:
-        settings = settings.model_copy(update={"sync_in": settings.sync_in.model_copy(update={"web_port": web_port})})
-    run_sync_in(settings)
-
-
-@app.command("sync-out")
-def sync_out(
-    target: str = typer.Option(..., help="Target system name from the settings, e.g. one or lessen360."),
-    web_port: int = typer.Option(None, help="Port for /metrics, /health and /ready."),
-) -> None:
-    """A sync-out worker for one target (consumer group sync-out.<target>)."""
-    from syncflow.agents.sync_out import run_sync_out
-
-    settings = get_settings()
-    if target not in settings.sync_out.targets:
-        raise typer.BadParameter(f"unknown target {target!r}; configured: {', '.join(settings.sync_out.targets)}")
-    if web_port is not None:
-        settings = settings.model_copy(update={"sync_out": settings.sync_out.model_copy(update={"web_port": web_port})})
-    run_sync_out(settings, target)
+app.command("sync-in", help="A sync-in worker (group sync-in); start more to scale.")(sync_in.run)
+app.command("sync-out", help="A sync-out worker for one target (group sync-out.<target>).")(sync_out.run)
+app.command("connector", help="A source connector polling its API into raw.<source>.")(sources.connector)
+app.command("ingest", help="The push ingest HTTP API.")(sources.ingest)
+app.command("source-emulators", help="The four source system emulators.")(sources.emulate)
+app.command("target-emulators", help="The target system emulators.")(sync_out.emulate)
 
 
 @app.command()
-def connector(
-    source: str = typer.Option(..., help="yardi, realpage, insight or lessen360."),
-    once: bool = typer.Option(False, help="One incremental pass, then exit."),
+def emulators(
+    host: str = typer.Option(None, help="Bind address for every emulator (default: from the base URLs)."),
+    seed: int = typer.Option(None, help="Seed of the generated source world."),
+    volume: int = typer.Option(None, help="Units in the generated source world."),
+    invalid_rate: float = typer.Option(None, help="Share of source records that break a business rule."),
 ) -> None:
-    """A source connector polling its API into raw.<source>."""
-    from syncflow.connectors import run_connector
-
-    settings = get_settings()
-    if source not in settings.connectors.sources:
-        raise typer.BadParameter(f"unknown source {source!r}; configured: {', '.join(settings.connectors.sources)}")
-    asyncio.run(run_connector(settings, source, once=once))
+    """Every source and target emulator in one process (the demo and docker-compose use it)."""
+    asyncio.run(_serve_emulators(get_settings(), host=host, seed=seed, volume=volume, invalid_rate=invalid_rate))
 
 
-@app.command()
-def ingest() -> None:
-    """The push ingest HTTP API."""
-    from syncflow.connectors.ingest import run_ingest
+async def _serve_emulators(settings: Settings, *, host: str | None, **world: object) -> None:
+    from syncflow.emulators.sources.runner import start_all_source_emulators
+    from syncflow.emulators.targets import start_all_target_emulators
 
-    run_ingest(get_settings())
+    sources_running = await start_all_source_emulators(settings, host=host, **world)  # type: ignore[arg-type]
+    targets_running = await start_all_target_emulators(settings, host=host)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print("emulators ready", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        for emulator in sources_running:
+            await emulator.close()
+        for runner in targets_running:
+            await runner.cleanup()
