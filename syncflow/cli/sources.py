@@ -14,7 +14,8 @@ from rich.table import Table
 
 from syncflow.connectors.bulk_import import count_rows, import_file
 from syncflow.connectors.ingest import run_ingest
-from syncflow.connectors.runner import run_connector
+from syncflow.connectors.observe import connector_web_port, start_ops_server, worker_observer
+from syncflow.connectors.runner import ConnectorStats, run_connector
 from syncflow.connectors.schemas import SOURCE_ENTITIES
 from syncflow.emulators.sources.runner import serve_all_source_emulators
 from syncflow.streams.settings import Settings, get_settings
@@ -92,9 +93,10 @@ def connector(
 ) -> None:
     """Pull a source incrementally onto raw.<source>; exits 1 if a pass hit errors (with --once)."""
     _check_source(source)
-    logging.basicConfig(level=get_settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        stats = asyncio.run(run_connector(get_settings(), source, once=once))
+        stats = asyncio.run(_run_connector_with_ops(settings, source, once))
     except KeyboardInterrupt:
         return
     console.print(f"{source}: {stats.passes} pass(es), {stats.pages} pages, {stats.records_published} records, "
@@ -103,6 +105,18 @@ def connector(
         console.print(f"[red]{message}")
     if stats.errors:
         raise typer.Exit(1)
+
+
+async def _run_connector_with_ops(settings: Settings, source: str, once: bool) -> ConnectorStats:
+    """The connector plus its /metrics, /health and /ready server (not for --once)."""
+    observer = worker_observer(settings)
+    ops = None if once else await start_ops_server(observer, settings.ingest.host,
+                                                   connector_web_port(settings, source))
+    try:
+        return await run_connector(settings, source, once=once, observer=observer)
+    finally:
+        if ops is not None:
+            await ops.cleanup()
 
 
 @app.command()

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from syncflow.connectors.http import SourceHttp
 from syncflow.connectors.publish import Reject
 from syncflow.connectors.schemas import modified_ms_of
 
@@ -23,6 +24,7 @@ class Page:
 
 class SourceClient(Protocol):
     source: str
+    http: SourceHttp
 
     async def streams(self) -> list[str]:
         """The streams of one pass (raises PermanentSourceError when none can be listed)."""

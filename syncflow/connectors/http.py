@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -26,10 +27,13 @@ class MalformedResponseError(TransientSourceError):
 class SourceHttp:
     """Requests to one source, retried on transient failures."""
 
-    def __init__(self, session: aiohttp.ClientSession, settings: SourceSettings, source: str):
+    def __init__(self, session: aiohttp.ClientSession, settings: SourceSettings, source: str,
+                 on_latency: Callable[[str, float], None] | None = None):
         self.session, self.settings, self.source = session, settings, source
+        self.on_latency = on_latency  # (operation, seconds) of every call, failed ones too
 
-    async def call(self, method: str, url: str, parse: Callable[[bytes], T], **kwargs: Any) -> T:
+    async def call(self, method: str, url: str, parse: Callable[[bytes], T], *, operation: str = "",
+                   **kwargs: Any) -> T:
         """Request and parse; `parse` raises ValueError (malformed) or a SourceError."""
         s = self.settings
         retrying = AsyncRetrying(
@@ -41,7 +45,12 @@ class SourceHttp:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._once(method, url, parse, **kwargs)
+                started = time.perf_counter()
+                try:
+                    return await self._once(method, url, parse, **kwargs)
+                finally:
+                    if self.on_latency is not None:
+                        self.on_latency(operation or method, time.perf_counter() - started)
         raise AssertionError("unreachable")
 
     async def _once(self, method: str, url: str, parse: Callable[[bytes], T], **kwargs: Any) -> T:

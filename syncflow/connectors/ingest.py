@@ -19,10 +19,12 @@ from typing import Any
 from aiohttp import web
 from confluent_kafka import KafkaException
 
+from syncflow.connectors.observe import Observer, worker_observer
 from syncflow.connectors.publish import RawPublisher, new_batch_number
 from syncflow.connectors.schemas import SOURCE_ENTITIES, check_record, load_schema
 from syncflow.connectors.xml_records import element_to_record, local_name
 from syncflow.errors import EncodeError, ValidationError
+from syncflow.streams.metrics import add_ops_routes
 from syncflow.streams.producer import DeliveryError, ReliableProducer
 from syncflow.streams.settings import Settings
 
@@ -34,6 +36,7 @@ XML_SOURCES = {"yardi"}
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings")
 PUBLISHERS_KEY: web.AppKey[dict[str, RawPublisher]] = web.AppKey("publishers")
 PRODUCER_KEY: web.AppKey[ReliableProducer] = web.AppKey("producer")
+OBSERVER_KEY: web.AppKey[Observer] = web.AppKey("observer")
 
 
 def _errors(status: int, errors: list[dict[str, Any]]) -> web.Response:
@@ -133,6 +136,7 @@ async def _produce(request: web.Request, source: str, entity_type: str, records:
         log.error("ingest %s/%s: not acknowledged: %s", source, entity_type, exc)
         return _one_error(503, "the records were not acknowledged by the broker; send them again")
     keys = [o.key.decode() for o in outgoing if o.key is not None]
+    request.app[OBSERVER_KEY].published(f"ingest.{source}", publisher.topic, len(keys))
     return web.json_response({"accepted": len(keys), "keys": keys, "batch_number": batch_number}, status=202)
 
 
@@ -140,8 +144,10 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def make_ingest_app(settings: Settings, producer: ReliableProducer | None = None) -> web.Application:
-    """The ingest application. Without a producer, one is made and closed with the app."""
+def make_ingest_app(settings: Settings, producer: ReliableProducer | None = None,
+                    observer: Observer | None = None) -> web.Application:
+    """The ingest application. Without a producer, one is made and closed with the app.
+    With an observer that has health checks, /metrics, /health and /ready are served too."""
     own_producer = producer is None
     producer = producer or ReliableProducer(settings)
     # aiohttp refuses bigger bodies itself too (413), without reading them into memory
@@ -150,8 +156,12 @@ def make_ingest_app(settings: Settings, producer: ReliableProducer | None = None
     app[PRODUCER_KEY] = producer
     app[PUBLISHERS_KEY] = {s: RawPublisher(settings, s, producer, ack_timeout_s=settings.ingest.ack_timeout_s)
                            for s in SOURCE_ENTITIES}
+    app[OBSERVER_KEY] = observer or Observer()
     app.router.add_post("/ingest/{source}/{entity_type}", ingest)
-    app.router.add_get("/health", health)
+    if observer is not None and observer.health is not None:
+        add_ops_routes(app, observer.health, observer.registry)
+    else:
+        app.router.add_get("/health", health)
     if own_producer:
         async def close_producer(_app: web.Application) -> None:
             await asyncio.to_thread(producer.close, settings.ingest.ack_timeout_s)
@@ -162,7 +172,7 @@ def make_ingest_app(settings: Settings, producer: ReliableProducer | None = None
 
 async def run_ingest(settings: Settings) -> None:
     """Serve the ingest API on settings.ingest.host:port until cancelled."""
-    runner = web.AppRunner(make_ingest_app(settings), access_log=None)
+    runner = web.AppRunner(make_ingest_app(settings, observer=worker_observer(settings)), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.ingest.host, settings.ingest.port).start()
     log.info("ingest API on http://%s:%d", settings.ingest.host, settings.ingest.port)

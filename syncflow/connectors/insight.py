@@ -40,7 +40,7 @@ class InsightClient:
         token = cursor or ""
         while True:
             params = {"entity": FEED[stream], "limit": str(self.settings.page_size), "cursor": token}
-            items, token, has_more = await self.http.call("GET", self.url, parse_feed_page, params=params,
+            items, token, has_more = await self.http.call("GET", self.url, parse_feed_page, operation=FEED[stream], params=params,
                                                           headers=self.headers)
             yield Page(stream, stream, items, token or None)
             if not has_more:

@@ -56,7 +56,7 @@ class Lessen360Client:
             params["updatedSince"] = str(max(0, position[0] - int(self.settings.overlap_s * 1000)))
         while True:
             records, has_more = await self.http.call("GET", f"{self.base}/{COLLECTION[stream]}", parse_results,
-                                                     params=params, headers=self.headers)
+                                                     operation=COLLECTION[stream], params=params, headers=self.headers)
             page_last = last_position(stream, records, None)
             position = last_position(stream, records, position)
             yield Page(stream, stream, records, json.dumps(list(position)) if position else None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +48,7 @@ class Reject:
 class PublishResult:
     keys: list[str] = field(default_factory=list)
     rejected: int = 0
+    rejected_by_category: Counter[str] = field(default_factory=Counter)
 
 
 def new_batch_number() -> int:
@@ -117,6 +119,7 @@ class RawPublisher:
             result.keys.append(out.key.decode())  # type: ignore[union-attr]
         outgoing += [self.dead_letter(r, batch_number) for r in dead]
         result.rejected = len(dead)
+        result.rejected_by_category.update(r.error.category for r in dead)
         if outgoing:
             self.producer.send_all(outgoing, timeout=self.ack_timeout_s)
         return result

@@ -45,7 +45,7 @@ class RealPageClient:
         self.time_zones: dict[str, str] = {}
 
     async def streams(self) -> list[str]:
-        listing = await self.http.call("GET", self.base, _parse_properties, headers=self.headers)
+        listing = await self.http.call("GET", self.base, _parse_properties, operation="properties", headers=self.headers)
         self.time_zones = {p["propertyCode"]: p.get("timeZone") or "UTC" for p in listing}
         codes = list(self.settings.properties) or list(self.time_zones)
         return [f"{code}/{entity}" for code in codes for entity in SOURCE_ENTITIES[self.source]]
@@ -61,7 +61,8 @@ class RealPageClient:
             if since is not None:
                 params["modifiedSince"] = local_time(since, tz)
             records, has_next = await self.http.call("GET", f"{self.base}/{code}/{COLLECTION[entity_type]}",
-                                                     parse_page, params=params, headers=self.headers)
+                                                     parse_page, operation=COLLECTION[entity_type], params=params,
+                                                     headers=self.headers)
             page_newest = latest_modified_ms(self.source, records, None)
             newest = latest_modified_ms(self.source, records, newest)
             yield Page(stream, entity_type, records, None if newest is None else str(newest))

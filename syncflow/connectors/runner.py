@@ -16,6 +16,7 @@ from syncflow.connectors.base import SourceClient
 from syncflow.connectors.cursor import CursorStore
 from syncflow.connectors.insight import InsightClient
 from syncflow.connectors.lessen360 import Lessen360Client
+from syncflow.connectors.observe import Observer
 from syncflow.connectors.publish import RawPublisher, new_batch_number
 from syncflow.connectors.realpage import RealPageClient
 from syncflow.connectors.yardi import YardiClient
@@ -46,16 +47,22 @@ class ConnectorStats:
         del self.error_messages[:-50]
 
 
-def make_client(source: str, session: aiohttp.ClientSession, settings: Settings) -> SourceClient:
+def make_client(source: str, session: aiohttp.ClientSession, settings: Settings,
+                observer: Observer | None = None) -> SourceClient:
     if source not in CLIENTS or source not in settings.connectors.sources:
         raise ConfigError(f"unknown source {source!r}; configured: {', '.join(settings.connectors.sources)}")
     src: SourceSettings = settings.connectors.sources[source]
-    return CLIENTS[source](session, src, settings.schemas_dir)  # type: ignore[no-any-return]
+    client: SourceClient = CLIENTS[source](session, src, settings.schemas_dir)
+    if observer is not None:
+        client.http.on_latency = lambda operation, seconds: observer.source_call(source, operation, seconds)
+    return client
 
 
 async def run_pass(client: SourceClient, publisher: RawPublisher, cursors: CursorStore, stats: ConnectorStats,
-                   *, max_pages: int | None = None) -> None:
+                   *, max_pages: int | None = None, observer: Observer | None = None) -> None:
     """One incremental pass over every stream of the source."""
+    observer = observer or Observer()
+    group = f"connector.{client.source}"
     batch_number = new_batch_number()
     try:
         streams = await client.streams()
@@ -66,6 +73,7 @@ async def run_pass(client: SourceClient, publisher: RawPublisher, cursors: Curso
     for stream in streams:
         try:
             async for page in client.pages(stream, cursors.get(stream)):
+                observer.heartbeat()
                 result = await asyncio.to_thread(publisher.publish, page.entity_type, page.records, batch_number,
                                                  page.rejects)
                 if page.cursor is not None:
@@ -73,6 +81,9 @@ async def run_pass(client: SourceClient, publisher: RawPublisher, cursors: Curso
                 stats.pages += 1
                 stats.records_published += len(result.keys)
                 stats.records_rejected += result.rejected
+                observer.published(group, publisher.topic, len(result.keys))
+                for category, n in result.rejected_by_category.items():
+                    observer.dead_lettered(publisher.dlq_topic, category, n)
                 if max_pages is not None and stats.pages >= max_pages:
                     stats.stopped_early = True
                     return
@@ -86,10 +97,10 @@ async def run_pass(client: SourceClient, publisher: RawPublisher, cursors: Curso
 
 
 async def run_connector(settings: Settings, source: str, *, once: bool = False, max_pages: int | None = None,
-                        stop: asyncio.Event | None = None) -> ConnectorStats:
+                        stop: asyncio.Event | None = None, observer: Observer | None = None) -> ConnectorStats:
     """Pull `source` incrementally onto its raw topic. `once`: one full pass, then return.
     `max_pages`: stop after that many pages (a controlled stop mid-run). `stop`: set it to
-    end a continuous run after the current pass."""
+    end a continuous run after the current pass. `observer`: metrics and health to feed."""
     src = settings.connectors.sources.get(source)
     if src is None:
         raise ConfigError(f"no settings for source {source!r}")
@@ -100,10 +111,12 @@ async def run_connector(settings: Settings, source: str, *, once: bool = False, 
     stop = stop or asyncio.Event()
     try:
         async with aiohttp.ClientSession() as session:
-            client = make_client(source, session, settings)
+            client = make_client(source, session, settings, observer)
             while True:
-                await run_pass(client, publisher, cursors, stats, max_pages=max_pages)
+                await run_pass(client, publisher, cursors, stats, max_pages=max_pages, observer=observer)
                 stats.passes += 1
+                if observer is not None:
+                    observer.heartbeat()
                 log.info("%s pass %d: %d records, %d rejected, %d errors", source, stats.passes,
                          stats.records_published, stats.records_rejected, stats.errors)
                 if once or stats.stopped_early or stop.is_set():

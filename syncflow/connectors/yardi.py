@@ -92,7 +92,8 @@ class YardiClient:
     async def _call(self, operation: str, params: dict[str, str | None]) -> ET.Element | None:
         body = soap_request(operation, {**self._auth(), **params})
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{YSI_NS}/{operation}"'}
-        return await self.http.call("POST", self.url, lambda b: parse_result(operation, b), data=body, headers=headers)
+        return await self.http.call("POST", self.url, lambda b: parse_result(operation, b), operation=operation,
+                                    data=body, headers=headers)
 
     async def properties(self) -> list[str]:
         if self.settings.properties:

@@ -196,3 +196,30 @@ async def test_records_that_fit_no_schema_go_to_the_dead_letter_topic(source_set
         assert failure["error.category"] == "validation" and failure["rule"] == "schema"
         assert m.headers[h.BATCH_NUMBER] == "77"
     assert b"updatedAtMs" in next(m for m in dead if m.key).headers["syncflow.dlt.exception.message"].encode()
+
+
+async def test_connector_metrics_and_health(start_emulator, source_settings) -> None:
+    from prometheus_client import generate_latest
+
+    from syncflow.connectors.observe import start_ops_server, worker_observer
+
+    emulator = await start_emulator("realpage")
+    settings = source_settings("realpage", emulator.url)
+    observer = worker_observer(settings)
+    stats = await run_connector(settings, "realpage", once=True, observer=observer)
+    exposed = generate_latest(observer.registry).decode()
+    topic = settings.connectors.sources["realpage"].topic
+    assert (f'syncflow_records_processed_total{{group="connector.realpage",topic="{topic}"}} '
+            f"{float(stats.records_published)}") in exposed
+    assert 'syncflow_external_latency_seconds_count{operation="workorders",target="realpage"}' in exposed
+
+    ops = await start_ops_server(observer, "127.0.0.1", 0)
+    try:
+        port = ops.addresses[0][1]
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/ready") as resp:
+                assert resp.status == 200 and (await resp.json())["status"] == "ok"
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                assert "syncflow_records_processed_total" in await resp.text()
+    finally:
+        await ops.cleanup()

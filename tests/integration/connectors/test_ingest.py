@@ -191,3 +191,24 @@ async def test_lessen360_webhook_push_lands_on_the_raw_topic(ingest_settings, se
 @pytest.fixture
 async def world_emulator(start_emulator):
     return await start_emulator("lessen360")
+
+
+async def test_ingest_serves_metrics_and_readiness(ingest_settings) -> None:
+    from syncflow.connectors.observe import worker_observer
+
+    observer = worker_observer(ingest_settings)
+    server = TestServer(make_ingest_app(ingest_settings, observer=observer), host="127.0.0.1")
+    await server.start_server()
+    try:
+        base = str(server.make_url("")).rstrip("/")
+        status, _ = await post(f"{base}/ingest/realpage/service_request", json.dumps(records_of("realpage", "service_request")))
+        assert status == 202
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/ready") as resp:
+                assert resp.status == 200
+            async with session.get(f"{base}/metrics") as resp:
+                text = await resp.text()
+        topic = topic_of(ingest_settings, "realpage")
+        assert f'syncflow_records_processed_total{{group="ingest.realpage",topic="{topic}"}} 3.0' in text
+    finally:
+        await server.close()
