@@ -115,8 +115,10 @@ class SyncOutWorker:
     async def _fetch(self) -> None:
         now = time.monotonic()
         timeout = self.settings.sync_out.poll_timeout_s
-        if len(self.buffer) and now >= self._not_before:
+        if len(self.buffer) >= self.settings.sync_out.batch_size and now >= self._not_before:
             timeout = 0.0
+        elif len(self.buffer) and now >= self._not_before:
+            timeout = min(timeout, 0.005)  # a moment to fill the batch: fewer, larger batches
         elif len(self.buffer):
             timeout = min(timeout, self._not_before - now)
         if (due := self.gate.next_due()) is not None:
@@ -207,6 +209,7 @@ class SyncOutWorker:
             self.offsets.done(entry.item.tp, entry.item.offset)
         self.buffer.put_back(result.put_back)
         self.stats.update(result.counts)
+        self.stats["batches"] += 1
         self._not_before = result.not_before_s
         if result.put_back and not result.done and not result.not_before_s:
             self._not_before = time.monotonic() + 0.05  # entities busy in another worker

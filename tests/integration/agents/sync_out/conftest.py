@@ -137,8 +137,8 @@ class RunningWorker:
 async def start_worker() -> AsyncIterator[Callable[..., Awaitable[RunningWorker]]]:
     running: list[RunningWorker] = []
 
-    async def start(settings: Settings, target: str) -> RunningWorker:
-        worker = build_worker(settings, target)
+    async def start(settings: Settings, target: str, **kw: Any) -> RunningWorker:
+        worker = build_worker(settings, target, **kw)
         rw = RunningWorker(worker, asyncio.create_task(worker.run()))
         running.append(rw)
         return rw

@@ -143,3 +143,22 @@ async def test_echo_suppression_can_be_turned_off(so_settings, lessen_emulator, 
     await wait_for(lambda: len(state.received) == 1, what="delivery of an echo")
     await w.stop()
     assert w.worker.stats["echo"] == 0
+
+
+async def test_raw_documents_get_their_outbound_status(so_settings, one_emulator, events, start_worker) -> None:
+    from syncflow.sinks.raw_store import RawDocument, RawKey, RawRecordStore
+
+    s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)
+    store = RawRecordStore(s)
+    try:
+        keys = {name: RawKey("yardi", "location", f"src-{name}") for name in ("loc-r1", "loc-rbad")}
+        store.upsert_raw_many([RawDocument(k, {"id": k.source_id}, "h") for k in keys.values()])
+        bad = {k: v for k, v in location("rbad").items() if k != "property_code"}
+        events.send([events.record("location", "loc-r1", 1, location("r1")), events.record("location", "loc-rbad", 1, bad)])
+        w = await start_worker(s, "one", outbound=store)
+        await wait_for(lambda: w.worker.stats["delivered"] == 1 and w.worker.stats["dead-lettered"] == 1, what="both outcomes")
+        await w.stop()
+        statuses = {name: (store.find_one(k) or {}).get("syncStatus", {}).get("outbound", {}) for name, k in keys.items()}
+        assert statuses == {"loc-r1": {"one": "synced"}, "loc-rbad": {"one": "failed"}}
+    finally:
+        store.close()

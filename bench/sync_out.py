@@ -1,0 +1,258 @@
+"""Sync-out benchmark on the local stack.
+
+    .venv/bin/python bench/sync_out.py [--events 20000] [--seconds 60] [--rate-per-minute 1200]
+
+1. throughput: a backlog of change events drained by one worker into an unthrottled emulator
+   (ONE: one PUT per record; Lessen360: batch calls), deliveries/s;
+2. latency: events produced at a steady pace while the worker runs, change event → applied at
+   the target, p50/p99;
+3. rate limit: two workers of one group against a limit, the measured rate over --seconds.
+
+Everything runs on its own topics, consumer groups and PostgreSQL schema, removed afterwards.
+The emulators run in a separate process (`syncflow.cli.sync_out emulate`). Prints Markdown."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from syncflow.agents.sync_out import build_worker, sync_out_topics
+from syncflow.sinks.common_db.migrate import migrate
+from syncflow.streams.admin import create_topics, delete_topics
+from syncflow.streams.avro import codec_for
+from syncflow.streams.headers import PRIORITY
+from syncflow.streams.producer import OutgoingRecord, ReliableProducer
+from syncflow.streams.settings import Settings
+from syncflow.streams.topics import TopicSpec, changes_topic
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method: str, url: str) -> Any:
+    req = urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return json.loads(resp.read())
+
+
+def location_event(entity_id: str, n: int) -> dict[str, Any]:
+    snapshot = {"entity_id": entity_id, "location_type": "unit", "property_code": "P1", "unit_code": f"U{n}",
+                "name": f"Unit {n}", "city": "Austin", "state": "TX", "postal_code": "78701"}
+    return {"event_id": f"{entity_id}:1", "entity_type": "location", "entity_id": entity_id, "version": 1,
+            "change_type": "create", "origin_source": "yardi", "origin_source_id": f"Y-{n}", "priority": 5,
+            "changed_fields": [], "snapshot": json.dumps(snapshot), "references": {},
+            "occurred_at": int(time.time() * 1000), "trace_id": None}
+
+
+class Bench:
+    def __init__(self, base: Settings, args: argparse.Namespace):
+        self.args = args
+        self.token = uuid.uuid4().hex[:8]
+        self.ports = {"one": free_port(), "lessen360": free_port()}
+        schema = f"bench_{self.token}"
+        targets = {name: base.sync_out.targets[name].model_copy(update={
+            "base_url": f"http://127.0.0.1:{port}", "rate_per_minute": 6_000_000.0, "concurrency": args.concurrency,
+            "batch_max": 100, "entity_types": ["location"]}) for name, port in self.ports.items()}
+        sync_out = base.sync_out.model_copy(update={"targets": targets, "batch_size": 500, "buffer_max": 5000, "poll_timeout_s": 0.05})
+        self.base = base.model_copy(update={"database_schema": schema, "sync_out": sync_out})
+        self.emulators: subprocess.Popen[bytes] | None = None
+        self.topics: list[str] = []
+        self.codec = codec_for(self.base)
+        self.producer = ReliableProducer(self.base)
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def __enter__(self) -> "Bench":
+        engine = create_engine(self.base.database_url)
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{self.base.database_schema}"'))
+        engine.dispose()
+        migrate(self.base)
+        env = {**os.environ, "SYNCFLOW_LOG_LEVEL": "WARNING"}
+        for name, port in self.ports.items():
+            env[f"SYNCFLOW_SYNC_OUT__TARGETS__{name.upper()}__BASE_URL"] = f"http://127.0.0.1:{port}"
+        self.emulators = subprocess.Popen([sys.executable, "-m", "syncflow.cli.sync_out", "emulate"], env=env, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                for port in self.ports.values():
+                    http("GET", f"http://127.0.0.1:{port}/_emulator/state")
+                break
+            except OSError:
+                time.sleep(0.2)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.emulators is not None:
+            self.emulators.terminate()
+            self.emulators.wait(10)
+        delete_topics(self.base, self.topics)
+        engine = create_engine(self.base.database_url)
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.base.database_schema}" CASCADE'))
+        engine.dispose()
+
+    def scenario(self, name: str, **target_update: Any) -> Settings:
+        """Settings with fresh topics and group for one scenario."""
+        suffix = f"-bench-{self.token}-{name}"
+        s = self.base.model_copy(update={"sync_out": self.base.sync_out.model_copy(update={"topic_suffix": suffix})})
+        if target_update:
+            so = s.sync_out
+            targets = {k: v.model_copy(update=target_update) for k, v in so.targets.items()}
+            s = s.model_copy(update={"sync_out": so.model_copy(update={"targets": targets})})
+        names = [changes_topic("location") + suffix]  # the only entity type the bench targets take
+        for target in self.ports:
+            t = sync_out_topics(s, target)
+            names += t.retries + [t.dlq]
+        create_topics(s, [TopicSpec(n, 4 if n.startswith("changes.") else 2, 3600_000) for n in names])
+        self.topics += names
+        for port in self.ports.values():
+            http("POST", f"http://127.0.0.1:{port}/_emulator/reset")
+        return s
+
+    def produce(self, s: Settings, events: list[dict[str, Any]]) -> None:
+        topic = changes_topic("location") + s.sync_out.topic_suffix
+        self.producer.send_all([
+            OutgoingRecord(topic, e["entity_id"].encode(), self.codec.encode("io.syncflow.canonical.ChangeEvent", e, topic=topic),
+                           [(PRIORITY, b"5")])
+            for e in events
+        ])
+
+    def received(self, target: str) -> list[dict[str, Any]]:
+        return http("GET", f"http://127.0.0.1:{self.ports[target]}/_emulator/received")
+
+    def applied_count(self, target: str) -> int:
+        return int(http("GET", f"http://127.0.0.1:{self.ports[target]}/_emulator/state")["counters"].get("applied", 0))
+
+    async def run_workers(self, s: Settings, target: str, workers: int, until: Any, timeout: float) -> None:
+        built = [build_worker(s, target) for _ in range(workers)]
+        tasks = [asyncio.create_task(w.run()) for w in built]
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline and not await asyncio.to_thread(until):
+                await asyncio.sleep(0.25)
+        finally:
+            for w in built:
+                w.stop()
+            await asyncio.gather(*tasks)
+
+    # -- scenarios ------------------------------------------------------------------------------
+    async def throughput(self, target: str) -> list[str]:
+        n = self.args.events
+        s = self.scenario(f"tp-{target}")
+        self.produce(s, [location_event(f"loc-{target}-{i}", i) for i in range(n)])
+        started = time.time()
+        await self.run_workers(s, target, 1, lambda: self.applied_count(target) >= n, timeout=600)
+        times = sorted(r["time"] for r in self.received(target))
+        span = times[-1] - times[0] if len(times) > 1 else float("nan")
+        rate = (len(times) - 1) / span if span else float("nan")
+        return [f"throughput, backlog drain, {target}", f"{len(times)}/{n} delivered", f"{rate:,.0f} deliveries/s",
+                f"first delivery {times[0] - started:.1f}s after start, {span:.1f}s to drain"]
+
+    async def latency(self, target: str) -> list[str]:
+        pace, seconds = self.args.latency_rate, self.args.latency_seconds
+        s = self.scenario(f"lat-{target}")
+        total = int(pace * seconds)
+
+        def feed() -> None:
+            sent, t0 = 0, time.monotonic()
+            while sent < total:
+                due = int((time.monotonic() - t0) * pace) + 1
+                chunk = [location_event(f"loc-lat-{target}-{i}", i) for i in range(sent, min(due, total))]
+                if chunk:
+                    self.produce(s, chunk)
+                    sent += len(chunk)
+                time.sleep(0.01)
+
+        async def go() -> None:
+            feeder = threading.Thread(target=feed)
+            await asyncio.sleep(2.0)  # let the worker join its group first
+            feeder.start()
+            await asyncio.to_thread(feeder.join)
+
+        worker = asyncio.create_task(self.run_workers(s, target, 1, lambda: self.applied_count(target) >= total, timeout=seconds + 120))
+        await go()
+        await worker
+        rec = self.received(target)
+        lat = self._latencies(s, rec, {f"loc-lat-{target}-{i}" for i in range(total)})
+        p50 = statistics.median(lat) * 1000
+        p99 = lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan")
+        return [f"latency, steady {pace:g}/s for {seconds:g}s, {target}", f"{len(rec)}/{total} delivered",
+                f"p50 {p50:.0f} ms, p99 {p99:.0f} ms", "change event produced → applied at the target"]
+
+    def _latencies(self, s: Settings, received: list[dict[str, Any]], ids: set[str]) -> list[float]:
+        """Applied time minus the event's occurred_at, read back from the changes topic."""
+        from confluent_kafka import Consumer
+
+        codec = codec_for(s)
+        topic = changes_topic("location") + s.sync_out.topic_suffix
+        c = Consumer({"bootstrap.servers": s.kafka_bootstrap_servers, "group.id": f"bench-read-{uuid.uuid4().hex}",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.subscribe([topic])
+        occurred: dict[str, float] = {}
+        deadline = time.monotonic() + 30
+        while len(occurred) < len(ids) and time.monotonic() < deadline:
+            for m in c.consume(1000, 0.5):
+                if m.error() is None:
+                    rec = codec.decode(m.value(), topic=topic).record
+                    at = rec["occurred_at"]
+                    occurred[rec["entity_id"]] = at.timestamp() if hasattr(at, "timestamp") else at / 1000
+        c.close()
+        return sorted(r["time"] - occurred[r["external_id"]] for r in received if r["external_id"] in occurred)
+
+    async def rate_limited(self, target: str) -> list[str]:
+        per_min, seconds = self.args.rate_per_minute, self.args.seconds
+        s = self.scenario(f"rl-{target}", rate_per_minute=per_min, rate_burst_s=0.25)
+        n = int(per_min / 60 * seconds * 1.5) + 50
+        self.produce(s, [location_event(f"loc-rl-{target}-{i}", i) for i in range(n)])
+        await self.run_workers(s, target, 2, lambda: False, timeout=seconds + 5)
+        times = sorted(r["time"] for r in self.received(target))
+        window = [t for t in times if t - times[0] <= seconds]
+        span = window[-1] - window[0]
+        rate = (len(window) - 1) / span * 60 if span else float("nan")
+        return [f"rate limit, 2 workers, {target}", f"{len(window)} delivered in {span:.1f}s",
+                f"{rate:,.1f}/min against a limit of {per_min:g}/min ({(rate / per_min - 1) * 100:+.1f}%)",
+                "measured at the target, first to last delivery"]
+
+
+async def main(args: argparse.Namespace) -> None:
+    base = Settings.load()
+    rows: list[list[str]] = []
+    with Bench(base, args) as bench:
+        for target in args.targets:
+            rows.append(await bench.throughput(target))
+            rows.append(await bench.latency(target))
+        rows.append(await bench.rate_limited(args.targets[0]))
+    print()
+    print("| scenario | volume | result | note |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=20000, help="backlog size of the throughput run")
+    p.add_argument("--seconds", type=float, default=60.0, help="length of the rate-limit run")
+    p.add_argument("--rate-per-minute", type=float, default=1200.0, help="the limit of the rate-limit run")
+    p.add_argument("--latency-rate", type=float, default=200.0, help="events/s during the latency run")
+    p.add_argument("--latency-seconds", type=float, default=10.0)
+    p.add_argument("--concurrency", type=int, default=32, help="target client concurrency")
+    p.add_argument("--targets", nargs="+", default=["one", "lessen360"])
+    asyncio.run(main(p.parse_args()))
