@@ -4,6 +4,7 @@ decodes everything on a topic."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -43,8 +44,6 @@ def read_topic(settings: Settings, topic: str, timeout: float = 20.0) -> list[Ra
         remaining = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         out: list[RawMessage] = []
-        import time
-
         deadline = time.monotonic() + timeout
         while remaining and time.monotonic() < deadline:
             msg = consumer.poll(0.5)

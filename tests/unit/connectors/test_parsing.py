@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -15,8 +16,6 @@ from syncflow.connectors.yardi import parse_result, voyager_time
 from syncflow.emulators.sources.yardi import envelope, error_messages
 from syncflow.errors import PermanentSourceError, TransientSourceError
 from syncflow.streams.settings import REPO_ROOT
-
-import xml.etree.ElementTree as ET
 
 OP = "GetResidents"
 
