@@ -278,19 +278,27 @@ def apply_changes(world: World, source: str, count: int) -> list[Entity]:
     time. Returns the changed entities."""
     changed: list[Entity] = []
     rng = world.rng
+    live = [e for e in world.of(source) if not e.deleted]
+    owners = UNIT_REFERENCING if source == "lessen360" else (source,)
+    units = [e for o in owners for e in world.of(o, "location") if e.data["kind"] == "unit"]
+    residents: dict[str, list[Entity]] = {}
+    for r in (r for o in owners for r in world.of(o, "resident")):
+        residents.setdefault(r.data["unit_source_id"], []).append(r)
     for _ in range(count):
-        live = [e for e in world.of(source) if not e.deleted]
         roll = rng.random()
         now = world.tick()
         if roll < 0.15 or not live:
-            entity = _create_for(world, source, now)
+            before = len(world.entities)
+            entity = _create_for(world, source, now, units, residents)
             if entity is None:
                 continue
+            live += list(world.entities.values())[before:]  # the request and any attachment
         else:
             entity = rng.choice(live)
             deletable = not (entity.entity_type == "location" and entity.data["kind"] == "property")
             if roll < 0.27 and deletable:
                 entity.deleted = True
+                live.remove(entity)
             else:
                 _update(world, entity)
                 entity.invalid = _maybe_invalid(world, invalid_choices(source, entity.entity_type))
@@ -300,16 +308,15 @@ def apply_changes(world: World, source: str, count: int) -> list[Entity]:
     return changed
 
 
-def _create_for(world: World, source: str, now: int) -> Entity | None:
+def _create_for(world: World, source: str, now: int, units: list[Entity],
+                residents: dict[str, list[Entity]]) -> Entity | None:
     """A new service request on one of the units this source knows about."""
-    owners = UNIT_REFERENCING if source == "lessen360" else (source,)
-    units = [e for o in owners for e in world.of(o, "location") if e.data["kind"] == "unit" and not e.deleted]
-    if not units:
+    open_units = [u for u in units if not u.deleted]
+    if not open_units:
         return None
-    unit = world.rng.choice(units)
-    residents = [r for r in world.of(unit.source, "resident")
-                 if r.data["unit_source_id"] == unit.source_id and not r.deleted]
-    return _add_service_request(world, source, unit, residents[0] if residents else None, modified_ms=now)
+    unit = world.rng.choice(open_units)
+    living = [r for r in residents.get(unit.source_id, []) if not r.deleted]
+    return _add_service_request(world, source, unit, living[0] if living else None, modified_ms=now)
 
 
 def _update(world: World, entity: Entity) -> None:
