@@ -23,7 +23,7 @@ from syncflow.connectors.observe import Observer, worker_observer
 from syncflow.connectors.publish import RawPublisher, new_batch_number
 from syncflow.connectors.schemas import SOURCE_ENTITIES, check_record, load_schema
 from syncflow.connectors.xml_records import element_to_record, local_name
-from syncflow.errors import EncodeError, ValidationError
+from syncflow.errors import EncodeError, SchemaRegistryUnavailableError, ValidationError
 from syncflow.streams.metrics import add_ops_routes
 from syncflow.streams.producer import DeliveryError, ReliableProducer
 from syncflow.streams.settings import Settings
@@ -130,6 +130,9 @@ async def _produce(request: web.Request, source: str, entity_type: str, records:
         outgoing = [publisher.prepare(entity_type, r, batch_number) for r in records]
     except (ValidationError, EncodeError) as exc:
         return _one_error(400, str(exc))
+    except SchemaRegistryUnavailableError as exc:
+        log.error("ingest %s/%s: %s", source, entity_type, exc)
+        return _one_error(503, "the schema registry is unavailable; send the records again")
     try:
         await asyncio.to_thread(request.app[PRODUCER_KEY].send_all, outgoing, settings.ingest.ack_timeout_s)
     except (DeliveryError, KafkaException) as exc:

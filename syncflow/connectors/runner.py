@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from confluent_kafka import KafkaException
 
 from syncflow.connectors.base import SourceClient
 from syncflow.connectors.cursor import CursorStore
@@ -20,7 +21,7 @@ from syncflow.connectors.observe import Observer
 from syncflow.connectors.publish import RawPublisher, new_batch_number
 from syncflow.connectors.realpage import RealPageClient
 from syncflow.connectors.yardi import YardiClient
-from syncflow.errors import ConfigError, SourceError
+from syncflow.errors import ConfigError, SchemaRegistryUnavailableError, SourceError
 from syncflow.streams.producer import DeliveryError, ReliableProducer
 from syncflow.streams.settings import Settings, SourceSettings
 
@@ -90,8 +91,8 @@ async def run_pass(client: SourceClient, publisher: RawPublisher, cursors: Curso
         except SourceError as exc:
             log.error("%s %s: %s (%s); other streams go on", client.source, stream, exc, exc.category)
             stats.error(f"{stream}: {exc}")
-        except DeliveryError as exc:
-            log.error("%s: broker did not acknowledge: %s; pass stopped, cursor kept", client.source, exc)
+        except (DeliveryError, KafkaException, SchemaRegistryUnavailableError) as exc:
+            log.error("%s: cannot produce: %s; pass stopped, cursor kept", client.source, exc)
             stats.error(f"{stream}: {exc}")
             return
 
@@ -107,7 +108,7 @@ async def run_connector(settings: Settings, source: str, *, once: bool = False, 
     stats = ConnectorStats(source)
     cursors = CursorStore(Path(settings.connectors.cursor_dir), source)
     producer = ReliableProducer(settings)
-    publisher = RawPublisher(settings, source, producer)
+    publisher = RawPublisher(settings, source, producer, ack_timeout_s=settings.connectors.ack_timeout_s)
     stop = stop or asyncio.Event()
     try:
         async with aiohttp.ClientSession() as session:
@@ -127,4 +128,4 @@ async def run_connector(settings: Settings, source: str, *, once: bool = False, 
                 except asyncio.TimeoutError:
                     pass
     finally:
-        await asyncio.to_thread(producer.close)
+        await asyncio.to_thread(producer.close, settings.connectors.ack_timeout_s)

@@ -136,6 +136,7 @@ class SourceSettings(BaseModel):
 class ConnectorSettings(BaseModel):
     cursor_dir: Path = Field(default_factory=lambda: local_stack_dir() / "cursors")
     dlq_topic: str | None = None  # override of sync-in.dlq for records that fit no schema
+    ack_timeout_s: float = 60.0  # a page not acknowledged by then: pass stopped, cursor kept
     emulator_host: str = "127.0.0.1"
     emulator_seed: int = 42
     emulator_volume: int = 200  # units in the emulated world

@@ -223,3 +223,19 @@ async def test_connector_metrics_and_health(start_emulator, source_settings) -> 
                 assert "syncflow_records_processed_total" in await resp.text()
     finally:
         await ops.cleanup()
+
+
+async def test_broker_unreachable_keeps_the_cursor_and_a_later_run_loses_nothing(start_emulator,
+                                                                                   source_settings) -> None:
+    emulator = await start_emulator("lessen360")
+    settings = source_settings("lessen360", emulator.url)
+    down = settings.model_copy(update={
+        "kafka_bootstrap_servers": "127.0.0.1:1",
+        "connectors": settings.connectors.model_copy(update={"ack_timeout_s": 1.0})})
+    failed = await run_connector(down, "lessen360", once=True)
+    assert failed.errors == 1 and failed.records_published == 0 and "not acknowledged" in failed.error_messages[0]
+    assert CursorStore(settings.connectors.cursor_dir, "lessen360").all() == {}
+
+    await run_connector(settings, "lessen360", once=True)
+    truth = await emulator_truth(emulator)
+    assert latest_by_key(settings, read_topic(settings, settings.connectors.sources["lessen360"].topic)) == truth
