@@ -239,3 +239,36 @@ async def test_broker_unreachable_keeps_the_cursor_and_a_later_run_loses_nothing
     await run_connector(settings, "lessen360", once=True)
     truth = await emulator_truth(emulator)
     assert latest_by_key(settings, read_topic(settings, settings.connectors.sources["lessen360"].topic)) == truth
+
+
+@pytest.mark.parametrize("source", ["yardi", "realpage"])
+async def test_through_the_schema_registry(source, start_emulator, source_settings) -> None:
+    """With a registry configured, records go out in the Confluent wire format (Apicurio)."""
+    import os
+
+    from syncflow.streams.avro import registry_client
+    from syncflow.streams.settings import local_stack_dir
+
+    env = "SYNCFLOW_LOCAL_SCHEMA_REGISTRY_URL"
+    url = os.environ.get(env) or next(
+        (line.split("=", 1)[1].strip() for line in (local_stack_dir() / "stack.env").read_text().splitlines()
+         if line.startswith(env + "=")), "http://127.0.0.1:8081/apis/ccompat/v7")
+    client = registry_client(url)
+    try:
+        client.get_subjects()
+    except Exception as exc:  # noqa: BLE001 - say how to start it
+        pytest.fail(f"schema registry at {url} does not answer ({exc}); start it with "
+                    "`deploy/local/stack.sh up --with-registry`", pytrace=False)
+    emulator = await start_emulator(source)
+    settings = source_settings(source, emulator.url).model_copy(update={"schema_registry_url": url})
+    topic = settings.connectors.sources[source].topic
+    try:
+        stats = await run_connector(settings, source, once=True)
+        assert stats.errors == 0, stats.error_messages
+        messages = read_topic(settings, topic)
+        assert all(m.value[:1] == b"\x00" for m in messages)
+        assert latest_by_key(settings, messages) == await emulator_truth(emulator)
+    finally:
+        for subject in client.get_subjects():
+            if subject.startswith(f"{topic}-"):
+                client.delete_subject(subject)
