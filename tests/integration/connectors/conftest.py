@@ -116,18 +116,18 @@ def own_topics(stack: Settings, unique: Callable[[str], str]) -> Iterator[Callab
 
 
 @pytest.fixture
-def source_settings(settings: Settings, own_topics: Callable[..., str], tmp_path: Path) -> Callable[..., Settings]:
+def source_settings(stack: Settings, own_topics: Callable[..., str], tmp_path: Path) -> Callable[..., Settings]:
     """source_settings(source, url, **source_overrides) -> Settings whose `source` reads from
     `url` into its own raw topic (3 partitions) and dead-letter topic, with fast retries."""
 
     def make(source: str, url: str, **overrides: Any) -> Settings:
         raw = own_topics(f"raw.{source}", partitions=3)
         dlq = own_topics("sync-in.dlq")
-        src = settings.connectors.sources[source].model_copy(update={
+        src = stack.connectors.sources[source].model_copy(update={
             "base_url": url, "api_key": "local-key", "topic": raw, "page_size": 7, "request_timeout_s": 2.0,
             "retry_attempts": 4, "retry_initial_s": 0.05, "retry_max_s": 0.2, "poll_interval_s": 0.2, **overrides})
-        connectors = settings.connectors.model_copy(update={
-            "cursor_dir": tmp_path / "cursors", "dlq_topic": dlq, "sources": {**settings.connectors.sources, source: src}})
-        return settings.model_copy(update={"connectors": connectors})
+        connectors = stack.connectors.model_copy(update={
+            "cursor_dir": tmp_path / "cursors", "dlq_topic": dlq, "sources": {**stack.connectors.sources, source: src}})
+        return stack.model_copy(update={"connectors": connectors})
 
     return make

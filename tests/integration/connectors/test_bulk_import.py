@@ -48,11 +48,11 @@ def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 @pytest.fixture
-def raw_settings(settings: Settings, own_topics: Callable[..., str]) -> Callable[[str], Settings]:
+def raw_settings(stack: Settings, own_topics: Callable[..., str]) -> Callable[[str], Settings]:
     def make(source: str) -> Settings:
-        src = settings.connectors.sources[source].model_copy(update={"topic": own_topics(f"raw.{source}", 2)})
-        connectors = settings.connectors.model_copy(update={"sources": {**settings.connectors.sources, source: src}})
-        return settings.model_copy(update={"connectors": connectors})
+        src = stack.connectors.sources[source].model_copy(update={"topic": own_topics(f"raw.{source}", 2)})
+        connectors = stack.connectors.model_copy(update={"sources": {**stack.connectors.sources, source: src}})
+        return stack.model_copy(update={"connectors": connectors})
 
     return make
 

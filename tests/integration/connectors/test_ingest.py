@@ -30,12 +30,12 @@ def records_of(source: str, entity_type: str, n: int = 3) -> list[dict[str, Any]
 
 
 @pytest.fixture
-def ingest_settings(settings: Settings, own_topics: Callable[..., str]) -> Settings:
+def ingest_settings(stack: Settings, own_topics: Callable[..., str]) -> Settings:
     sources = {s: src.model_copy(update={"topic": own_topics(f"raw.{s}", 2)})
-               for s, src in settings.connectors.sources.items()}
-    return settings.model_copy(update={
-        "connectors": settings.connectors.model_copy(update={"sources": sources}),
-        "ingest": settings.ingest.model_copy(update={"max_body_bytes": 64 * 1024, "ack_timeout_s": 10.0}),
+               for s, src in stack.connectors.sources.items()}
+    return stack.model_copy(update={
+        "connectors": stack.connectors.model_copy(update={"sources": sources}),
+        "ingest": stack.ingest.model_copy(update={"max_body_bytes": 64 * 1024, "ack_timeout_s": 10.0}),
     })
 
 
