@@ -9,16 +9,39 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, func, select, text, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Engine, text
 
 from syncflow.agents.sync_out.decisions import EntityKey
-from syncflow.sinks.common_db.models import TargetSyncState
 
 _LOCK = text(
     "SELECT k, pg_try_advisory_lock(hashtextextended(k, 0)) FROM unnest(CAST(:keys AS text[])) AS k"
 )
 _UNLOCK = text("SELECT pg_advisory_unlock(hashtextextended(k, 0)) FROM unnest(CAST(:keys AS text[])) AS k")
+
+# Arrays in, one statement out: a batch of hundreds costs one round trip and no statement compile.
+_VERSIONS = text(
+    """
+    SELECT t.entity_type, t.entity_id, t.synced_version
+      FROM target_sync_state t
+      JOIN unnest(CAST(:types AS text[]), CAST(:ids AS text[])) AS k(entity_type, entity_id)
+        ON t.entity_type = k.entity_type AND t.entity_id = k.entity_id
+     WHERE t.target = :target
+    """
+)
+
+_SYNCED = text(
+    """
+    INSERT INTO target_sync_state AS s (entity_type, entity_id, target, synced_version, status, attempts, target_ref, updated_at)
+    SELECT k.entity_type, k.entity_id, :target, k.version, 'synced', 0, k.ref, now()
+      FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[]), CAST(:versions AS int[]), CAST(:refs AS text[]))
+           AS k(entity_type, entity_id, version, ref)
+    ON CONFLICT (entity_type, entity_id, target) DO UPDATE
+       SET synced_version = excluded.synced_version, status = 'synced', attempts = 0,
+           next_retry_time = NULL, last_error = NULL,
+           target_ref = COALESCE(excluded.target_ref, s.target_ref), updated_at = now()
+     WHERE s.synced_version < excluded.synced_version
+    """
+)
 
 _FAILURE = text(
     """
@@ -86,41 +109,25 @@ class SyncStateStore:
         wanted = sorted(set(keys))
         if not wanted:
             return {}
-        t = TargetSyncState
-        stmt = select(t.entity_type, t.entity_id, t.synced_version).where(
-            t.target == self.target, tuple_(t.entity_type, t.entity_id).in_(wanted)
-        )
+        params = {"target": self.target, "types": [k[0] for k in wanted], "ids": [k[1] for k in wanted]}
         with self.engine.connect() as conn:
-            return {(et, eid): v for et, eid, v in conn.execute(stmt)}
+            return {(et, eid): v for et, eid, v in conn.execute(_VERSIONS, params)}
 
     def record(self, synced: list[Synced], failed: list[Failed]) -> None:
         """Write the outcomes of one batch in one transaction. A version never moves back: an
         older success or failure does not overwrite what a newer version recorded."""
         with self.engine.begin() as conn:
             if synced:
-                rows = {}
+                best: dict[EntityKey, Synced] = {}
                 for s in synced:  # one row per entity: the highest version wins
-                    if s.key not in rows or rows[s.key]["synced_version"] < s.version:
-                        rows[s.key] = {
-                            "entity_type": s.key[0], "entity_id": s.key[1], "target": self.target,
-                            "synced_version": s.version, "status": "synced", "attempts": 0,
-                            "target_ref": s.target_ref,
-                        }
-                stmt = insert(TargetSyncState).values(sorted(rows.values(), key=lambda r: (r["entity_type"], r["entity_id"])))
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["entity_type", "entity_id", "target"],
-                    set_={
-                        "synced_version": stmt.excluded.synced_version,
-                        "status": "synced",
-                        "attempts": 0,
-                        "next_retry_time": None,
-                        "last_error": None,
-                        "target_ref": func.coalesce(stmt.excluded.target_ref, TargetSyncState.target_ref),
-                        "updated_at": func.now(),
-                    },
-                    where=TargetSyncState.synced_version < stmt.excluded.synced_version,
-                )
-                conn.execute(stmt)
+                    if s.key not in best or best[s.key].version < s.version:
+                        best[s.key] = s
+                rows = [best[k] for k in sorted(best)]
+                conn.execute(_SYNCED, {
+                    "target": self.target,
+                    "types": [r.key[0] for r in rows], "ids": [r.key[1] for r in rows],
+                    "versions": [r.version for r in rows], "refs": [r.target_ref for r in rows],
+                })
             if failed:
                 conn.execute(
                     _FAILURE,

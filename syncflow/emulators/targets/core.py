@@ -29,6 +29,7 @@ class Faults:
     rate_limit_per_minute: float = 0.0  # the target's own limit (0 = none) → 429
     retry_after_s: float = 1.0
     force_429_s: float = 0.0  # answer 429 to everything for this many seconds from now
+    next_429: int = 0  # the next N service requests answer 429, deterministically
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply a POST /_emulator/faults body; unknown names are refused."""
@@ -36,7 +37,7 @@ class Faults:
         for name, value in values.items():
             if name not in known:
                 raise ValueError(f"unknown fault {name!r}")
-            setattr(self, name, int(value) if name == "fail_next" else float(value))
+            setattr(self, name, int(value) if name in ("fail_next", "next_429") else float(value))
 
 
 @dataclass
@@ -121,7 +122,8 @@ class EmulatorState:
         """Raise Rejection for 429/5xx, or misbehave (latency, hang, reset) as configured."""
         self.count("requests")
         f = self.faults
-        if time.monotonic() < self._forced_429_until or not self._take_tokens(cost):
+        if f.next_429 > 0 or time.monotonic() < self._forced_429_until or not self._take_tokens(cost):
+            f.next_429 = max(0, f.next_429 - 1)
             self.count("rate_limited")
             raise Rejection(429, {"message": "rate limit exceeded"}, {"Retry-After": f"{f.retry_after_s:g}"})
         if f.latency_ms:
