@@ -15,7 +15,7 @@ from aiohttp import web
 from confluent_kafka import Consumer
 
 from syncflow.agents.sync_out import SyncOutWorker, build_worker, sync_out_topics
-from syncflow.emulators.targets import EmulatorState, emulator_state, emulator_url, start_target_emulator
+from syncflow.emulators.targets import EmulatorState, emulator_url, start_target_emulator
 from syncflow.sinks.common_db.migrate import migrate
 from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.streams.avro import codec_for
@@ -184,5 +184,3 @@ def read_topic(settings: Settings, topic: str, expect: int, timeout: float = 20.
         c.close()
     return got
 
-
-__all__ = ["emulator_state"]
