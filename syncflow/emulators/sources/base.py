@@ -89,15 +89,17 @@ def _denying(state: EmulatorState) -> EmulatorState:
     return EmulatorState(state.source, state.world, api_key="\x00never\x00", faults=state.faults, rng=state.rng)
 
 
-def truth(entity: Entity) -> dict[str, Any]:
+def truth(entity: Entity, world: World) -> dict[str, Any]:
+    key = (entity.source, entity.entity_type, entity.source_id)
     return {"entity_type": entity.entity_type, "source_id": entity.source_id, "deleted": entity.deleted,
-            "invalid": entity.invalid, "modified_ms": entity.modified_ms, "record": render(entity)}
+            "invalid": entity.invalid, "invalid_ever": key in world.invalid_ever,
+            "modified_ms": entity.modified_ms, "record": render(entity)}
 
 
 async def get_records(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     entity_type = request.query.get("entity_type")
-    records = [truth(e) for e in state.world.of(state.source, entity_type)]
+    records = [truth(e, state.world) for e in state.world.of(state.source, entity_type)]
     return web.json_response({"source": state.source, "clock_ms": state.world.clock_ms, "records": records})
 
 

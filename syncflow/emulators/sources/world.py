@@ -78,6 +78,8 @@ class World:
     rng: random.Random = field(default_factory=random.Random)
     counters: dict[str, int] = field(default_factory=dict)
     changes_applied: int = 0
+    # Every record that was ever served invalid: the checker's ground truth for the DLQ.
+    invalid_ever: set[tuple[str, str, str]] = field(default_factory=set)
 
     def of(self, source: str, entity_type: str | None = None) -> list[Entity]:
         """A source's entities (deleted ones included), in a stable order."""
@@ -101,7 +103,12 @@ class World:
 
     def add(self, entity: Entity) -> Entity:
         self.entities[(entity.source, entity.entity_type, entity.source_id)] = entity
+        self.note_invalid(entity)
         return entity
+
+    def note_invalid(self, entity: Entity) -> None:
+        if entity.invalid:
+            self.invalid_ever.add((entity.source, entity.entity_type, entity.source_id))
 
 
 def generate_world(seed: int = 42, volume: int = 200, invalid_rate: float = 0.0) -> World:
@@ -302,6 +309,7 @@ def apply_changes(world: World, source: str, count: int) -> list[Entity]:
             else:
                 _update(world, entity)
                 entity.invalid = _maybe_invalid(world, invalid_choices(source, entity.entity_type))
+                world.note_invalid(entity)
             entity.modified_ms = now
         changed.append(entity)
         world.changes_applied += 1

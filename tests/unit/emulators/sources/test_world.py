@@ -83,3 +83,16 @@ def test_invalid_rate_marks_records_with_the_fault_they_carry() -> None:
         if e.invalid == "unknown_category" and e.source == "lessen360":
             assert record["trade"] == "ASTRONOMY"
     assert not any(e.invalid for e in generate_world(8, 400).entities.values())
+
+
+def test_world_remembers_every_record_ever_served_invalid() -> None:
+    from syncflow.emulators.sources.world import apply_changes, generate_world
+
+    world = generate_world(seed=3, volume=60, invalid_rate=0.3)
+    initially = {k for k, e in world.entities.items() if e.invalid}
+    assert initially and initially <= world.invalid_ever
+    for source in ("yardi", "realpage", "insight", "lessen360"):
+        apply_changes(world, source, 80)
+    now_invalid = {k for k, e in world.entities.items() if e.invalid}
+    assert now_invalid <= world.invalid_ever
+    assert initially <= world.invalid_ever
