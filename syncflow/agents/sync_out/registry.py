@@ -1,6 +1,5 @@
-"""Target name → its client class. With the target's section of target_rules.yaml (its
-Transformer) and a TargetSettings entry, that is all a new target needs; the worker, the
-routing and the rate limit do not change."""
+"""Target name → (client class, transformer rules section). With a TargetSettings entry, that
+is all a new target needs; the worker, the routing and the rate limit do not change."""
 
 from __future__ import annotations
 
@@ -11,9 +10,9 @@ from syncflow.sinks.targets.lessen360 import Lessen360Client
 from syncflow.sinks.targets.one import OneClient
 from syncflow.streams.settings import Settings
 
-TARGET_CLIENTS: dict[str, type[TargetClient]] = {
-    "one": OneClient,
-    "lessen360": Lessen360Client,
+TARGETS: dict[str, tuple[type[TargetClient], str]] = {
+    "one": (OneClient, "one"),
+    "lessen360": (Lessen360Client, "lessen360"),
 }
 
 
@@ -21,7 +20,7 @@ def binding_for(settings: Settings, target: str) -> tuple[TargetClient, Transfor
     """The client and transformer of a configured target (refused at start-up if unknown)."""
     if target not in settings.sync_out.targets:
         raise ConfigError(f"target {target!r} is not configured; known: {', '.join(settings.sync_out.targets)}")
-    if target not in TARGET_CLIENTS:
-        raise ConfigError(f"no client class for target {target!r}; known: {', '.join(TARGET_CLIENTS)}")
-    client = TARGET_CLIENTS[target](settings.sync_out.targets[target])
-    return client, Transformer.from_file(settings.sync_out.rules_file, target)
+    if target not in TARGETS:
+        raise ConfigError(f"no client class for target {target!r}; known: {', '.join(TARGETS)}")
+    client_class, rules_section = TARGETS[target]
+    return client_class(settings.sync_out.targets[target]), Transformer.from_file(settings.sync_out.rules_file, rules_section)

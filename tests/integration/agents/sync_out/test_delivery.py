@@ -162,3 +162,17 @@ async def test_raw_documents_get_their_outbound_status(so_settings, one_emulator
         assert statuses == {"loc-r1": {"one": "synced"}, "loc-rbad": {"one": "failed"}}
     finally:
         store.close()
+
+
+async def test_a_retry_overtaken_by_a_newer_version_is_skipped(so_settings, one_emulator, events, start_worker) -> None:
+    s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)
+    state = emulator_state(one_emulator)
+    state.set_faults({"fail_next": 1})  # v1's first try fails and goes to retry tier 1
+    events.send([events.record("location", "loc-o", 1, location("o")), events.record("location", "loc-o", 2, location("o"))])
+    w = await start_worker(s, "one")
+    await wait_for(lambda: w.worker.stats["stale"] == 1, what="v1's retry skipped as stale")
+    await w.stop()
+    assert delivered_versions(state) == {"loc-o": [2]}
+    assert w.worker.stats["retried"] == 1 and w.worker.stats["delivered"] == 1
+    row = sync_rows(s, "one")["loc-o"]
+    assert (row.synced_version, row.status) == (2, "synced")
