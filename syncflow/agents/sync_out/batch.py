@@ -107,9 +107,11 @@ class BatchProcessor:
         self.group, self.retry_topics, self.dlq_topic = group, retry_topics, dlq_topic
         self.client, self.transformer, self.state = client, transformer, state
         self.limiter, self.producer, self.outbound = limiter, producer, outbound
+        # entity types this target receives: configured and with a transform rule
+        self.taken_types = {t for t in target_settings.entity_types if transformer.takes(t)}
 
     def takes(self, event: ChangeEvent) -> bool:
-        return event.entity_type in self.target_settings.entity_types and self.transformer.takes(event.entity_type)
+        return event.entity_type in self.taken_types
 
     async def process(self, entries: list[Entry[Consumed]]) -> BatchResult:
         """Handle entries of distinct entities; every entry ends in `done` or `put_back`."""
@@ -146,7 +148,8 @@ class BatchProcessor:
         """Stale and dependency checks against target_sync_state, then the transform."""
         if not entries:
             return []
-        keys = {e.item.entity_key for e in entries} | {r for e in entries for r in references_of(e.item.event)}  # type: ignore[arg-type]
+        taken = self.taken_types
+        keys = {e.item.entity_key for e in entries} | {r for e in entries for r in references_of(e.item.event, taken)}  # type: ignore[arg-type]
         versions = await asyncio.to_thread(self.state.synced_versions, keys)
         to_send = []
         for entry in entries:
@@ -155,7 +158,7 @@ class BatchProcessor:
             if is_stale(event, versions.get((event.entity_type, event.entity_id), 0)):
                 result.done.append(entry)
                 result.counts["stale"] += 1
-            elif missing := missing_references(event, versions):
+            elif missing := missing_references(event, versions, taken):
                 self._fail(out, result, entry, DependencyNotMetError(missing))
             else:
                 try:

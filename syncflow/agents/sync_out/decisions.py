@@ -3,7 +3,7 @@ functions, so every rule is unit-tested without Kafka, a database or a target.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from syncflow.agents.sync_out.events import ChangeEvent
@@ -23,14 +23,19 @@ def is_stale(event: ChangeEvent, synced_version: int) -> bool:
     return event.version <= synced_version
 
 
-def references_of(event: ChangeEvent) -> list[EntityKey]:
-    """What the entity depends on, as entity keys (a self-reference is not a dependency)."""
-    return [(t, i) for t, i in sorted(event.references.items()) if i and (t, i) != (event.entity_type, event.entity_id)]
+def references_of(event: ChangeEvent, taken: Collection[str] | None = None) -> list[EntityKey]:
+    """What the entity depends on at a target that takes the entity types `taken` (all when
+    None): a type the target never receives cannot be waited for, and a self-reference is
+    not a dependency."""
+    return [
+        (t, i) for t, i in sorted(event.references.items())
+        if i and (t, i) != (event.entity_type, event.entity_id) and (taken is None or t in taken)
+    ]
 
 
-def missing_references(event: ChangeEvent, synced: Mapping[EntityKey, int]) -> list[EntityKey]:
+def missing_references(event: ChangeEvent, synced: Mapping[EntityKey, int], taken: Collection[str] | None = None) -> list[EntityKey]:
     """References the target does not hold yet (no version of them delivered there)."""
-    return [ref for ref in references_of(event) if synced.get(ref, 0) < 1]
+    return [ref for ref in references_of(event, taken) if synced.get(ref, 0) < 1]
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,11 @@ def test_missing_references_need_a_delivered_version() -> None:
     assert missing_references(ev, {("location", "loc-1"): 2, ("resident", "res-1"): 1}) == []
 
 
+def test_references_of_types_the_target_never_receives_are_not_waited_for() -> None:
+    ev = event(references={"location": "loc-1", "resident": "res-1"})
+    assert missing_references(ev, {}, taken={"location", "service_request"}) == [("location", "loc-1")]
+
+
 def test_self_and_empty_references_are_not_dependencies() -> None:
     ev = event(entity_type="location", entity_id="loc-1", references={"location": "loc-1"})
     assert missing_references(ev, {}) == []
