@@ -82,6 +82,7 @@ class SyncOutWorker:
         self._stop = asyncio.Event()
         self._not_before = 0.0
         self._paused_full = False
+        self._reported_errors: set[str] = set()
         self.web_app = web.Application()
         self.web_app[WORKER_KEY] = self
         self.web_app.add_routes([web.get("/status", self._status)])
@@ -129,8 +130,10 @@ class SyncOutWorker:
 
     def _take_in(self, msg: Message) -> None:
         if msg.error() is not None:
-            if msg.error().code() != KafkaError._PARTITION_EOF:
-                log.warning("sync-out %s: consumer error %s", self.target, msg.error())
+            text = str(msg.error())
+            if msg.error().code() != KafkaError._PARTITION_EOF and text not in self._reported_errors:
+                self._reported_errors.add(text)  # once each: a missing topic repeats every poll
+                log.warning("sync-out %s: consumer error %s", self.target, text)
             return
         tp = (msg.topic(), msg.partition())
         if self.gate.is_held(tp):

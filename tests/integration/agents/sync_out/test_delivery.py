@@ -176,3 +176,18 @@ async def test_a_retry_overtaken_by_a_newer_version_is_skipped(so_settings, one_
     assert w.worker.stats["retried"] == 1 and w.worker.stats["delivered"] == 1
     row = sync_rows(s, "one")["loc-o"]
     assert (row.synced_version, row.status) == (2, "synced")
+
+
+async def test_a_reference_that_never_arrives_ends_in_the_dlq(so_settings, one_emulator, events, start_worker) -> None:
+    s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)
+    s = s.model_copy(update={"sync_out": s.sync_out.model_copy(update={"dependency_max_attempts": 3})})
+    state = emulator_state(one_emulator)
+    events.send([events.record("service_request", "sr-9", 1, service_request("loc-never"), references={"location": "loc-never"})])
+    w = await start_worker(s, "one")
+    await wait_for(lambda: w.worker.stats["dead-lettered"] == 1, what="DLQ after three dependency waits")
+    await w.stop()
+    assert state.counters.get("requests", 0) == 0  # the target was never asked
+    h = read_failure_headers(read_topic(s, sync_out_topics(s, "one").dlq, 1)[0].headers())
+    assert (h["error.category"], h["attempt"]) == ("dependency", "3")
+    assert "location:loc-never" in h["exception.message"]
+    assert sync_rows(s, "one")["sr-9"].status == "failed"
