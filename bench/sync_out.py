@@ -9,7 +9,7 @@
 3. rate limit: two workers of one group against a limit, the measured rate over --seconds.
 
 Everything runs on its own topics, consumer groups and PostgreSQL schema, removed afterwards.
-The emulators run in a separate process (`syncflow.cli.sync_out emulate`). Prints Markdown."""
+The emulators run in a separate process (`syncflow sync-out emulate`). Prints Markdown."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ class Bench:
         env = {**os.environ, "SYNCFLOW_LOG_LEVEL": "WARNING"}
         for name, port in self.ports.items():
             env[f"SYNCFLOW_SYNC_OUT__TARGETS__{name.upper()}__BASE_URL"] = f"http://127.0.0.1:{port}"
-        self.emulators = subprocess.Popen([sys.executable, "-m", "syncflow.cli.sync_out", "emulate"], env=env, stdout=subprocess.DEVNULL)
+        self.emulators = subprocess.Popen([sys.executable, "-m", "syncflow", "sync-out", "emulate"], env=env, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:

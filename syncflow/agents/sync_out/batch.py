@@ -70,12 +70,30 @@ class OutboundStatusSink(Protocol):
     def set_outbound_statuses(self, items: list[tuple[str, str, str, str, str]]) -> object: ...
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one record in a batch (for metrics)."""
+
+    entity_type: str  # "?" when the record could not be decoded
+    topic: str
+    kind: str  # delivered | stale | echo | not-taken | retry | dlq | rate-limited
+    category: str | None = None
+    tier: int = 0
+
+
 @dataclass
 class BatchResult:
     done: list[Entry[Consumed]] = field(default_factory=list)  # outcome recorded
     put_back: list[Entry[Consumed]] = field(default_factory=list)  # try again later
     not_before_s: float = 0.0  # monotonic time before which no new batch is worth starting
     counts: Counter[str] = field(default_factory=Counter)
+    outcomes: list[Outcome] = field(default_factory=list)
+    call_seconds: float = 0.0  # time spent in the target call, 0 when none was made
+
+    def note(self, entry: Entry[Consumed], kind: str, count_as: str, category: str | None = None, tier: int = 0) -> None:
+        c = entry.item
+        self.counts[count_as] += 1
+        self.outcomes.append(Outcome(c.event.entity_type if c.event else "?", c.topic, kind, category, tier))
 
 
 @dataclass
@@ -123,10 +141,10 @@ class BatchProcessor:
                 self._fail(out, result, entry, c.error or SyncflowError("undecodable record"))
             elif not self.takes(c.event):
                 result.done.append(entry)
-                result.counts["not-taken"] += 1
+                result.note(entry, "not-taken", "not-taken")
             elif is_echo(c.event, self.target, self.target_settings.echo_suppression):
                 self._synced(out, result, entry, c.event.origin_source_id or None)
-                result.counts["echo"] += 1
+                result.note(entry, "echo", "echo")
             else:
                 candidates.append(entry)
 
@@ -157,7 +175,7 @@ class BatchProcessor:
             assert event is not None
             if is_stale(event, versions.get((event.entity_type, event.entity_id), 0)):
                 result.done.append(entry)
-                result.counts["stale"] += 1
+                result.note(entry, "stale", "stale")
             elif missing := missing_references(event, versions, taken):
                 self._fail(out, result, entry, DependencyNotMetError(missing))
             else:
@@ -178,16 +196,18 @@ class BatchProcessor:
             to_send = to_send[: grant.granted]
         if not to_send:
             return
+        started = time.perf_counter()
         answers = await self.client.deliver([d for _, d in to_send])
+        result.call_seconds = time.perf_counter() - started
         retry_after = 0.0
         for (entry, _), answer in zip(to_send, answers):
             if answer.ok:
                 self._synced(out, result, entry, answer.target_ref)
-                result.counts["delivered"] += 1
+                result.note(entry, "delivered", "delivered")
             elif isinstance(answer.error, RateLimitedError):
                 retry_after = max(retry_after, answer.error.retry_after)
                 result.put_back.append(entry)
-                result.counts["rate-limited"] += 1
+                result.note(entry, "rate-limited", "rate-limited", "rate-limited")
             else:
                 self._fail(out, result, entry, answer.error)  # type: ignore[arg-type]
         if retry_after > 0:
@@ -224,11 +244,11 @@ class BatchProcessor:
             headers.append((RETRY_DUE_HEADER, str(due_ms).encode()))
             out.produce.append(OutgoingRecord(self.retry_topics[route.tier - 1], c.key, c.value, headers))
             status, next_retry = "retry", datetime.fromtimestamp(due_ms / 1000, tz=timezone.utc)
-            result.counts["retried"] += 1
+            result.note(entry, "retry", "retried", ctx.category, route.tier)
         else:
             out.produce.append(OutgoingRecord(self.dlq_topic, c.key, c.value, headers))
             status, next_retry = "failed", None
-            result.counts["dead-lettered"] += 1
+            result.note(entry, "dlq", "dead-lettered", ctx.category)
         if c.event is not None:
             key = (c.event.entity_type, c.event.entity_id)
             message = f"{type(error).__name__}: {error}"

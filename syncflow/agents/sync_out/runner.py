@@ -8,14 +8,18 @@ import logging
 import signal
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from syncflow.agents.sync_out.batch import BatchProcessor, OutboundStatusSink
+from syncflow.agents.sync_out.observe import SyncOutObserver
 from syncflow.agents.sync_out.rate_limit import RateLimiter
 from syncflow.agents.sync_out.registry import binding_for
 from syncflow.agents.sync_out.state import SyncStateStore
 from syncflow.agents.sync_out.worker import SyncOutWorker, sync_out_topics
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.streams.avro import codec_for
+from syncflow.streams.health import HealthCheck, kafka_reachable, making_progress, partitions_assigned, postgres_reachable
+from syncflow.streams.metrics import SyncflowMetrics, add_ops_routes, create_metrics, register_lag_collector
 from syncflow.streams.producer import ReliableProducer
 from syncflow.streams.settings import Settings
 
@@ -32,7 +36,14 @@ def outbound_status_sink(settings: Settings) -> OutboundStatusSink | None:
     return RawRecordStore(settings)
 
 
-def build_worker(settings: Settings, target: str, *, outbound: OutboundStatusSink | None = None) -> SyncOutWorker:
+def build_worker(
+    settings: Settings,
+    target: str,
+    *,
+    outbound: OutboundStatusSink | None = None,
+    metrics: SyncflowMetrics | None = None,
+    health: HealthCheck | None = None,
+) -> SyncOutWorker:
     """A ready-to-run worker of `target` (nothing connects until run())."""
     target_settings = settings.sync_out.targets[target]
     client, transformer = binding_for(settings, target)
@@ -47,7 +58,21 @@ def build_worker(settings: Settings, target: str, *, outbound: OutboundStatusSin
         producer=ReliableProducer(settings),
         outbound=outbound,
     )
-    return SyncOutWorker(settings, target, topics, codec_for(settings), processor)
+    if metrics is not None:
+        metrics.db_pools.watch(f"sync-out.{target}", engine.pool.checkedout)  # type: ignore[attr-defined]
+    observer = SyncOutObserver(target, topics.group, topics.dlq, target_settings.rate_per_minute, metrics, health)
+    return SyncOutWorker(settings, target, topics, codec_for(settings), processor, observer)
+
+
+def add_observability(settings: Settings, worker: SyncOutWorker, registry: CollectorRegistry, health: HealthCheck) -> None:
+    """/metrics, /health and /ready on the worker's web app, with its readiness checks."""
+    topics = worker.topics
+    lag = register_lag_collector(registry, settings, {topics.group: topics.changes + topics.retries}, [topics.dlq])
+    health.add("kafka", kafka_reachable(settings))
+    health.add("postgres", postgres_reachable(worker.processor.state.engine))
+    health.add("partitions", partitions_assigned(lambda: len(worker.assigned)))
+    health.add("progress", making_progress(health, lambda: lag.total_lag(topics.group), settings.ops.stall_after_s))
+    add_ops_routes(worker.web_app, health, registry)
 
 
 async def serve_sync_out(settings: Settings, target: str, *, web_port: int | None = None) -> None:
@@ -55,7 +80,10 @@ async def serve_sync_out(settings: Settings, target: str, *, web_port: int | Non
     from syncflow.sinks.common_db.migrate import migrate
 
     await asyncio.to_thread(migrate, settings)
-    worker = build_worker(settings, target, outbound=outbound_status_sink(settings))
+    registry, health = CollectorRegistry(), HealthCheck(settings.ops)
+    metrics = create_metrics(registry)
+    worker = build_worker(settings, target, outbound=outbound_status_sink(settings), metrics=metrics, health=health)
+    add_observability(settings, worker, registry, health)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)

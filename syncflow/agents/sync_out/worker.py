@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from syncflow.agents.sync_out.batch import BatchProcessor, Consumed
 from syncflow.agents.sync_out.events import ChangeEvent
+from syncflow.agents.sync_out.observe import SyncOutObserver
 from syncflow.agents.sync_out.offsets import OffsetTracker, TopicPartitionKey
 from syncflow.agents.sync_out.priority import PriorityBuffer
 from syncflow.agents.sync_out.retry_gate import RetryGate, due_ms
@@ -68,9 +69,18 @@ def consumer_config(settings: Settings, group: str) -> dict[str, Any]:
 
 
 class SyncOutWorker:
-    def __init__(self, settings: Settings, target: str, topics: SyncOutTopics, codec: AvroCodec, processor: BatchProcessor):
+    def __init__(
+        self,
+        settings: Settings,
+        target: str,
+        topics: SyncOutTopics,
+        codec: AvroCodec,
+        processor: BatchProcessor,
+        observer: SyncOutObserver | None = None,
+    ):
         self.settings, self.target, self.topics = settings, target, topics
         self.codec, self.processor = codec, processor
+        self.observer = observer or SyncOutObserver(target, topics.group, topics.dlq, settings.sync_out.targets[target].rate_per_minute)
         cfg = settings.sync_out
         self.buffer: PriorityBuffer[Consumed] = PriorityBuffer(aging_s=cfg.priority_aging_s)
         self.offsets = OffsetTracker()
@@ -98,6 +108,7 @@ class SyncOutWorker:
         log.info("sync-out %s: group %s on %s", self.target, self.topics.group, ", ".join(self.topics.changes + self.topics.retries))
         try:
             while not self._stop.is_set():
+                self.observer.turn()
                 await self._fetch()
                 self.gate.release_due(self._consumer, time.time())
                 self._flow_control()
@@ -200,6 +211,7 @@ class SyncOutWorker:
         if not len(self.buffer) or time.monotonic() < self._not_before:
             return
         entries = self.buffer.take(self.settings.sync_out.batch_size, time.monotonic())
+        started = time.perf_counter()
         try:
             result = await self.processor.process(entries)
         except Exception:
@@ -213,6 +225,7 @@ class SyncOutWorker:
         self.buffer.put_back(result.put_back)
         self.stats.update(result.counts)
         self.stats["batches"] += 1
+        self.observer.batch(result, time.perf_counter() - started)
         self._not_before = result.not_before_s
         if result.put_back and not result.done and not result.not_before_s:
             self._not_before = time.monotonic() + 0.05  # entities busy in another worker

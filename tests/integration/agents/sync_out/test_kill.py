@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 
+import aiohttp
+
 from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
 
@@ -30,8 +32,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def worker_process(settings: Settings, base_url: str) -> subprocess.Popen[bytes]:
-    """`python -m syncflow.cli.sync_out run --target one`, configured through SYNCFLOW_* env."""
+def worker_process(settings: Settings, base_url: str, web_port: int | None = None) -> subprocess.Popen[bytes]:
+    """`python -m syncflow sync-out run --target one`, configured through SYNCFLOW_* env."""
     so = settings.sync_out
     env = {
         **os.environ,
@@ -49,7 +51,7 @@ def worker_process(settings: Settings, base_url: str) -> subprocess.Popen[bytes]
         "SYNCFLOW_SYNC_OUT__TARGETS__ONE__RATE_PER_MINUTE": "600000",
         "SYNCFLOW_LOG_LEVEL": "WARNING",
     }
-    cmd = [sys.executable, "-m", "syncflow.cli.sync_out", "run", "--target", "one", "--web-port", str(free_port())]
+    cmd = [sys.executable, "-m", "syncflow", "sync-out", "run", "--target", "one", "--web-port", str(web_port or free_port())]
     return subprocess.Popen(cmd, env=env)
 
 
@@ -86,11 +88,21 @@ async def test_sigkill_mid_batch_then_restart_loses_and_repeats_nothing(so_setti
         if first.poll() is None:
             first.kill()
 
-    second = worker_process(so_settings, emulator_url(one_emulator))
+    web_port = free_port()
+    second = worker_process(so_settings, emulator_url(one_emulator), web_port)
     try:
         await wait_for(lambda: len(state.entities) == ENTITIES and all(e.version == VERSIONS for e in state.entities.values()),
                        timeout=90, what="every entity at its last version")
         await asyncio.sleep(1.0)
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{web_port}") as web:
+            async with web.get("/status") as r:
+                status = await r.json()
+            async with web.get("/metrics") as r:
+                exposition = await r.text()
+            async with web.get("/health") as r:
+                assert r.status == 200
+        assert status["pending_offsets"] == 0 and status["stats"]["delivered"] + status["stats"].get("stale", 0) > 0
+        assert 'syncflow_sync_out_success_total{entity_type="location",outcome="delivered",target="one"}' in exposition
         second.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0
     finally:

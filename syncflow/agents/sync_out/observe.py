@@ -1,0 +1,67 @@
+"""What a sync-out worker tells Prometheus and the health checks, from each batch's result.
+Kept apart from the processing so BatchProcessor only reports outcomes; both parts are
+optional (tests and the benchmark run without them)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from syncflow.agents.sync_out.batch import BatchResult
+from syncflow.streams.health import HealthCheck
+from syncflow.streams.metrics import RateWindow, SyncflowMetrics
+
+SUCCESS_KINDS = frozenset({"delivered", "stale", "echo", "not-taken"})
+
+
+class SyncOutObserver:
+    def __init__(
+        self,
+        target: str,
+        group: str,
+        dlq_topic: str,
+        rate_per_minute: float,
+        metrics: SyncflowMetrics | None = None,
+        health: HealthCheck | None = None,
+    ):
+        self.target, self.group, self.dlq_topic = target, group, dlq_topic
+        self.rate_per_s = rate_per_minute / 60.0
+        self.metrics, self.health = metrics, health
+        self._delivered = RateWindow()
+
+    def turn(self) -> None:
+        """One turn of the worker loop (liveness)."""
+        if self.health is not None:
+            self.health.heartbeat()
+
+    def batch(self, result: BatchResult, seconds: float) -> None:
+        """A batch finished after `seconds`."""
+        if self.health is not None and result.done:
+            self.health.progress()
+        m = self.metrics
+        if m is None:
+            return
+        t = self.target
+        done_per_topic: Counter[str] = Counter()
+        delivered = 0
+        for o in result.outcomes:
+            if o.kind == "rate-limited":
+                m.rate_limited.labels(t).inc()
+                continue
+            m.sync_out_requests.labels(t, o.entity_type).inc()
+            m.sync_out_processing_seconds.labels(t, o.entity_type).observe(seconds)
+            done_per_topic[o.topic] += 1
+            if o.kind in SUCCESS_KINDS:
+                m.sync_out_success.labels(t, o.entity_type, o.kind).inc()
+                delivered += o.kind == "delivered"
+            else:
+                m.sync_out_failures.labels(t, o.entity_type, o.category or "internal").inc()
+                if o.kind == "retry":
+                    m.retries.labels(t, str(o.tier)).inc()
+                else:
+                    m.dlq_records.labels(self.dlq_topic, o.category or "internal").inc()
+        for topic, n in done_per_topic.items():
+            m.record_processed(self.group, topic, n)
+        if result.call_seconds:
+            m.external_latency_seconds.labels(t, "deliver").observe(result.call_seconds)
+        if self.rate_per_s > 0:
+            m.rate_limit_usage.labels(t).set(min(1.0, self._delivered.mark(delivered) / self.rate_per_s))
