@@ -191,3 +191,21 @@ async def test_a_reference_that_never_arrives_ends_in_the_dlq(so_settings, one_e
     assert (h["error.category"], h["attempt"]) == ("dependency", "3")
     assert "location:loc-never" in h["exception.message"]
     assert sync_rows(s, "one")["sr-9"].status == "failed"
+
+
+async def test_undecodable_bytes_go_to_the_dlq_and_the_line_flows_on(so_settings, one_emulator, events, start_worker) -> None:
+    from syncflow.streams.producer import OutgoingRecord
+    from syncflow.streams.topics import changes_topic
+
+    s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)
+    state = emulator_state(one_emulator)
+    topic = changes_topic("location") + s.sync_out.topic_suffix
+    events.producer.send_all([OutgoingRecord(topic, b"loc-junk", b"\x00not avro at all")])
+    events.send([events.record("location", "loc-fine", 1, location("fine"))])
+    w = await start_worker(s, "one")
+    await wait_for(lambda: w.worker.stats["dead-lettered"] == 1 and len(state.received) == 1, what="DLQ + delivery")
+    await w.stop()
+    dlq = read_topic(s, sync_out_topics(s, "one").dlq, 1)
+    assert dlq[0].value() == b"\x00not avro at all"
+    h = read_failure_headers(dlq[0].headers())
+    assert h["original.topic"] == topic and h["error.category"] in ("decode", "unknown-schema", "schema-mismatch")
