@@ -91,13 +91,36 @@ class SyncStateStore:
         if self._lock_conn is None or self._lock_conn.closed or self._lock_conn.invalidated:
             self._lock_conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         by_lock = {self._lock_key(k): k for k in keys}
-        rows = self._lock_conn.execute(_LOCK, {"keys": list(by_lock)}).all()
+        try:
+            rows = self._lock_conn.execute(_LOCK, {"keys": list(by_lock)}).all()
+        except Exception:
+            self._drop_lock_connection()  # a lost session holds no locks; the next call reconnects
+            raise
         return {by_lock[k] for k, ok in rows if ok}
 
     def unlock(self, keys: Iterable[EntityKey]) -> None:
         lock_keys = [self._lock_key(k) for k in keys]
         if lock_keys and self._lock_conn is not None:
-            self._lock_conn.execute(_UNLOCK, {"keys": lock_keys})
+            try:
+                self._lock_conn.execute(_UNLOCK, {"keys": lock_keys})
+            except Exception:
+                self._drop_lock_connection()  # closing the session releases its locks
+                raise
+
+    def lock_backend_pid(self) -> int | None:
+        """PostgreSQL pid of the session holding the locks (for operators and tests)."""
+        if self._lock_conn is None or self._lock_conn.closed:
+            return None
+        return self._lock_conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+    def _drop_lock_connection(self) -> None:
+        if self._lock_conn is not None:
+            try:
+                self._lock_conn.invalidate()
+                self._lock_conn.close()
+            except Exception:  # already gone
+                pass
+            self._lock_conn = None
 
     def close(self) -> None:
         if self._lock_conn is not None:

@@ -209,3 +209,28 @@ async def test_undecodable_bytes_go_to_the_dlq_and_the_line_flows_on(so_settings
     assert dlq[0].value() == b"\x00not avro at all"
     h = read_failure_headers(dlq[0].headers())
     assert h["original.topic"] == topic and h["error.category"] in ("decode", "unknown-schema", "schema-mismatch")
+
+
+async def test_a_lost_database_session_is_survived(so_settings, one_emulator, events, start_worker) -> None:
+    """The worker's lock session is terminated by the server mid-run (as in a database
+    restart): the batch is tried again on a new session, nothing is lost or doubled."""
+    from sqlalchemy import text
+
+    s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=1200, rate_burst_s=0.25)  # 20/s: a long run
+    state = emulator_state(one_emulator)
+    events.send([events.record("location", f"loc-{i}", 1, location(i)) for i in range(60)])
+    w = await start_worker(s, "one")
+    await wait_for(lambda: len(state.received) >= 10, what="a first deliveries")
+    pid = w.worker.processor.state.lock_backend_pid()
+    assert pid is not None
+    engine = make_engine(s, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    finally:
+        engine.dispose()
+    await wait_for(lambda: len(state.received) == 60, what="the rest after the lost session")
+    await asyncio.sleep(0.3)
+    await w.stop()
+    assert sorted(a.external_id for a in state.received) == sorted(f"loc-{i}" for i in range(60))
+    assert w.worker.stats["batch-errors"] >= 1  # the loss was met, and survived
