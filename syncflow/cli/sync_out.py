@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from urllib.parse import urlparse
 
 import typer
 
@@ -44,14 +43,10 @@ def emulate(
 
 
 async def _emulate(settings: Settings, **faults: float) -> None:
-    from syncflow.emulators.targets import TARGET_APIS, start_target_emulator
+    from syncflow.emulators.targets import start_all_target_emulators
 
-    runners = []
+    runners = await start_all_target_emulators(settings, **faults)
     for name, target in settings.sync_out.targets.items():
-        if name not in TARGET_APIS:
-            continue
-        url = urlparse(target.base_url)
-        runners.append(await start_target_emulator(name, url.hostname or "127.0.0.1", url.port or 80, credential=target.api_key, **faults))
         print(f"{name} emulator on {target.base_url} (inspect: {target.base_url}/_emulator/state)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -62,7 +57,6 @@ async def _emulate(settings: Settings, **faults: float) -> None:
     finally:
         for runner in runners:
             await runner.cleanup()
-
 
 if __name__ == "__main__":
     app()

@@ -1,7 +1,14 @@
 """Emulated target systems (ONE, Lessen360): real aiohttp servers with each target's format,
 auth, idempotency keys, dependency checks and injectable faults, for tests, demo and bench."""
 
-from syncflow.emulators.targets.app import TARGET_APIS, build_app, emulator_state, emulator_url, start_target_emulator
+from syncflow.emulators.targets.app import (
+    TARGET_APIS,
+    build_app,
+    emulator_state,
+    emulator_url,
+    start_all_target_emulators,
+    start_target_emulator,
+)
 from syncflow.emulators.targets.core import EmulatorState, Faults
 
-__all__ = ["TARGET_APIS", "EmulatorState", "Faults", "build_app", "emulator_state", "emulator_url", "start_target_emulator"]
+__all__ = ["TARGET_APIS", "EmulatorState", "Faults", "build_app", "emulator_state", "emulator_url", "start_all_target_emulators", "start_target_emulator"]

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlparse
 
 from aiohttp import web
 
 from syncflow.emulators.targets import lessen360, one
 from syncflow.emulators.targets.core import EmulatorState
+from syncflow.streams.settings import Settings
 
 STATE_KEY = web.AppKey("emulator_state", EmulatorState)
 
@@ -71,6 +73,18 @@ async def start_target_emulator(name: str, host: str = "127.0.0.1", port: int = 
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
     return runner
+
+
+async def start_all_target_emulators(settings: Settings, host: str | None = None, **faults: Any) -> list[web.AppRunner]:
+    """Every configured target that has an emulator, on the port of its base_url (bound to
+    `host` when given, else to the base_url's host), with its api_key as the credential."""
+    runners = []
+    for name, target in settings.sync_out.targets.items():
+        if name not in TARGET_APIS:
+            continue
+        url = urlparse(target.base_url)
+        runners.append(await start_target_emulator(name, host or url.hostname or "127.0.0.1", url.port or 80, target.api_key, **faults))
+    return runners
 
 
 def emulator_url(runner: web.AppRunner) -> str:

@@ -164,3 +164,31 @@ async def test_lessen360_single_record_endpoint(lessen) -> None:
         assert r.status == 201
     async with s.delete("/v1/locations/loc-1", headers={**L360_AUTH, "Idempotency-Key": "loc-1:2"}) as r:
         assert r.status == 200
+
+
+async def test_all_configured_targets_start_on_their_base_url_ports() -> None:
+    import socket
+
+    from syncflow.streams.settings import Settings
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    s = Settings()
+    targets = {name: t.model_copy(update={"base_url": f"http://127.0.0.1:{free_port()}", "api_key": f"{name}-key"})
+               for name, t in s.sync_out.targets.items()}
+    s = s.model_copy(update={"sync_out": s.sync_out.model_copy(update={"targets": targets})})
+    from syncflow.emulators.targets import start_all_target_emulators
+
+    runners = await start_all_target_emulators(s, error_rate=0.0)
+    try:
+        assert sorted(emulator_url(r) for r in runners) == sorted(t.base_url for t in targets.values())
+        async with aiohttp.ClientSession() as session:
+            async with session.put(f"{targets['one'].base_url}/api/v2/locations/l1", json=LOCATION,
+                                   headers={"Authorization": "Bearer one-key"}) as r:
+                assert r.status == 201
+    finally:
+        for r in runners:
+            await r.cleanup()
