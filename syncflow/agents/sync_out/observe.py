@@ -4,10 +4,12 @@ optional (tests and the benchmark run without them)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from urllib.parse import urlparse
 
 from syncflow.agents.sync_out.batch import BatchResult
-from syncflow.streams.health import HealthCheck
+from syncflow.streams.health import CheckFn, HealthCheck
 from syncflow.streams.metrics import RateWindow, SyncflowMetrics
 
 SUCCESS_KINDS = frozenset({"delivered", "stale", "echo", "not-taken"})
@@ -44,8 +46,9 @@ class SyncOutObserver:
         done_per_topic: Counter[str] = Counter()
         delivered = 0
         for o in result.outcomes:
-            if o.kind == "rate-limited":
+            if o.kind == "rate-limited":  # a failed attempt, though the record keeps its place
                 m.rate_limited.labels(t).inc()
+                m.sync_out_failures.labels(t, o.entity_type, "rate-limited").inc()
                 continue
             m.sync_out_requests.labels(t, o.entity_type).inc()
             m.sync_out_processing_seconds.labels(t, o.entity_type).observe(seconds)
@@ -65,3 +68,16 @@ class SyncOutObserver:
             m.external_latency_seconds.labels(t, "deliver").observe(result.call_seconds)
         if self.rate_per_s > 0:
             m.rate_limit_usage.labels(t).set(min(1.0, self._delivered.mark(delivered) / self.rate_per_s))
+
+
+def target_reachable(base_url: str, timeout_s: float) -> CheckFn:
+    """Readiness: the target's host accepts a TCP connection (no request, no rate-limit cost)."""
+    url = urlparse(base_url)
+    host, port = url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
+
+    async def check() -> tuple[bool, str]:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        writer.close()
+        return True, f"{host}:{port} accepts connections"
+
+    return check

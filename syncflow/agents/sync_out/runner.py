@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from syncflow.agents.sync_out.batch import BatchProcessor, OutboundStatusSink
-from syncflow.agents.sync_out.observe import SyncOutObserver
+from syncflow.agents.sync_out.observe import SyncOutObserver, target_reachable
 from syncflow.agents.sync_out.rate_limit import RateLimiter
 from syncflow.agents.sync_out.registry import binding_for
 from syncflow.agents.sync_out.state import SyncStateStore
@@ -71,6 +71,7 @@ def add_observability(settings: Settings, worker: SyncOutWorker, registry: Colle
     health.add("kafka", kafka_reachable(settings))
     health.add("postgres", postgres_reachable(worker.processor.state.engine))
     health.add("partitions", partitions_assigned(lambda: len(worker.assigned)))
+    health.add("target", target_reachable(worker.processor.target_settings.base_url, settings.ops.check_timeout_s))
     health.add("progress", making_progress(health, lambda: lag.total_lag(topics.group), settings.ops.stall_after_s))
     add_ops_routes(worker.web_app, health, registry)
 
