@@ -62,6 +62,7 @@ class SyncInSettings(BaseModel):
     # test or a benchmark runs on its own topics without touching the catalogue's names.
     topic_suffix: str = ""
     retry_backoff_max_s: float = 30.0  # cap of the backoff while a store or Kafka is down
+    session_timeout_s: float = 30.0  # a killed worker's partitions move after this long
 
 
 class TargetSettings(BaseModel):
@@ -133,6 +134,14 @@ class SourceSettings(BaseModel):
     topic: str | None = None  # override of raw.<source> (tests, migrations)
 
 
+DEFAULT_SOURCES: dict[str, dict] = {
+    "yardi": {"base_url": "http://127.0.0.1:7001"},
+    "realpage": {"base_url": "http://127.0.0.1:7002"},
+    "insight": {"base_url": "http://127.0.0.1:7003"},
+    "lessen360": {"base_url": "http://127.0.0.1:7004"},
+}
+
+
 class ConnectorSettings(BaseModel):
     cursor_dir: Path = Field(default_factory=lambda: local_stack_dir() / "cursors")
     dlq_topic: str | None = None  # override of sync-in.dlq for records that fit no schema
@@ -141,14 +150,12 @@ class ConnectorSettings(BaseModel):
     emulator_seed: int = 42
     emulator_volume: int = 200  # units in the emulated world
     emulator_invalid_rate: float = 0.02
-    sources: dict[str, SourceSettings] = Field(
-        default_factory=lambda: {
-            "yardi": SourceSettings(base_url="http://127.0.0.1:7001"),
-            "realpage": SourceSettings(base_url="http://127.0.0.1:7002"),
-            "insight": SourceSettings(base_url="http://127.0.0.1:7003"),
-            "lessen360": SourceSettings(base_url="http://127.0.0.1:7004"),
-        }
-    )
+    sources: dict[str, SourceSettings] = Field(default_factory=dict, validate_default=True)
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _merge_source_defaults(cls, value: object) -> object:
+        return merge_named_defaults(DEFAULT_SOURCES, value)
 
 
 class IngestSettings(BaseModel):

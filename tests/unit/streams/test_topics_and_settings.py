@@ -46,3 +46,11 @@ def test_compacted_topics_say_so() -> None:
     spec = catalogue(Settings())[0]
     assert spec.topic_config()["cleanup.policy"] == "delete"
     assert raw_key("location", "P1-U2") == "location:P1-U2"
+
+
+def test_one_field_of_one_source_keeps_its_other_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCFLOW_CONNECTORS__SOURCES__YARDI__POLL_INTERVAL_S", "2")
+    sources = Settings().connectors.sources
+    assert sources["yardi"].poll_interval_s == 2
+    assert sources["yardi"].base_url == "http://127.0.0.1:7001"
+    assert set(sources) == {"yardi", "realpage", "insight", "lessen360"}
