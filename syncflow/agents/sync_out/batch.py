@@ -131,6 +131,12 @@ class BatchProcessor:
     def takes(self, event: ChangeEvent) -> bool:
         return event.entity_type in self.taken_types
 
+    def close(self) -> None:
+        """Release the lock session and the connection pool (built for this worker alone)."""
+        self.state.close()
+        self.state.engine.dispose()
+        self.producer.close(timeout=10)
+
     async def process(self, entries: list[Entry[Consumed]]) -> BatchResult:
         """Handle entries of distinct entities; every entry ends in `done` or `put_back`."""
         result, out = BatchResult(), _Outcomes()

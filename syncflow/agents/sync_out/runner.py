@@ -83,7 +83,8 @@ async def serve_sync_out(settings: Settings, target: str, *, web_port: int | Non
     await asyncio.to_thread(migrate, settings)
     registry, health = CollectorRegistry(), HealthCheck(settings.ops)
     metrics = create_metrics(registry)
-    worker = build_worker(settings, target, outbound=outbound_status_sink(settings), metrics=metrics, health=health)
+    outbound = outbound_status_sink(settings)
+    worker = build_worker(settings, target, outbound=outbound, metrics=metrics, health=health)
     add_observability(settings, worker, registry, health)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -96,6 +97,8 @@ async def serve_sync_out(settings: Settings, target: str, *, web_port: int | Non
         await worker.run()
     finally:
         await runner.cleanup()
+        if outbound is not None and hasattr(outbound, "close"):
+            outbound.close()
 
 
 def run_sync_out(settings: Settings, target: str) -> None:

@@ -120,7 +120,7 @@ class SyncOutWorker:
             finally:
                 await asyncio.to_thread(self._consumer.close)
                 await self.processor.client.close()
-                await asyncio.to_thread(self.processor.state.close)
+                await asyncio.to_thread(self.processor.close)
             log.info("sync-out %s stopped: %s", self.target, dict(self.stats))
 
     # -- Kafka side ---------------------------------------------------------------------------
