@@ -234,3 +234,28 @@ async def test_a_lost_database_session_is_survived(so_settings, one_emulator, ev
     await w.stop()
     assert sorted(a.external_id for a in state.received) == sorted(f"loc-{i}" for i in range(60))
     assert w.worker.stats["batch-errors"] >= 1  # the loss was met, and survived
+
+
+async def test_a_replay_of_the_changes_topic_sends_nothing_again(so_settings, one_emulator, events, start_worker) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)
+    state = emulator_state(one_emulator)
+    events.send([events.record("location", f"loc-{i}", v, location(i)) for v in (1, 2) for i in range(10)])
+    first = await start_worker(s, "one")
+    await wait_for(lambda: len(state.received) == 20, what="20 deliveries")
+    await first.stop()
+
+    topics = sync_out_topics(s, "one")
+    topic = next(t for t in topics.changes if t.startswith("changes.location"))
+    rewind = Consumer({"bootstrap.servers": s.kafka_bootstrap_servers, "group.id": topics.group, "enable.auto.commit": False})
+    try:  # what `syncflow replay --to-earliest` does while the group is empty
+        partitions = rewind.list_topics(topic, timeout=10).topics[topic].partitions
+        rewind.commit(offsets=[TopicPartition(topic, p, 0) for p in partitions], asynchronous=False)
+    finally:
+        rewind.close()
+
+    second = await start_worker(s, "one")
+    await wait_for(lambda: second.worker.stats["stale"] == 20, what="20 stale skips")
+    await second.stop()
+    assert len(state.received) == 20 and state.counters.get("replays", 0) == 0
