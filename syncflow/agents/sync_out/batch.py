@@ -23,6 +23,7 @@ from syncflow.agents.sync_out.decisions import (
     missing_references,
     references_of,
     route_failure,
+    waits_for_batch,
 )
 from syncflow.agents.sync_out.events import ChangeEvent
 from syncflow.agents.sync_out.priority import Entry
@@ -175,15 +176,20 @@ class BatchProcessor:
         taken = self.taken_types
         keys = {e.item.entity_key for e in entries} | {r for e in entries for r in references_of(e.item.event, taken)}  # type: ignore[arg-type]
         versions = await asyncio.to_thread(self.state.synced_versions, keys)
+        fresh = {e.item.entity_key for e in entries if not is_stale(e.item.event, versions.get(e.item.entity_key, 0))}  # type: ignore[arg-type]
         to_send = []
         for entry in entries:
             event = entry.item.event
             assert event is not None
-            if is_stale(event, versions.get((event.entity_type, event.entity_id), 0)):
+            if entry.item.entity_key not in fresh:
                 result.done.append(entry)
                 result.note(entry, "stale", "stale")
             elif missing := missing_references(event, versions, taken):
-                self._fail(out, result, entry, DependencyNotMetError(missing))
+                if waits_for_batch(missing, fresh):
+                    result.put_back.append(entry)  # its reference goes now: it follows in the next batch
+                    result.counts["deferred"] += 1
+                else:
+                    self._fail(out, result, entry, DependencyNotMetError(missing))
             else:
                 try:
                     to_send.append((entry, self.transformer.to_delivery(event)))

@@ -38,6 +38,13 @@ def missing_references(event: ChangeEvent, synced: Mapping[EntityKey, int], take
     return [ref for ref in references_of(event, taken) if synced.get(ref, 0) < 1]
 
 
+def waits_for_batch(missing: Collection[EntityKey], in_batch: Collection[EntityKey]) -> bool:
+    """Every missing reference is being delivered in the same batch: the record only has to
+    wait for the next batch, not for a retry tier (a location and its service request that
+    arrive together)."""
+    return bool(missing) and all(ref in in_batch for ref in missing)
+
+
 @dataclass(frozen=True)
 class Route:
     """Where a failed record goes: retry tier `tier` after `delay_s`, or the DLQ."""

@@ -259,3 +259,40 @@ async def test_a_replay_of_the_changes_topic_sends_nothing_again(so_settings, on
     await wait_for(lambda: second.worker.stats["stale"] == 20, what="20 stale skips")
     await second.stop()
     assert len(state.received) == 20 and state.counters.get("replays", 0) == 0
+
+
+async def test_a_service_request_in_the_same_batch_as_its_location_follows_it(so_settings, one_emulator) -> None:
+    """Driven batch by batch (no consumer): the location is delivered, its service request
+    waits in the buffer for the next batch instead of a retry tier."""
+    import json
+
+    from syncflow.agents.sync_out import build_worker
+    from syncflow.agents.sync_out.batch import Consumed
+    from syncflow.agents.sync_out.events import ChangeEvent
+    from syncflow.agents.sync_out.priority import PriorityBuffer
+
+    s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)
+    worker = build_worker(s, "one")
+    processor = worker.processor
+    await processor.client.start()
+    await asyncio.to_thread(processor.limiter.ensure)
+    try:
+        def consumed(offset: int, entity_type: str, entity_id: str, snapshot: dict, references: dict) -> Consumed:
+            event = ChangeEvent(entity_type, entity_id, 1, "create", "yardi", f"src-{entity_id}", 5,
+                                json.loads(json.dumps({"entity_id": entity_id, **snapshot})), references)
+            return Consumed("changes.x", 0, offset, 0, entity_id.encode(), b"", [], event, None)
+
+        buffer: PriorityBuffer[Consumed] = PriorityBuffer()
+        buffer.add("service_request:sr-7", 1, 1, consumed(0, "service_request", "sr-7", service_request("loc-7"), {"location": "loc-7"}), 0)
+        buffer.add("location:loc-7", 1, 5, consumed(1, "location", "loc-7", location(7), {}), 0)
+        first = await processor.process(buffer.take(10, 0))
+        assert [e.item.event.entity_id for e in first.done] == ["loc-7"]
+        assert [e.item.event.entity_id for e in first.put_back] == ["sr-7"]
+        assert first.counts["deferred"] == 1 and first.counts["retried"] == 0
+        second = await processor.process(first.put_back)
+        assert [e.item.event.entity_id for e in second.done] == ["sr-7"] and second.counts["delivered"] == 1
+    finally:
+        await processor.client.close()
+        processor.close()
+    state = emulator_state(one_emulator)
+    assert [(a.entity_type, a.external_id) for a in state.received] == [("locations", "loc-7"), ("work-orders", "sr-7")]

@@ -9,6 +9,7 @@ from syncflow.agents.sync_out.decisions import (
     missing_references,
     references_of,
     route_failure,
+    waits_for_batch,
 )
 from syncflow.agents.sync_out.events import ChangeEvent
 from syncflow.errors import (
@@ -87,3 +88,10 @@ def test_aging_lowers_the_priority_number() -> None:
     assert effective_priority(10, 0, 30) == 10
     assert effective_priority(10, 90, 30) == 7
     assert effective_priority(3, 1000, 0) == 3
+
+
+def test_a_reference_delivered_in_the_same_batch_is_waited_for_in_the_buffer() -> None:
+    loc, res = ("location", "loc-1"), ("resident", "res-1")
+    assert waits_for_batch([loc], {loc, ("service_request", "sr-1")})
+    assert not waits_for_batch([loc, res], {loc})
+    assert not waits_for_batch([], {loc})
