@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from syncflow.connectors.cursor import Fingerprint, content_digest
 from syncflow.connectors.http import SourceHttp
 from syncflow.connectors.publish import Reject
-from syncflow.connectors.schemas import modified_ms_of
+from syncflow.connectors.schemas import modified_ms_of, source_id_of
+from syncflow.streams.topics import raw_key
 
 
 @dataclass
@@ -34,6 +36,11 @@ class SourceClient(Protocol):
         """Everything in `stream` changed since `cursor`, page by page."""
         ...
 
+    def replay_from_ms(self, cursor: str) -> int | None:
+        """The oldest modified time (UTC ms) a pass starting at `cursor` reads again, or
+        None when a pass never re-reads what was acknowledged (nothing to remember)."""
+        ...
+
 
 def latest_modified_ms(source: str, records: list[dict[str, Any]], current: int | None) -> int | None:
     """The newest modified time among the records (or `current`), ignoring unreadable ones:
@@ -46,3 +53,38 @@ def latest_modified_ms(source: str, records: list[dict[str, Any]], current: int 
             continue
         best = ms if best is None else max(best, ms)
     return best
+
+
+def fingerprint_of(source: str, entity_type: str, record: dict[str, Any]) -> tuple[str, Fingerprint] | None:
+    """(raw key, (modified ms, content digest)) of a record; None when its source id or
+    modified time cannot be read (such a record is always sent)."""
+    try:
+        key = raw_key(entity_type, source_id_of(source, entity_type, record))
+        return key, (modified_ms_of(source, record), content_digest(record))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def unpublished(source: str, entity_type: str, records: list[dict[str, Any]],
+                published: dict[str, Fingerprint]) -> tuple[list[dict[str, Any]], dict[str, Fingerprint]]:
+    """The records to send (those not last published in exactly this form), and the
+    fingerprints to remember once the broker acknowledged them."""
+    fresh: list[dict[str, Any]] = []
+    marks: dict[str, Fingerprint] = {}
+    last = dict(published)
+    for record in records:
+        found = fingerprint_of(source, entity_type, record)
+        if found is not None and last.get(found[0]) == found[1]:
+            continue
+        fresh.append(record)
+        if found is not None:
+            last[found[0]] = marks[found[0]] = found[1]
+    return fresh, marks
+
+
+def within_window(published: dict[str, Fingerprint], marks: dict[str, Fingerprint],
+                  window_ms: int) -> dict[str, Fingerprint]:
+    """The fingerprints after a page: the newly sent ones win, and only what the next pass
+    re-reads (modified at or after `window_ms`) is kept, so the cursor file stays small."""
+    merged = {**published, **marks}
+    return {key: mark for key, mark in merged.items() if mark[0] >= window_ms}

@@ -36,6 +36,11 @@ class InsightClient:
     async def streams(self) -> list[str]:
         return list(FEED)
 
+    def replay_from_ms(self, cursor: str) -> int | None:
+        """None: the feed resumes exactly after the acknowledged token and never serves a
+        change twice, so there is no overlap to de-duplicate and nothing to remember."""
+        return None
+
     async def pages(self, stream: str, cursor: str | None) -> AsyncIterator[Page]:
         token = cursor or ""
         while True:

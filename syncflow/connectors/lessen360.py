@@ -48,6 +48,10 @@ class Lessen360Client:
     async def streams(self) -> list[str]:
         return list(COLLECTION)
 
+    def replay_from_ms(self, cursor: str) -> int | None:
+        """updatedSince of the next pass: the saved position's time - overlap."""
+        return max(0, int(json.loads(cursor)[0]) - int(self.settings.overlap_s * 1000))
+
     async def pages(self, stream: str, cursor: str | None) -> AsyncIterator[Page]:
         saved = tuple(json.loads(cursor)) if cursor else None
         position: tuple[int, str] | None = (int(saved[0]), str(saved[1])) if saved else None

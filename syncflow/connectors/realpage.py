@@ -50,6 +50,11 @@ class RealPageClient:
         codes = list(self.settings.properties) or list(self.time_zones)
         return [f"{code}/{entity}" for code in codes for entity in SOURCE_ENTITIES[self.source]]
 
+    def replay_from_ms(self, cursor: str) -> int | None:
+        """modifiedSince of the next pass: cursor - overlap, to the second (as sent)."""
+        ms = int(cursor) - int(self.settings.overlap_s * 1000)
+        return ms - ms % 1000
+
     async def pages(self, stream: str, cursor: str | None) -> AsyncIterator[Page]:
         code, entity_type = stream.rsplit("/", 1)
         tz = self.time_zones.get(code, "UTC")

@@ -1,6 +1,8 @@
 """Run one source connector: incremental passes over the source's streams, each page
 produced to raw.<source> and acknowledged by the broker before its cursor is saved. A
-source error on one stream is logged and counted, and the pass goes on with the others."""
+source error on one stream is logged and counted, and the pass goes on with the others.
+Records re-read in the overlap window that were already published unchanged are not sent
+again (see cursor.py), so an idle connector publishes nothing."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 import aiohttp
 from confluent_kafka import KafkaException
 
-from syncflow.connectors.base import SourceClient
+from syncflow.connectors.base import SourceClient, unpublished, within_window
 from syncflow.connectors.cursor import CursorStore
 from syncflow.connectors.insight import InsightClient
 from syncflow.connectors.lessen360 import Lessen360Client
@@ -37,6 +39,7 @@ class ConnectorStats:
     passes: int = 0
     pages: int = 0
     records_published: int = 0
+    records_unchanged: int = 0  # re-read in the overlap window, already published as they are
     records_rejected: int = 0  # sent to sync-in.dlq: they fit no schema
     errors: int = 0  # source or broker errors; the affected stream resumes next pass
     error_messages: list[str] = field(default_factory=list)
@@ -75,11 +78,16 @@ async def run_pass(client: SourceClient, publisher: RawPublisher, cursors: Curso
         try:
             async for page in client.pages(stream, cursors.get(stream)):
                 observer.heartbeat()
-                result = await asyncio.to_thread(publisher.publish, page.entity_type, page.records, batch_number,
+                published = cursors.published(stream)
+                records, marks = unpublished(client.source, page.entity_type, page.records, published)
+                result = await asyncio.to_thread(publisher.publish, page.entity_type, records, batch_number,
                                                  page.rejects)
-                if page.cursor is not None:
-                    cursors.set(stream, page.cursor)
+                # acknowledged: now the cursor and what was sent inside the re-read window
+                cursor = page.cursor if page.cursor is not None else cursors.get(stream)
+                window = client.replay_from_ms(cursor) if cursor is not None else None
+                cursors.set(stream, page.cursor, None if window is None else within_window(published, marks, window))
                 stats.pages += 1
+                stats.records_unchanged += len(page.records) - len(records)
                 stats.records_published += len(result.keys)
                 stats.records_rejected += result.rejected
                 observer.published(group, publisher.topic, len(result.keys))
@@ -118,8 +126,8 @@ async def run_connector(settings: Settings, source: str, *, once: bool = False, 
                 stats.passes += 1
                 if observer is not None:
                     observer.heartbeat()
-                log.info("%s pass %d: %d records, %d rejected, %d errors", source, stats.passes,
-                         stats.records_published, stats.records_rejected, stats.errors)
+                log.info("%s pass %d: %d records, %d unchanged, %d rejected, %d errors", source, stats.passes,
+                         stats.records_published, stats.records_unchanged, stats.records_rejected, stats.errors)
                 if once or stats.stopped_early or stop.is_set():
                     return stats
                 try:

@@ -109,6 +109,11 @@ class YardiClient:
     async def streams(self) -> list[str]:
         return [f"{code}/{entity}" for code in await self.properties() for entity in SOURCE_ENTITIES[self.source]]
 
+    def replay_from_ms(self, cursor: str) -> int | None:
+        """FromDate of the next pass: cursor - overlap, to the second (as sent)."""
+        ms = int(cursor) - int(self.settings.overlap_s * 1000)
+        return ms - ms % 1000
+
     async def pages(self, stream: str, cursor: str | None) -> AsyncIterator[Page]:
         code, entity_type = stream.rsplit("/", 1)
         current = int(cursor) if cursor else None

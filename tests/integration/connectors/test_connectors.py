@@ -68,6 +68,24 @@ async def test_restart_mid_run_with_changes_loses_nothing(source, start_emulator
 
 
 @pytest.mark.parametrize("source", SOURCES)
+async def test_passes_without_changes_publish_nothing_again(source, start_emulator, source_settings) -> None:
+    """The overlap window is re-read every pass, but what was already published unchanged
+    is not produced again; a change made afterwards still is."""
+    emulator = await start_emulator(source)
+    settings = source_settings(source, emulator.url)
+    first = await run_connector(settings, source, once=True)
+    idle = [await run_connector(settings, source, once=True) for _ in range(2)]
+    assert [s.records_published for s in idle] == [0, 0] and all(s.errors == 0 for s in idle)
+    topic = settings.connectors.sources[source].topic
+    assert len(read_topic(settings, topic)) == first.records_published
+
+    await _changes(emulator.url, 5)
+    changed = await run_connector(settings, source, once=True)
+    assert 0 < changed.records_published
+    assert latest_by_key(settings, read_topic(settings, topic)) == await emulator_truth(emulator)
+
+
+@pytest.mark.parametrize("source", SOURCES)
 async def test_transient_faults_are_retried_and_nothing_is_lost(source, start_emulator, source_settings) -> None:
     faults = Faults(error_rate=0.2, malformed_rate=0.2, timeout_rate=0.05, latency_ms=5, timeout_s=3.0)
     emulator = await start_emulator(source, faults=faults)
