@@ -112,8 +112,16 @@ class RawKey:
     entity_type: str
     source_id: str
 
-    def filter(self) -> dict[str, str]:
+    @property
+    def doc_id(self) -> str:
+        """The document's _id: FerretDB looks documents up fast only by _id."""
+        return f"{self.source_system}\x1f{self.entity_type}\x1f{self.source_id}"
+
+    def fields(self) -> dict[str, str]:
         return {"sourceSystem": self.source_system, "entityType": self.entity_type, "sourceId": self.source_id}
+
+    def filter(self) -> dict[str, str]:
+        return {"_id": self.doc_id}
 
 
 @dataclass(frozen=True)
@@ -205,7 +213,7 @@ class RawRecordStore:
                         "syncStatus.inbound": PENDING,
                         "expiresAfter": now + self._retention,
                     },
-                    "$setOnInsert": {"createDate": now, "syncStatus.outbound": {}},
+                    "$setOnInsert": {**d.key.fields(), "createDate": now, "syncStatus.outbound": {}},
                     # FerretDB drops an empty array from $setOnInsert; an empty $push creates it
                     "$push": {"errorLog": {"$each": []}},
                 },

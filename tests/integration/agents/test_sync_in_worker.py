@@ -31,6 +31,7 @@ from syncflow.emulators.sources.render import render
 from syncflow.emulators.sources.world import apply_changes, generate_world
 from syncflow.errors import ValidationError
 from syncflow.sinks.common_db.engine import make_engine
+from syncflow.sinks.common_db.migrate import migrate
 from syncflow.streams.admin import create_topics
 from syncflow.streams.avro import codec_for
 from syncflow.streams.headers import ENTITY_TYPE, SOURCE_SYSTEM, TRACE_ID
@@ -108,6 +109,7 @@ class Pipeline:
             SYNCFLOW_MONGO_DATABASE=self.settings.mongo_database,
             SYNCFLOW_SYNC_IN__BATCH_SIZE=str(batch_size),
             SYNCFLOW_SYNC_IN__OUTBOX_SWEEP_INTERVAL_S="1.0",
+            SYNCFLOW_SYNC_IN__SESSION_TIMEOUT_S="6",
             PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
         )
         log = (self.tmp / f"worker-{len(self.workers)}.log").open("w+")
@@ -216,6 +218,7 @@ def pipeline(settings: Settings, unique: Callable[[str], str], tmp_path: Path) -
     specs += [TopicSpec(changes_topic(e) + suffix, 2, 3600_000) for e in ENTITY_TYPES]
     specs.append(TopicSpec(SYNC_IN_DLQ + suffix, 1, 3600_000))
     create_topics(settings, specs)
+    migrate(settings)  # the workers migrate too; the test reads the tables before they start
     engine = make_engine(settings)
     p = Pipeline(settings, suffix, tmp_path, engine)
     try:
@@ -272,13 +275,17 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(pipeline: 
     group = unique("sync-in-kill")
     total = sum(stream.versions.values())
     for fraction in (0.2, 0.5):
+        started = time.monotonic()
         worker = pipeline.start(group, batch_size=40)
         pipeline.wait(lambda: sum(pipeline.versions().values()) >= fraction * total, 120, f"{fraction:.0%} of the versions")
         worker.send_signal(signal.SIGKILL)
         worker.wait()
+        print(f"killed at {fraction:.0%} after {time.monotonic() - started:.1f}s")
+    started = time.monotonic()
     pipeline.start(group, batch_size=40)
     pipeline.wait(lambda: pipeline.caught_up(group) and pipeline.versions() == stream.versions, 180, "the restart")
     pipeline.wait(lambda: pipeline.sql("SELECT count(*) FROM data_versions WHERE published_at IS NULL")[0][0] == 0, 30, "the sweeper")
+    print(f"restart finished after {time.monotonic() - started:.1f}s")
     events = assert_outcome(pipeline, stream, allow_duplicate_events=True)
     duplicates = sum(n - 1 for n in events.values())
     # A kill between Kafka's ack and the commit of published_at re-sends that batch's events
