@@ -93,30 +93,38 @@ class SyncInHandler:
     content_hash: Callable[[dict[str, Any]], str]
     metrics: SyncflowMetrics | None = None
     retry_backoff_max_s: float = 30.0
+    step_seconds: Any = None  # a prometheus Counter labelled by step, when wired
     state: PipelineState = field(default_factory=PipelineState)
 
     # -- one attempt ---------------------------------------------------------------------
     def process(self, progress: BatchProgress) -> BatchResult:
         started = time.perf_counter()
+        step = self._stepper()
         progress.attempts += 1
         if progress.prepared is None:
             progress.prepared = prepare_batch(
                 progress.messages, self.topics, self._decode, self._transform, self.content_hash
             )
+            step("decode_transform")
         prepared = progress.prepared
         if not progress.raw_written:
             self._write_raw(prepared)
             progress.raw_written = True
+            step("raw_store_upsert")
         self._route_rejected(progress)
+        step("dead_letters")
         if progress.new_versions is None:
             progress.new_versions = self._apply_versions(progress)
+            step("common_db_upsert")
             self._route_rejected(progress)  # records the database refused
         if not progress.published:
             self.relay.publish_entities((v.entity_type, v.entity_id) for v in progress.new_versions)
             progress.published = True
+            step("publish_changes")
         if not progress.completed:
             self._mark_completed(prepared, progress.new_versions)
             progress.completed = True
+            step("raw_store_completed")
         result = BatchResult(
             records=len(progress.messages),
             versions=len(progress.new_versions),
@@ -154,6 +162,18 @@ class SyncInHandler:
             self.state.batches += 1
             self.state.last_batch_at = time.monotonic()
             return result
+
+    def _stepper(self) -> Callable[[str], None]:
+        """Adds the time since the previous call to `step_seconds[name]` (where time goes)."""
+        last = [time.perf_counter()]
+
+        def step(name: str) -> None:
+            now = time.perf_counter()
+            if self.step_seconds is not None:
+                self.step_seconds.labels(name).inc(now - last[0])
+            last[0] = now
+
+        return step
 
     # -- steps ---------------------------------------------------------------------------
     def _decode(self, data: bytes, topic: str) -> DecodedRecord:

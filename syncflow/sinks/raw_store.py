@@ -160,7 +160,11 @@ class RawRecordStore:
     """Bulk writes of raw records and their inbound/outbound status."""
 
     def __init__(self, settings: Settings, client: MongoClient | None = None):
-        self._client = client or MongoClient(settings.mongo_url, serverSelectionTimeoutMS=5000, tz_aware=True)
+        # socketTimeoutMS: a server that stops answering mid-write must raise (and the batch be
+        # retried), not hang the worker forever
+        self._client = client or MongoClient(
+            settings.mongo_url, serverSelectionTimeoutMS=5000, socketTimeoutMS=120_000, tz_aware=True
+        )
         self._owns_client = client is None
         self._retention = timedelta(days=settings.raw_retention_days)
         self.collection: Collection = self._client[settings.mongo_database][COLLECTION]

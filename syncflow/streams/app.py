@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from sqlalchemy import Engine
 
 from syncflow.agents.hashing import content_hash
@@ -74,6 +74,9 @@ def build_sync_in(settings: Settings, topics: SyncInTopics | None = None) -> Syn
         content_hash=content_hash,
         metrics=metrics,
         retry_backoff_max_s=settings.sync_in.retry_backoff_max_s,
+        step_seconds=Counter(
+            "syncflow_sync_in_step_seconds", "Time sync-in spent in each step of its batches", ["step"], registry=registry
+        ),
     )
     return SyncInRuntime(
         settings=settings,

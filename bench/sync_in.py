@@ -1,0 +1,267 @@
+"""Sync-in benchmark on the real stack: N records (mixed sources and entity types; ~10%
+updates, ~5% unchanged re-sends, ~2% invalid) are produced to raw topics of their own, a
+sync-in worker subprocess drains them, and the run reports the sustained rate, the
+produce -> committed-version latency of a paced trickle afterwards, the worker's peak RSS,
+where the worker's time went, and two baselines from the same data: a bare confluent-kafka
+consume of the raw topics and a bare bulk upsert of the version rows into PostgreSQL.
+
+    .venv/bin/python bench/sync_in.py --records 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from pymongo import MongoClient
+from sqlalchemy import create_engine, text
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from syncflow.connectors.schemas import schema_name  # noqa: E402
+from syncflow.emulators.sources.render import render  # noqa: E402
+from syncflow.emulators.sources.world import Entity, apply_changes, generate_world  # noqa: E402
+from syncflow.sinks.common_db.migrate import migrate  # noqa: E402
+from syncflow.streams.admin import create_topics  # noqa: E402
+from syncflow.streams.avro import codec_for  # noqa: E402
+from syncflow.streams.headers import ENTITY_TYPE, SOURCE_SYSTEM, TRACE_ID  # noqa: E402
+from syncflow.streams.producer import OutgoingRecord, ReliableProducer  # noqa: E402
+from syncflow.streams.settings import Settings  # noqa: E402
+from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, TopicSpec, changes_topic, raw_key, raw_topic  # noqa: E402
+
+
+@dataclass
+class Workload:
+    records: list[OutgoingRecord]
+    kinds: dict[str, int]
+
+
+def build_workload(settings: Settings, n: int, suffix: str, seed: int = 1) -> Workload:
+    """~83% first sends, ~10% updates, ~5% unchanged re-sends, ~2% invalid (world faults)."""
+    codec = codec_for(settings)
+    volume = max(10, int(n * 0.83 / 3.3))  # a world unit brings ~3.3 records
+    world = generate_world(seed=seed, volume=volume, invalid_rate=0.02)
+    entities = list(world.entities.values())
+    rng = random.Random(seed)
+    sends: list[tuple[Entity, dict[str, Any]]] = [(e, render(e)) for e in entities]
+    per_source = max(1, int(n * 0.10) // len(SOURCES))
+    for source in SOURCES:
+        sends += [(e, render(e)) for e in apply_changes(world, source, per_source)]
+    updates = len(sends) - len(entities)
+    resends = [rng.choice(sends[-max(1, updates):]) for _ in range(int(n * 0.05))]
+    sends += resends
+    records = []
+    for i, (entity, record) in enumerate(sends[:n]):
+        topic = raw_topic(entity.source) + suffix
+        headers = [(SOURCE_SYSTEM, entity.source.encode()), (ENTITY_TYPE, entity.entity_type.encode()),
+                   (TRACE_ID, f"b{i}".encode())]
+        value = codec.encode(schema_name(entity.source, entity.entity_type), record, topic=topic)
+        records.append(OutgoingRecord(topic, raw_key(entity.entity_type, entity.source_id).encode(), value, headers))
+    invalid = sum(1 for e, _ in sends[:n] if e.invalid)
+    return Workload(records, {"first sends": len(entities), "updates": updates, "re-sends": len(resends), "invalid (at send)": invalid})
+
+
+def committed_to_end(settings: Settings, group: str, topics: list[str]) -> tuple[int, int]:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in consumer.list_topics(t, timeout=10).topics[t].partitions]
+        done = total = 0
+        for tp in consumer.committed(tps, timeout=10):
+            end = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1]
+            total += end
+            done += min(end, max(tp.offset, 0))
+        return done, total
+    finally:
+        consumer.close()
+
+
+def bare_consume(settings: Settings, topics: list[str], expected: int) -> float:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"bench-bare-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe(topics)
+    seen, started = 0, None
+    deadline = time.monotonic() + 300
+    while seen < expected and time.monotonic() < deadline:
+        batch = consumer.consume(1000, 1.0)
+        if batch and started is None:
+            started = time.perf_counter()
+        seen += sum(1 for m in batch if not m.error())
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    return seen / elapsed if elapsed > 0 else float("nan")
+
+
+def bare_upsert(settings: Settings, batch_size: int) -> tuple[float, int]:
+    """The version snapshots, upserted in batches into a scratch table (INSERT ... ON CONFLICT)."""
+    engine = create_engine(settings.database_url, connect_args={"options": f"-csearch_path={settings.database_schema}"})
+    with engine.begin() as conn:
+        rows = conn.execute(text("SELECT entity_type, entity_id, source_system, data_hash, data_snapshot::text FROM data_versions")).all()
+        conn.execute(text("CREATE TABLE bench_upsert (entity_type text, entity_id text, source_system text, data_hash text, "
+                          "data jsonb, PRIMARY KEY (entity_type, entity_id, source_system))"))
+    params = [{"t": r[0], "e": r[1], "s": r[2], "h": r[3], "d": r[4]} for r in rows]
+    stmt = text("INSERT INTO bench_upsert VALUES (:t, :e, :s, :h, CAST(:d AS jsonb)) ON CONFLICT (entity_type, entity_id, source_system) "
+                "DO UPDATE SET data_hash = excluded.data_hash, data = excluded.data")
+    started = time.perf_counter()
+    for i in range(0, len(params), batch_size):
+        with engine.begin() as conn:
+            conn.execute(stmt, params[i:i + batch_size])
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return (len(params) / elapsed if elapsed else float("nan")), len(params)
+
+
+def scrape_steps(port: int) -> dict[str, float]:
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return {}
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r'syncflow_sync_in_step_seconds_total\{step="([^"]+)"\} ([0-9.e+-]+)', body)}
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--trickle", type=int, default=500, help="records produced one by one for the latency figures")
+    parser.add_argument("--trickle-rate", type=float, default=100.0, help="records/s of the trickle")
+    parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--keep", action="store_true", help="keep topics, schema and raw database")
+    args = parser.parse_args()
+
+    base = Settings.load()
+    token = uuid.uuid4().hex[:8]
+    suffix, group, port = f"-bench-{token}", f"sync-in-bench-{token}", 6190 + random.randrange(50)
+    settings = base.model_copy(update={"database_schema": f"bench_{token}", "mongo_database": f"bench-{token}",
+                                       "sync_in": base.sync_in.model_copy(update={"topic_suffix": suffix, "group_id": group})})
+    raw_topics = [raw_topic(s) + suffix for s in SOURCES]
+    specs = [TopicSpec(t, args.partitions, 24 * 3600_000) for t in raw_topics]
+    specs += [TopicSpec(changes_topic(e) + suffix, args.partitions, 24 * 3600_000) for e in ENTITY_TYPES]
+    specs.append(TopicSpec(SYNC_IN_DLQ + suffix, 1, 24 * 3600_000))
+    create_topics(settings, specs)
+    migrate(settings)
+
+    print(f"building {args.records} records ...", file=sys.stderr)
+    workload = build_workload(settings, args.records, suffix)
+    producer = ReliableProducer(settings)
+    t0 = time.perf_counter()
+    producer.send_all(workload.records, timeout=600)
+    produce_rate = len(workload.records) / (time.perf_counter() - t0)
+
+    env = dict(os.environ, SYNCFLOW_DATABASE_SCHEMA=settings.database_schema, SYNCFLOW_MONGO_DATABASE=settings.mongo_database,
+               SYNCFLOW_SYNC_IN__BATCH_SIZE=str(args.batch_size), PYTHONPATH=str(REPO))
+    log = open(f"/tmp/sync-in-bench-{token}.log", "w")
+    worker = subprocess.Popen([sys.executable, "-m", "syncflow.cli.sync_in", "run", "--web-port", str(port), "--group-id", group,
+                               "--topic-suffix", suffix, "--loglevel", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = psutil.Process(worker.pid)
+    peak_rss, started, first_progress = 0, time.perf_counter(), None
+    total = len(workload.records)
+    try:
+        while True:
+            peak_rss = max(peak_rss, proc.memory_info().rss)
+            done, _ = committed_to_end(settings, group, raw_topics)
+            if done and first_progress is None:
+                first_progress = (time.perf_counter(), done)
+            if done >= total:
+                break
+            if worker.poll() is not None or time.perf_counter() - started > args.timeout:
+                raise SystemExit(f"worker stopped or timed out at {done}/{total}; log /tmp/sync-in-bench-{token}.log")
+            time.sleep(1.0)
+        drained = time.perf_counter()
+        # sustained rate: from the first committed batch (start-up and group join excluded) to the end
+        t_first, n_first = first_progress or (started, 0)
+        sustained = (total - n_first) / max(drained - t_first, 1e-9)
+        steps = scrape_steps(port)
+
+        # latency: a paced trickle of fresh updates after the backlog, produce -> version commit
+        trickle_ids: dict[str, float] = {}
+        codec = codec_for(settings)
+        world = generate_world(seed=99, volume=max(10, args.trickle // 3))
+        trickle = [e for e in world.entities.values() if not e.invalid][: args.trickle]
+        for i, e in enumerate(trickle):
+            trace = f"lat{i}"
+            topic = raw_topic(e.source) + suffix
+            rec = OutgoingRecord(topic, raw_key(e.entity_type, f"lat-{e.source_id}").encode(),
+                                 codec.encode(schema_name(e.source, e.entity_type), render(e), topic=topic),
+                                 [(TRACE_ID, trace.encode())])
+            trickle_ids[trace] = time.time()
+            producer.send_all([rec])
+            peak_rss = max(peak_rss, proc.memory_info().rss)
+            time.sleep(1.0 / args.trickle_rate)
+        engine = create_engine(settings.database_url, connect_args={"options": f"-csearch_path={settings.database_schema}"})
+        latencies: list[float] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                rows = conn.execute(text("SELECT trace_id, extract(epoch FROM created_date) FROM data_versions WHERE trace_id LIKE 'lat%'")).all()
+            if len(rows) >= len(trickle_ids) * 0.98:
+                break
+            time.sleep(1.0)
+        latencies = [float(ts) - trickle_ids[t] for t, ts in rows if t in trickle_ids]
+        with engine.connect() as conn:
+            versions = conn.execute(text("SELECT count(*) FROM data_versions")).scalar()
+        engine.dispose()
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log.close()
+
+    consume_rate = bare_consume(settings, raw_topics, total)
+    upsert_rate, upsert_rows = bare_upsert(settings, args.batch_size)
+    dlq = committed_to_end(settings, f"bench-dlq-{token}", [SYNC_IN_DLQ + suffix])[1]
+
+    step_total = sum(steps.values()) or 1.0
+    print(f"\n## sync-in benchmark ({total} records, batch {args.batch_size}, {args.partitions} partitions/raw topic, 1 worker)\n")
+    print("| measure | value |\n|---|---|")
+    print(f"| workload | {', '.join(f'{k}: {v}' for k, v in workload.kinds.items())} |")
+    print(f"| produce rate (setup) | {produce_rate:,.0f} records/s |")
+    print(f"| sync-in sustained | **{sustained:,.0f} records/s** ({total} records in {drained - started:.1f}s incl. start-up) |")
+    print(f"| versions written / DLQ records | {versions} / {dlq} |")
+    print(f"| latency produce -> committed version (trickle of {len(latencies)} at {args.trickle_rate:g}/s) | p50 {percentile(latencies, .5) * 1000:,.0f} ms, p99 {percentile(latencies, .99) * 1000:,.0f} ms |")
+    print(f"| worker peak RSS | {peak_rss / 2**20:,.0f} MiB |")
+    print(f"| bare confluent-kafka consume | {consume_rate:,.0f} records/s (sync-in = {sustained / consume_rate:.1%} of it) |")
+    print(f"| bare PostgreSQL bulk upsert ({upsert_rows} rows) | {upsert_rate:,.0f} rows/s (sync-in = {sustained / upsert_rate:.1%} of it) |")
+    print("\nWhere the worker's batch time went:\n\n| step | seconds | share |\n|---|---|---|")
+    for name, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
+        print(f"| {name} | {seconds:,.1f} | {seconds / step_total:.0%} |")
+
+    if not args.keep:
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        for f in admin.delete_topics([s.name for s in specs], operation_timeout=30).values():
+            try:
+                f.result(30)
+            except Exception:  # noqa: BLE001 - best-effort cleanup
+                pass
+        eng = create_engine(settings.database_url)
+        with eng.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE'))
+        eng.dispose()
+        MongoClient(settings.mongo_url).drop_database(settings.mongo_database)
+
+
+if __name__ == "__main__":
+    main()
