@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
 from rich.console import Console
 from rich.live import Live
@@ -101,10 +102,7 @@ def reset_state(settings: Settings, namespace: Namespace) -> None:
     admin = admin_client(settings)
     groups = list(consumer_groups(settings))
     existing_groups = {g.group_id for g in admin.list_consumer_groups().result(30).valid}
-    doomed = [g for g in groups if g in existing_groups]
-    if doomed:
-        for future in admin.delete_consumer_groups(doomed).values():
-            future.result(30)
+    _delete_groups(admin, [g for g in groups if g in existing_groups])
     delete_topics(settings, [n for n in names if n in admin.list_topics(timeout=30).topics])
     for _ in range(60):  # deletion is asynchronous on the broker
         if not set(names) & set(admin.list_topics(timeout=30).topics):
@@ -126,6 +124,24 @@ def reset_state(settings: Settings, namespace: Namespace) -> None:
     cursor_dir = Path(settings.connectors.cursor_dir)
     for f in cursor_dir.glob("*") if cursor_dir.exists() else []:
         f.unlink()
+
+
+def _delete_groups(admin: AdminClient, groups: list[str], timeout: float = 90.0) -> None:
+    """Delete consumer groups, waiting out members of an earlier run that the broker has
+    not yet expired (a killed worker stays a member until its session times out)."""
+    deadline = time.monotonic() + timeout
+    while groups:
+        remaining = []
+        for group, future in admin.delete_consumer_groups(groups).items():
+            try:
+                future.result(30)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.NON_EMPTY_GROUP or time.monotonic() > deadline:
+                    raise
+                remaining.append(group)
+        groups = remaining
+        if groups:
+            time.sleep(2)
 
 
 def post_json(url: str, body: dict, timeout: float = 30.0) -> dict:
