@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -163,9 +163,10 @@ class RawRecordStore:
         # socketTimeoutMS: a server that stops answering mid-write must raise (and the batch be
         # retried), not hang the worker forever
         self._client = client or MongoClient(
-            settings.mongo_url, serverSelectionTimeoutMS=5000, socketTimeoutMS=120_000, tz_aware=True
+            settings.mongo_url, serverSelectionTimeoutMS=5000, socketTimeoutMS=30_000, tz_aware=True
         )
         self._owns_client = client is None
+        self._ops_per_command = settings.raw_store_ops_per_command
         self._retention = timedelta(days=settings.raw_retention_days)
         self.collection: Collection = self._client[settings.mongo_database][COLLECTION]
         self.ttl_supported: bool | None = None
@@ -199,61 +200,99 @@ class RawRecordStore:
             self.collection.create_index([("expiresAfter", ASCENDING)], name="ix_expires")
 
     def upsert_raw_many(self, docs: Sequence[RawDocument], now: datetime | None = None) -> UpsertResult:
-        """Store the latest raw record per identity (inbound: pending). Documents the server
-        refuses are reported by index; the others are written."""
-        if not docs:
-            return UpsertResult(0, {})
+        """Store the latest raw record per identity (inbound: pending), keeping the document's
+        history (createDate, errorLog, outbound statuses). Documents the server refuses are
+        reported by index; the others are written."""
         now = now or datetime.now(UTC)
-        ops = [
-            UpdateOne(
-                d.key.filter(),
-                {
-                    "$set": {
-                        "rawData": to_document(d.raw_data),
-                        "metadata.batchNumber": d.batch_number,
-                        "metadata.syncDate": now,
-                        "metadata.hash": d.hash,
-                        "metadata.traceId": d.trace_id,
-                        "syncStatus.inbound": PENDING,
-                        "expiresAfter": now + self._retention,
-                    },
-                    "$setOnInsert": {**d.key.fields(), "createDate": now, "syncStatus.outbound": {}},
-                    # FerretDB drops an empty array from $setOnInsert; an empty $push creates it
-                    "$push": {"errorLog": {"$each": []}},
-                },
-                upsert=True,
-            )
-            for d in docs
-        ]
-        return self._bulk(ops)
+        latest = {d.key.doc_id: d for d in docs}  # the last record of a key in the batch wins
+
+        def change(doc_id: str, old: dict[str, Any] | None) -> dict[str, Any]:
+            d = latest[doc_id]
+            old = old or {}
+            return {
+                "_id": doc_id,
+                **d.key.fields(),
+                "rawData": to_document(d.raw_data),
+                "processedData": old.get("processedData"),
+                "metadata": {**(old.get("metadata") or {}), "batchNumber": d.batch_number, "syncDate": now,
+                             "hash": d.hash, "traceId": d.trace_id},
+                "syncStatus": {"inbound": PENDING, "outbound": (old.get("syncStatus") or {}).get("outbound") or {}},
+                "errorLog": old.get("errorLog") or [],
+                "createDate": old.get("createDate") or now,
+                "expiresAfter": now + self._retention,
+            }
+
+        rejected_ids = self._rewrite(list(latest), change, create=True)
+        rejected = {i: rejected_ids[d.key.doc_id] for i, d in enumerate(docs) if d.key.doc_id in rejected_ids}
+        return UpsertResult(len(docs) - len(rejected), rejected)
 
     def mark_completed_many(self, items: Sequence[Completed]) -> None:
-        ops = []
-        for item in items:
-            update: dict[str, Any] = {"syncStatus.inbound": COMPLETED, "processedData": to_document(item.processed_data)}
+        by_id = {item.key.doc_id: item for item in items}
+
+        def change(doc_id: str, old: dict[str, Any] | None) -> dict[str, Any]:
+            item, doc = by_id[doc_id], dict(old or {})
+            doc["syncStatus"] = {**(doc.get("syncStatus") or {}), "inbound": COMPLETED}
+            doc["processedData"] = to_document(item.processed_data)
             if item.version is not None:
-                update["metadata.version"] = item.version
-            ops.append(UpdateOne(item.key.filter(), {"$set": update}))
-        self._bulk(ops, raise_rejected=True)
+                doc["metadata"] = {**(doc.get("metadata") or {}), "version": item.version}
+            return doc
+
+        self._raise_first(self._rewrite(list(by_id), change, create=False))
 
     def mark_failed_many(self, items: Sequence[Failed], now: datetime | None = None) -> None:
         """Inbound failed, with the error and each failing rule appended to errorLog."""
         now = now or datetime.now(UTC)
-        ops = []
+        by_id: dict[str, list[Failed]] = {}
         for item in items:
-            entry = {
-                "timestamp": now,
-                "error": item.error,
-                "retryCount": item.retry_count,
-                "fieldErrors": to_document([e.to_dict() for e in item.field_errors]),
+            by_id.setdefault(item.key.doc_id, []).append(item)
+
+        def change(doc_id: str, old: dict[str, Any] | None) -> dict[str, Any]:
+            doc = dict(old or {})
+            doc["syncStatus"] = {**(doc.get("syncStatus") or {}), "inbound": FAILED}
+            doc["errorLog"] = list(doc.get("errorLog") or []) + [
+                {
+                    "timestamp": now,
+                    "error": item.error,
+                    "retryCount": item.retry_count,
+                    "fieldErrors": to_document([e.to_dict() for e in item.field_errors]),
+                }
+                for item in by_id[doc_id]
+            ]
+            return doc
+
+        self._raise_first(self._rewrite(list(by_id), change, create=False))
+
+    def _rewrite(self, doc_ids: list[str], change: Callable[[str, dict[str, Any] | None], dict[str, Any]],
+                 *, create: bool) -> dict[str, RawDocumentRejected]:
+        """Replace whole documents in three set-based commands (find, delete, insert).
+
+        FerretDB v1 updates documents one by one and slows down as a collection grows, and it
+        stops answering an update command with many statements; reading, deleting and
+        inserting by _id in bulk is an order of magnitude faster there and works on any
+        MongoDB-compatible server. A worker dying between the delete and the insert loses
+        nothing: its batch is not acknowledged, so it is processed, and written, again."""
+        if not doc_ids:
+            return {}
+        old = {d["_id"]: d for d in self.collection.find({"_id": {"$in": doc_ids}})}
+        new_docs = [change(i, old.get(i)) for i in doc_ids if create or i in old]
+        self.collection.delete_many({"_id": {"$in": [d["_id"] for d in new_docs]}})
+        try:
+            self.collection.insert_many(new_docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if exc.details.get("writeConcernErrors") or not errors:
+                raise
+            return {
+                new_docs[int(e["index"])]["_id"]: RawDocumentRejected(
+                    f"raw store refused the document: {e.get('errmsg', e)}")
+                for e in errors
             }
-            ops.append(
-                UpdateOne(
-                    item.key.filter(),
-                    {"$set": {"syncStatus.inbound": FAILED}, "$push": {"errorLog": {"$each": [entry]}}},
-                )
-            )
-        self._bulk(ops, raise_rejected=True)
+        return {}
+
+    @staticmethod
+    def _raise_first(rejected: dict[str, RawDocumentRejected]) -> None:
+        if rejected:
+            raise next(iter(rejected.values()))
 
     def set_outbound_statuses(self, items: Sequence[tuple[str, str, str, str, str]]) -> None:
         """(source_system, entity_type, source_id, target, status) per item, for sync-out."""
@@ -282,6 +321,17 @@ class RawRecordStore:
         return int(result.deleted_count)
 
     def _bulk(self, ops: list[UpdateOne], raise_rejected: bool = False) -> UpsertResult:
+        """Apply update operations in commands of at most `raw_store_ops_per_command`:
+        FerretDB v1 stops answering a single update command carrying many statements."""
+        written, rejected = 0, {}
+        step = max(1, self._ops_per_command)
+        for start in range(0, len(ops), step):
+            part = self._bulk_command(ops[start:start + step], raise_rejected)
+            written += part.written
+            rejected.update({start + i: err for i, err in part.rejected.items()})
+        return UpsertResult(written, rejected)
+
+    def _bulk_command(self, ops: list[UpdateOne], raise_rejected: bool) -> UpsertResult:
         if not ops:
             return UpsertResult(0, {})
         try:
