@@ -223,7 +223,7 @@ def feed_changes(settings: Settings, plan: DemoPlan, round_no: int) -> None:
 
 
 def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namespace = Namespace(),
-             keep_running: bool = False, console: Console | None = None,
+             keep_running: bool = False, strict: bool = False, console: Console | None = None,
              on_tick: Callable[[Supervisor, float], None] | None = None) -> Reconciliation:
     """Run the pipeline in `namespace` until it reconciles or times out. `on_tick(supervisor,
     elapsed)` is called every second (the fault-injection suite kills and restarts there)."""
@@ -273,11 +273,11 @@ def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namesp
                 quiet = rounds_done >= plan.change_rounds and not any(progress.lag.values())
                 if quiet and now - last_check > 5:
                     last_check = now
-                    result = reconcile(settings, engine, rules, codec)
+                    result = reconcile(settings, engine, rules, codec, strict=strict)
                     if result.ok:
                         break
                 if now - started > plan.timeout_s:
-                    result = reconcile(settings, engine, rules, codec)
+                    result = reconcile(settings, engine, rules, codec, strict=strict)
                     break
                 time.sleep(1)
         console.print(summary_table(result))
