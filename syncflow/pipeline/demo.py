@@ -75,6 +75,14 @@ def role_env(plan: DemoPlan) -> dict[str, str]:
     return env
 
 
+def plan_settings(settings: Settings, plan: DemoPlan) -> Settings:
+    """The in-process view of what role_env() tells the roles (topics, checks)."""
+    targets = {name: t.model_copy(update={"rate_per_minute": plan.rate_per_minute.get(name, t.rate_per_minute)})
+               for name, t in settings.sync_out.targets.items()}
+    return settings.model_copy(update={"sync_out": settings.sync_out.model_copy(update={
+        "retry_delays_s": list(plan.retry_delays_s), "targets": targets})})
+
+
 def role_specs(settings: Settings, plan: DemoPlan) -> list[RoleSpec]:
     specs = [RoleSpec("emulators", ["run", "emulators", "--seed", str(plan.seed), "--volume", str(plan.volume),
                                     "--invalid-rate", str(plan.invalid_rate)])]
@@ -228,7 +236,7 @@ def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namesp
     """Run the pipeline in `namespace` until it reconciles or times out. `on_tick(supervisor,
     elapsed)` is called every second (the fault-injection suite kills and restarts there)."""
     console = console or Console()
-    settings = namespace.settings(base)
+    settings = plan_settings(namespace.settings(base), plan)
     console.print(f"[bold]syncflow demo[/]: world seed {plan.seed}, {plan.volume} units, "
                   f"{plan.invalid_rate:.0%} invalid records; logs in {run_dir}")
     console.print("resetting topics, consumer groups, the common database and the raw store …")

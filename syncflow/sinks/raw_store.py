@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from bson import Binary
-from pymongo import ASCENDING, MongoClient, UpdateOne
+from pymongo import ASCENDING, MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, OperationFailure
 
@@ -166,9 +166,9 @@ class RawRecordStore:
             settings.mongo_url, serverSelectionTimeoutMS=5000, socketTimeoutMS=30_000, tz_aware=True
         )
         self._owns_client = client is None
-        self._ops_per_command = settings.raw_store_ops_per_command
         self._retention = timedelta(days=settings.raw_retention_days)
         self.collection: Collection = self._client[settings.mongo_database][COLLECTION]
+        self.outbound: Collection = self._client[settings.mongo_database][COLLECTION + "_outbound"]
         self.ttl_supported: bool | None = None
 
     @property
@@ -191,6 +191,7 @@ class RawRecordStore:
         )
         self.collection.create_index([("metadata.hash", ASCENDING)], name="ix_hash")
         self.collection.create_index([("syncStatus.inbound", ASCENDING)], name="ix_inbound")
+        self.outbound.create_index([("rawId", ASCENDING)], name="ix_raw_id")
         try:
             self.collection.create_index([("expiresAfter", ASCENDING)], expireAfterSeconds=0, name="ttl_expires")
             self.ttl_supported = True
@@ -295,12 +296,28 @@ class RawRecordStore:
             raise next(iter(rejected.values()))
 
     def set_outbound_statuses(self, items: Sequence[tuple[str, str, str, str, str]]) -> None:
-        """(source_system, entity_type, source_id, target, status) per item, for sync-out."""
-        ops = [
-            UpdateOne(RawKey(s, e, i).filter(), {"$set": {f"syncStatus.outbound.{escape_key(target)}": status}})
-            for s, e, i, target, status in items
-        ]
-        self._bulk(ops, raise_rejected=True)
+        """(source_system, entity_type, source_id, target, status) per item, for sync-out.
+
+        Kept in a sibling collection, one small document per (raw document, target), and
+        merged into syncStatus.outbound when a raw document is read: sync-out then never
+        rewrites the raw document that sync-in owns, and on FerretDB a bulk delete + insert
+        is far cheaper than one update per document."""
+        latest = {}
+        for s, e, i, target, status in items:
+            raw_id = RawKey(s, e, i).doc_id
+            latest[f"{raw_id}\x1f{target}"] = {"_id": f"{raw_id}\x1f{target}", "rawId": raw_id,
+                                                "target": target, "status": status}
+        if not latest:
+            return
+        self.outbound.delete_many({"_id": {"$in": list(latest)}})
+        self.outbound.insert_many(list(latest.values()), ordered=False)
+
+    def _with_outbound(self, doc: dict[str, Any]) -> dict[str, Any]:
+        statuses = {o["target"]: o["status"] for o in self.outbound.find({"rawId": doc["_id"]})}
+        if statuses:
+            sync = doc.setdefault("syncStatus", {})
+            sync["outbound"] = {**(sync.get("outbound") or {}), **statuses}
+        return doc
 
     def find_failed(self, filter: Mapping[str, Any] | None = None, batch_size: int = 500) -> Iterator[dict[str, Any]]:
         """Failed raw documents (for reprocessing), rawData unescaped."""
@@ -313,6 +330,7 @@ class RawRecordStore:
         doc = self.collection.find_one(key.filter())
         if doc is not None:
             doc["rawData"] = from_document(doc.get("rawData") or {})
+            doc = self._with_outbound(doc)
         return doc
 
     def purge_expired(self, now: datetime | None = None) -> int:
@@ -320,31 +338,3 @@ class RawRecordStore:
         result = self.collection.delete_many({"expiresAfter": {"$lte": now or datetime.now(UTC)}})
         return int(result.deleted_count)
 
-    def _bulk(self, ops: list[UpdateOne], raise_rejected: bool = False) -> UpsertResult:
-        """Apply update operations in commands of at most `raw_store_ops_per_command`:
-        FerretDB v1 stops answering a single update command carrying many statements."""
-        written, rejected = 0, {}
-        step = max(1, self._ops_per_command)
-        for start in range(0, len(ops), step):
-            part = self._bulk_command(ops[start:start + step], raise_rejected)
-            written += part.written
-            rejected.update({start + i: err for i, err in part.rejected.items()})
-        return UpsertResult(written, rejected)
-
-    def _bulk_command(self, ops: list[UpdateOne], raise_rejected: bool) -> UpsertResult:
-        if not ops:
-            return UpsertResult(0, {})
-        try:
-            result = self.collection.bulk_write(ops, ordered=False)
-            return UpsertResult(result.upserted_count + result.modified_count + result.matched_count, {})
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if exc.details.get("writeConcernErrors") or not errors:
-                raise
-            rejected = {
-                int(e["index"]): RawDocumentRejected(f"raw store refused the document: {e.get('errmsg', e)}")
-                for e in errors
-            }
-            if raise_rejected:
-                raise next(iter(rejected.values())) from exc
-            return UpsertResult(len(ops) - len(rejected), rejected)

@@ -204,8 +204,6 @@ class Settings(BaseSettings):
     database_pool_size: int = 4
     mongo_url: str = "mongodb://127.0.0.1:27017/"
     mongo_database: str = "syncflow"
-    # FerretDB v1 stops answering one update command with many statements: split bulk writes.
-    raw_store_ops_per_command: int = 20
     schema_registry_url: str | None = None
     schemas_dir: Path = REPO_ROOT / "avro_schemas"
     raw_retention_days: int = 30
