@@ -231,9 +231,10 @@ def _check_target(settings: Settings, engine: Engine, target: str, entity_types:
             continue
         missing = [ref for ref_type, ref in want.references.items()
                    if ref_type in entity_types and not _holds(truth, ref_type, ref)]
-        if key[1] in parked and missing:
-            c[f"{target}: parked, dependency never delivered"] += 1
-            continue
+        if key[1] in parked:  # its reason is checked below
+            waiting = parked[key[1]][-1].get("error.category") == "dependency"
+            if not waiting or missing:
+                continue
         state = "nothing" if held is None else f"version {held[0]}{' (deleted)' if held[1] else ''}"
         result.problem(f"{target}: {key[0]} {key[1]} should be at version {want.version}, holds {state}")
     applied = Counter((a["entity_type"], a["external_id"], a["version"]) for a in truth.received)
@@ -246,6 +247,7 @@ def _check_target(settings: Settings, engine: Engine, target: str, entity_types:
     for key, failures in parked.items():
         last = failures[-1]
         if last.get("error.category") == "dependency":
+            c[f"{target}: parked, dependency never delivered"] += 1
             continue
         if not strict and last.get("error.category") in TRANSIENT_CATEGORIES:
             c[f"{target}: parked after retries ran out (redrive them)"] += 1

@@ -9,6 +9,7 @@ BATCH_NUMBER = "batch-number"
 EXTRACTION_TIME = "extraction-time"  # ISO-8601 UTC
 TRACE_ID = "trace-id"
 PRIORITY = "priority"  # on change events, so sync-out can order without decoding
+TRANSIENT_FAILURES = "transient-failures"  # on sync-out retries: transient failures so far
 
 
 def header_value(headers: list[tuple[str, bytes | None]] | None, name: str) -> str | None:

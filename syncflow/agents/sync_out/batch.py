@@ -31,9 +31,16 @@ from syncflow.agents.sync_out.rate_limit import RateLimiter
 from syncflow.agents.sync_out.retry_gate import RETRY_DUE_HEADER
 from syncflow.agents.sync_out.state import Failed, Synced, SyncStateStore
 from syncflow.agents.sync_out.transform import Transformer
-from syncflow.errors import DependencyNotMetError, RateLimitedError, SyncflowError
+from syncflow.errors import (
+    DependencyNotMetError,
+    RateLimitedError,
+    SchemaRegistryUnavailableError,
+    SyncflowError,
+    TransientTargetError,
+)
 from syncflow.sinks.targets.base import Delivery, TargetClient
 from syncflow.streams.dead_letters import FailureContext, carry_headers, failure_headers
+from syncflow.streams.headers import TRANSIENT_FAILURES, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.settings import SyncOutSettings, TargetSettings
 
@@ -236,7 +243,10 @@ class BatchProcessor:
     def _fail(self, out: _Outcomes, result: BatchResult, entry: Entry[Consumed], error: BaseException) -> None:
         """Route a failed try to its retry tier or the DLQ, with the failure headers."""
         c = entry.item
-        route: Route = route_failure(error, c.attempt, self.sync_out)
+        transient = int(header_value(c.headers, TRANSIENT_FAILURES) or 0)
+        if isinstance(error, (TransientTargetError, SchemaRegistryUnavailableError)):
+            transient += 1
+        route: Route = route_failure(error, c.attempt, self.sync_out, transient_failures=transient)
         now = time.time()
         ctx = FailureContext(
             original_topic=c.failure.get("original.topic", c.topic),
@@ -250,7 +260,8 @@ class BatchProcessor:
             http_status=getattr(error, "status", None),
             target=self.target,
         )
-        headers = carry_headers(c.headers) + failure_headers(ctx)
+        headers = [h for h in carry_headers(c.headers) if h[0] != TRANSIENT_FAILURES] + failure_headers(ctx)
+        headers.append((TRANSIENT_FAILURES, str(transient).encode()))
         if route.kind == "retry":
             due_ms = int((now + route.delay_s) * 1000)
             headers.append((RETRY_DUE_HEADER, str(due_ms).encode()))

@@ -57,21 +57,25 @@ class Route:
 DLQ = Route("dlq")
 
 
-def route_failure(error: BaseException, attempt: int, settings: SyncOutSettings) -> Route:
+def route_failure(error: BaseException, attempt: int, settings: SyncOutSettings,
+                  transient_failures: int | None = None) -> Route:
     """The route after attempt number `attempt` (1 = the first try) failed with `error`.
 
     Transient errors climb the retry tiers and land in the DLQ after the last one; a missing
     dependency waits in the tiers up to dependency_max_attempts; anything else (4xx, bad
-    input, an unexpected error) goes to the DLQ at once."""
+    input, an unexpected error) goes to the DLQ at once. `transient_failures` counts only the
+    transient failures so far (this one included), so time spent waiting for a dependency
+    does not use up the retries a later 5xx is owed; without it, `attempt` counts."""
     tiers = len(settings.retry_delays_s)
     if isinstance(error, DependencyNotMetError):
         if attempt >= settings.dependency_max_attempts or tiers == 0:
             return DLQ
         return Route("retry", min(attempt, tiers), settings.dependency_retry_delay_s)
     if isinstance(error, (TransientTargetError, SchemaRegistryUnavailableError)):
-        if attempt > tiers:
+        n = attempt if transient_failures is None else transient_failures
+        if n > tiers:
             return DLQ
-        return Route("retry", attempt, settings.retry_delays_s[attempt - 1])
+        return Route("retry", n, settings.retry_delays_s[n - 1])
     return DLQ
 
 

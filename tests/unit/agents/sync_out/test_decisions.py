@@ -95,3 +95,17 @@ def test_a_reference_delivered_in_the_same_batch_is_waited_for_in_the_buffer() -
     assert waits_for_batch([loc], {loc, ("service_request", "sr-1")})
     assert not waits_for_batch([loc, res], {loc})
     assert not waits_for_batch([], {loc})
+
+
+def test_dependency_waits_do_not_use_up_the_retries_owed_to_a_transient_error() -> None:
+    from syncflow.agents.sync_out.decisions import route_failure
+    from syncflow.errors import TransientTargetError
+    from syncflow.streams.settings import SyncOutSettings
+
+    settings = SyncOutSettings(retry_delays_s=[1.0, 2.0, 3.0])
+    error = TransientTargetError("502", 502)
+    # the sixth attempt, after five dependency waits, is only the first transient failure
+    route = route_failure(error, attempt=6, settings=settings, transient_failures=1)
+    assert (route.kind, route.tier) == ("retry", 1)
+    assert route_failure(error, attempt=6, settings=settings, transient_failures=4).kind == "dlq"
+    assert route_failure(error, attempt=6, settings=settings).kind == "dlq"
