@@ -10,9 +10,9 @@ PYTEST_ARGS ?=
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@command -v uv >/dev/null || python3 -m pip install -q --user uv || python3 -m pip install -q uv
-	@[ -x $(PY) ] || uv venv -q --python python3 .venv
-	uv pip install -q --python $(PY) -e '.[test]'
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
+	@[ -x $(PY) ] || python3 -m uv venv -q --python python3 .venv
+	python3 -m uv pip install -q --python $(PY) -e '.[test]'
 	@rm -f .venv/.installed-*; touch $(STAMP)
 
 stack: setup
