@@ -55,6 +55,8 @@ class DemoPlan:
     sync_out_workers: dict[str, int] = field(default_factory=lambda: {"one": 2, "lessen360": 1})
     rate_per_minute: dict[str, float] = field(default_factory=lambda: {"one": 12000.0, "lessen360": 6000.0})
     retry_delays_s: tuple[float, ...] = (2.0, 5.0, 10.0)
+    dependency_retry_delay_s: float = 2.0
+    dependency_max_attempts: int = 10
     target_error_rate: float = 0.02
     timeout_s: float = 900.0
 
@@ -63,7 +65,8 @@ def role_env(plan: DemoPlan) -> dict[str, str]:
     """Settings every role of the demo shares (the demo runs faster than production)."""
     env = {
         "SYNCFLOW_SYNC_OUT__RETRY_DELAYS_S": json.dumps(list(plan.retry_delays_s)),
-        "SYNCFLOW_SYNC_OUT__DEPENDENCY_RETRY_DELAY_S": "2",
+        "SYNCFLOW_SYNC_OUT__DEPENDENCY_RETRY_DELAY_S": str(plan.dependency_retry_delay_s),
+        "SYNCFLOW_SYNC_OUT__DEPENDENCY_MAX_ATTEMPTS": str(plan.dependency_max_attempts),
         "SYNCFLOW_CONNECTORS__EMULATOR_SEED": str(plan.seed),
         "SYNCFLOW_CONNECTORS__EMULATOR_VOLUME": str(plan.volume),
         "SYNCFLOW_CONNECTORS__EMULATOR_INVALID_RATE": str(plan.invalid_rate),
