@@ -55,8 +55,8 @@ class DemoPlan:
     sync_out_workers: dict[str, int] = field(default_factory=lambda: {"one": 2, "lessen360": 1})
     rate_per_minute: dict[str, float] = field(default_factory=lambda: {"one": 12000.0, "lessen360": 6000.0})
     retry_delays_s: tuple[float, ...] = (2.0, 5.0, 10.0)
-    dependency_retry_delay_s: float = 2.0
-    dependency_max_attempts: int = 10
+    dependency_retry_delay_s: float = 5.0  # dependants wait up to 40 x 5 s for what they reference
+    dependency_max_attempts: int = 40
     target_error_rate: float = 0.02
     timeout_s: float = 900.0
 
