@@ -37,11 +37,12 @@ def settings(stack: Settings, unique: Callable[[str], str]) -> Iterator[Settings
 
 @pytest.fixture
 def topic_factory(stack: Settings, unique: Callable[[str], str]) -> Iterator[Callable[..., str]]:
-    """topic_factory("name", partitions=1) creates a uniquely named topic, deleted afterwards."""
+    """topic_factory("name", partitions=1) creates a uniquely named topic (unique per call,
+    so one test may ask for the same prefix twice), deleted afterwards."""
     made: list[str] = []
 
     def make(prefix: str, partitions: int = 1) -> str:
-        name = unique(prefix)
+        name = f"{unique(prefix)}-{len(made)}"
         create_topics(stack, [TopicSpec(name, partitions, 3600_000)])
         made.append(name)
         return name

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +16,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from syncflow.emulators.sources import RunningEmulator, World, generate_world, start_source_emulator
-from syncflow.streams.admin import admin_client, create_topics
 from syncflow.streams.avro import codec_for
 from syncflow.streams.settings import Settings
-from syncflow.streams.topics import TopicSpec
 
 pytestmark = pytest.mark.integration
 
@@ -97,32 +95,13 @@ async def start_emulator(world: World) -> AsyncIterator[Callable[..., Any]]:
 
 
 @pytest.fixture
-def own_topics(stack: Settings, unique: Callable[[str], str]) -> Iterator[Callable[..., str]]:
-    """own_topics("name", partitions) creates a uniquely named topic, deleted afterwards
-    (the admin client is kept until the deletion is confirmed)."""
-    made: list[str] = []
-
-    def make(prefix: str, partitions: int = 1) -> str:
-        name = unique(prefix) + "-" + uuid.uuid4().hex[:4]
-        create_topics(stack, [TopicSpec(name, partitions, 3600_000)])
-        made.append(name)
-        return name
-
-    yield make
-    if made:
-        admin = admin_client(stack)
-        for future in admin.delete_topics(made, operation_timeout=30).values():
-            future.result(30)
-
-
-@pytest.fixture
-def source_settings(stack: Settings, own_topics: Callable[..., str], tmp_path: Path) -> Callable[..., Settings]:
+def source_settings(stack: Settings, topic_factory: Callable[..., str], tmp_path: Path) -> Callable[..., Settings]:
     """source_settings(source, url, **source_overrides) -> Settings whose `source` reads from
     `url` into its own raw topic (3 partitions) and dead-letter topic, with fast retries."""
 
     def make(source: str, url: str, **overrides: Any) -> Settings:
-        raw = own_topics(f"raw.{source}", partitions=3)
-        dlq = own_topics("sync-in.dlq")
+        raw = topic_factory(f"raw.{source}", partitions=3)
+        dlq = topic_factory("sync-in.dlq")
         src = stack.connectors.sources[source].model_copy(update={
             "base_url": url, "api_key": "local-key", "topic": raw, "page_size": 7, "request_timeout_s": 2.0,
             "retry_attempts": 4, "retry_initial_s": 0.05, "retry_max_s": 0.2, "poll_interval_s": 0.2, **overrides})

@@ -48,9 +48,9 @@ def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 @pytest.fixture
-def raw_settings(stack: Settings, own_topics: Callable[..., str]) -> Callable[[str], Settings]:
+def raw_settings(stack: Settings, topic_factory: Callable[..., str]) -> Callable[[str], Settings]:
     def make(source: str) -> Settings:
-        src = stack.connectors.sources[source].model_copy(update={"topic": own_topics(f"raw.{source}", 2)})
+        src = stack.connectors.sources[source].model_copy(update={"topic": topic_factory(f"raw.{source}", 2)})
         connectors = stack.connectors.model_copy(update={"sources": {**stack.connectors.sources, source: src}})
         return stack.model_copy(update={"connectors": connectors})
 

@@ -43,8 +43,8 @@ def wait_for(url: str, timeout: float = 15.0) -> dict:
             time.sleep(0.2)
 
 
-def test_emulate_then_connector_once(stack: Settings, own_topics: Callable[..., str], tmp_path: Path) -> None:
-    topic = own_topics("raw.cli", 2)
+def test_emulate_then_connector_once(stack: Settings, topic_factory: Callable[..., str], tmp_path: Path) -> None:
+    topic = topic_factory("raw.cli", 2)
     ports = {s: free_port() for s in SOURCES}
     connectors = {"cursor_dir": str(tmp_path / "cursors"), "emulator_volume": 24,
                   "sources": {s: {"base_url": f"http://127.0.0.1:{p}", "topic": topic} for s, p in ports.items()}}

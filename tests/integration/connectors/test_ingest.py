@@ -30,8 +30,8 @@ def records_of(source: str, entity_type: str, n: int = 3) -> list[dict[str, Any]
 
 
 @pytest.fixture
-def ingest_settings(stack: Settings, own_topics: Callable[..., str]) -> Settings:
-    sources = {s: src.model_copy(update={"topic": own_topics(f"raw.{s}", 2)})
+def ingest_settings(stack: Settings, topic_factory: Callable[..., str]) -> Settings:
+    sources = {s: src.model_copy(update={"topic": topic_factory(f"raw.{s}", 2)})
                for s, src in stack.connectors.sources.items()}
     return stack.model_copy(update={
         "connectors": stack.connectors.model_copy(update={"sources": sources}),

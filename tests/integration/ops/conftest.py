@@ -58,26 +58,3 @@ def read_json(text: str) -> object:
     """The JSON document in a command's output (progress bars go to stderr)."""
     start = min(i for i in (text.find("{"), text.find("[")) if i >= 0)
     return json.loads(text[start:])
-
-
-@pytest.fixture
-def topic_factory(stack: Settings, unique: Callable[[str], str]) -> Iterator[Callable[..., str]]:
-    """Like the shared topic_factory, but deletes through an AdminClient it keeps alive until
-    the futures resolve (a temporary one can be destroyed first: `_DESTROY`)."""
-    from syncflow.ops.offsets import admin_for
-    from syncflow.streams.admin import create_topics
-    from syncflow.streams.topics import TopicSpec
-
-    made: list[str] = []
-
-    def make(prefix: str, partitions: int = 1) -> str:
-        name = unique(prefix)
-        create_topics(stack, [TopicSpec(name, partitions, 3600_000)])
-        made.append(name)
-        return name
-
-    yield make
-    if made:
-        admin = admin_for(stack)
-        for future in admin.delete_topics(made, operation_timeout=30).values():
-            future.result(30)
