@@ -5,12 +5,15 @@ along a partition and holding the head holds nothing that is due."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from syncflow.agents.sync_out.offsets import TopicPartitionKey
 from syncflow.streams.dead_letters import PREFIX
+
+log = logging.getLogger(__name__)
 
 RETRY_DUE = "retry.due"  # failure header (without prefix): epoch ms when the retry is due
 RETRY_DUE_HEADER = PREFIX + RETRY_DUE
@@ -34,9 +37,9 @@ class RetryGate:
     def hold(self, consumer: Consumer, msg: Message, due_s: float) -> None:
         """Pause the record's partition and rewind to it, to be read again when due."""
         tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())
-        consumer.pause([tp])
-        consumer.seek(tp)
         self._held[(msg.topic(), msg.partition())] = (msg.offset(), due_s)
+        consumer.pause([tp])
+        _seek(consumer, tp)
 
     def next_due(self) -> float | None:
         return min((due for _, due in self._held.values()), default=None)
@@ -45,11 +48,20 @@ class RetryGate:
         """Resume the partitions whose head record is due."""
         due = [tp for tp, (_, at) in self._held.items() if at <= now_s]
         if due:
-            consumer.resume([TopicPartition(t, p, self._held[(t, p)][0]) for t, p in due])
-            for tp in due:
-                del self._held[tp]
+            partitions = [TopicPartition(t, p, self._held.pop((t, p))[0]) for t, p in due]
+            consumer.resume(partitions)
+            for tp in partitions:  # again: a seek refused at hold time would skip the record
+                _seek(consumer, tp)
         return due
 
     def forget(self, tps: Iterable[TopicPartitionKey]) -> None:
         for tp in tps:
             self._held.pop(tp, None)
+
+
+def _seek(consumer: Consumer, tp: TopicPartition) -> None:
+    """Seek, and survive a refusal (e.g. while the broker is away): release seeks again."""
+    try:
+        consumer.seek(tp)
+    except KafkaException as exc:
+        log.warning("retry gate: seek %s[%d] to %d refused: %s", tp.topic, tp.partition, tp.offset, exc)

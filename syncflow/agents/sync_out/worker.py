@@ -192,7 +192,12 @@ class SyncOutWorker:
         except KafkaException as exc:  # e.g. during a rebalance: the records come again, idempotently
             log.warning("sync-out %s: commit failed: %s", self.target, exc)
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Take the partitions unpaused: librdkafka keeps a partition's pause across a revoke
+        and a re-assignment (a broker restart or a new worker triggers both), while the retry
+        gate and the flow control forgot it at the revoke — it would never be fetched again."""
+        consumer.assign(partitions)
+        consumer.resume(partitions)
         self.assigned = {(p.topic, p.partition) for p in partitions}
         self._paused_full = False
         log.info("sync-out %s: assigned %d partitions", self.target, len(partitions))
