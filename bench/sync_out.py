@@ -1,6 +1,6 @@
 """Sync-out benchmark on the local stack.
 
-    .venv/bin/python bench/sync_out.py [--events 20000] [--seconds 60] [--rate-per-minute 1200]
+    .venv/bin/python bench/sync_out.py [--events 20000] [--seconds 60] [--rate-per-minute 1200] [--json out.json]
 
 1. throughput: a backlog of change events drained by one worker into an unthrottled emulator
    (ONE: one PUT per record; Lessen360: batch calls), deliveries/s;
@@ -8,8 +8,14 @@
    the target, p50/p99;
 3. rate limit: two workers of one group against a limit, the measured rate over --seconds.
 
+Baselines from the same run: the same requests sent straight to the same emulator with bare
+aiohttp at the same concurrency (no Kafka, no database), and one at a time for the latency
+floor; the rate-limit run is compared with the configured limit. The workers run inside this
+process, so its peak RSS is theirs plus the bench's own.
+
 Everything runs on its own topics, consumer groups and PostgreSQL schema, removed afterwards.
-The emulators run in a separate process (`syncflow sync-out emulate`). Prints Markdown."""
+The emulators run in a separate process (`syncflow sync-out emulate`). Prints Markdown;
+--json writes the figures in bench/figures.py's format."""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -25,18 +32,26 @@ import threading
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, text  # noqa: E402
 
-from syncflow.agents.sync_out import build_worker, sync_out_topics
-from syncflow.sinks.common_db.migrate import migrate
-from syncflow.streams.admin import create_topics, delete_topics
-from syncflow.streams.avro import codec_for
-from syncflow.streams.headers import PRIORITY
-from syncflow.streams.producer import OutgoingRecord, ReliableProducer
-from syncflow.streams.settings import Settings
-from syncflow.streams.topics import TopicSpec, changes_topic
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.baselines import Call, HttpRun, bare_http, median, percentile  # noqa: E402
+from bench.figures import Baseline, BenchResult, Figure, print_table, write_json  # noqa: E402
+
+from syncflow.agents.sync_out import build_worker, sync_out_topics  # noqa: E402
+from syncflow.agents.sync_out.events import ChangeEvent  # noqa: E402
+from syncflow.agents.sync_out.registry import binding_for  # noqa: E402
+from syncflow.sinks.common_db.migrate import migrate  # noqa: E402
+from syncflow.streams.admin import create_topics, delete_topics  # noqa: E402
+from syncflow.streams.avro import codec_for  # noqa: E402
+from syncflow.streams.headers import PRIORITY  # noqa: E402
+from syncflow.streams.producer import OutgoingRecord, ReliableProducer  # noqa: E402
+from syncflow.streams.settings import Settings  # noqa: E402
+from syncflow.streams.topics import TopicSpec, changes_topic  # noqa: E402
 
 
 def free_port() -> int:
@@ -74,6 +89,7 @@ class Bench:
         self.base = base.model_copy(update={"database_schema": schema, "sync_out": sync_out})
         self.emulators: subprocess.Popen[bytes] | None = None
         self.topics: list[str] = []
+        self.figures: list[Figure] = []
         self.codec = codec_for(self.base)
         self.producer = ReliableProducer(self.base)
 
@@ -140,6 +156,24 @@ class Bench:
     def applied_count(self, target: str) -> int:
         return int(http("GET", f"http://127.0.0.1:{self.ports[target]}/_emulator/state")["counters"].get("applied", 0))
 
+    def calls(self, s: Settings, target: str, events: list[dict[str, Any]]) -> list[Call]:
+        """The requests the worker would make for `events`, built by the target's own rules."""
+        _, transformer = binding_for(s, target)
+        out = []
+        for e in events:
+            d = transformer.to_delivery(ChangeEvent.from_record(e))
+            out.append(Call(d.resource, d.entity_id, d.op, d.idempotency_key, d.payload))
+        return out
+
+    async def bare(self, s: Settings, target: str, calls: list[Call], concurrency: int, batch_max: int) -> HttpRun:
+        """Bare aiohttp against the emulator, which is reset before and after."""
+        conf = s.sync_out.targets[target]
+        url = f"http://127.0.0.1:{self.ports[target]}"
+        http("POST", f"{url}/_emulator/reset")
+        run = await bare_http(target, url, conf.api_key, calls, concurrency, batch_max)
+        http("POST", f"{url}/_emulator/reset")
+        return run
+
     async def run_workers(self, s: Settings, target: str, workers: int, until: Any, timeout: float) -> None:
         built = [build_worker(s, target) for _ in range(workers)]
         tasks = [asyncio.create_task(w.run()) for w in built]
@@ -156,12 +190,17 @@ class Bench:
     async def throughput(self, target: str) -> list[str]:
         n = self.args.events
         s = self.scenario(f"tp-{target}")
-        self.produce(s, [location_event(f"loc-{target}-{i}", i) for i in range(n)])
+        events = [location_event(f"loc-{target}-{i}", i) for i in range(n)]
+        conf = s.sync_out.targets[target]
+        bare = await self.bare(s, target, self.calls(s, target, events), conf.concurrency, conf.batch_max)
+        self.produce(s, events)
         started = time.time()
         await self.run_workers(s, target, 1, lambda: self.applied_count(target) >= n, timeout=600)
         times = sorted(r["time"] for r in self.received(target))
         span = times[-1] - times[0] if len(times) > 1 else float("nan")
         rate = (len(times) - 1) / span if span else float("nan")
+        self.figures.append(Figure(f"sync-out backlog drain, {target}, one worker", rate, "deliveries/s", Baseline(
+            f"bare HTTP, same {bare.records:,} records, concurrency {conf.concurrency}", bare.rate, "records/s")))
         return [f"throughput, backlog drain, {target}", f"{len(times)}/{n} delivered", f"{rate:,.0f} deliveries/s",
                 f"first delivery {times[0] - started:.1f}s after start, {span:.1f}s to drain"]
 
@@ -169,6 +208,8 @@ class Bench:
         pace, seconds = self.args.latency_rate, self.args.latency_seconds
         s = self.scenario(f"lat-{target}")
         total = int(pace * seconds)
+        sample = [location_event(f"loc-rt-{target}-{i}", i) for i in range(min(300, total))]
+        floor = (await self.bare(s, target, self.calls(s, target, sample), 1, 1)).latencies_s
 
         def feed() -> None:
             sent, t0 = 0, time.monotonic()
@@ -191,8 +232,12 @@ class Bench:
         await worker
         rec = self.received(target)
         lat = self._latencies(s, rec, {f"loc-lat-{target}-{i}" for i in range(total)})
-        p50 = statistics.median(lat) * 1000
+        p50 = statistics.median(lat) * 1000 if lat else float("nan")
         p99 = lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan")
+        self.figures.append(Figure(f"sync-out latency p50, {target}, steady {pace:g}/s, change event → applied", p50, "ms",
+                                   Baseline("bare HTTP round trip p50", median(floor) * 1000, "ms")))
+        self.figures.append(Figure(f"sync-out latency p99, {target}, steady {pace:g}/s, change event → applied", p99, "ms",
+                                   Baseline("bare HTTP round trip p99", percentile(floor, 99) * 1000, "ms")))
         return [f"latency, steady {pace:g}/s for {seconds:g}s, {target}", f"{len(rec)}/{total} delivered",
                 f"p50 {p50:.0f} ms, p99 {p99:.0f} ms", "change event produced → applied at the target"]
 
@@ -226,6 +271,8 @@ class Bench:
         window = [t for t in times if t - times[0] <= seconds]
         span = window[-1] - window[0]
         rate = (len(window) - 1) / span * 60 if span else float("nan")
+        self.figures.append(Figure(f"sync-out rate limit, {target}, 2 workers, {seconds:g} s", rate, "requests/min",
+                                   Baseline("configured limit", per_min, "requests/min")))
         return [f"rate limit, 2 workers, {target}", f"{len(window)} delivered in {span:.1f}s",
                 f"{rate:,.1f}/min against a limit of {per_min:g}/min ({(rate / per_min - 1) * 100:+.1f}%)",
                 "measured at the target, first to last delivery"]
@@ -238,21 +285,32 @@ async def main(args: argparse.Namespace) -> None:
         for target in args.targets:
             rows.append(await bench.throughput(target))
             rows.append(await bench.latency(target))
-        rows.append(await bench.rate_limited(args.targets[0]))
+        if args.seconds > 0:
+            rows.append(await bench.rate_limited(args.targets[0]))
+        figures = bench.figures
+    # ru_maxrss is in KiB on Linux; the workers ran in this process.
+    figures.append(Figure("sync-out peak RSS, bench process with its workers",
+                          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MiB"))
     print()
     print("| scenario | volume | result | note |")
     print("|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
+    print()
+    result = BenchResult("sync-out", {k: v for k, v in vars(args).items() if k != "json"}, figures)
+    print_table(result)
+    if args.json:
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=20000, help="backlog size of the throughput run")
-    p.add_argument("--seconds", type=float, default=60.0, help="length of the rate-limit run")
+    p.add_argument("--seconds", type=float, default=60.0, help="length of the rate-limit run (0 skips it)")
     p.add_argument("--rate-per-minute", type=float, default=1200.0, help="the limit of the rate-limit run")
     p.add_argument("--latency-rate", type=float, default=200.0, help="events/s during the latency run")
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--concurrency", type=int, default=32, help="target client concurrency")
     p.add_argument("--targets", nargs="+", default=["one", "lessen360"])
+    p.add_argument("--json", help="write the figures here (bench/figures.py format)")
     asyncio.run(main(p.parse_args()))

@@ -1,0 +1,1 @@
+"""Benchmark scripts; a package so the scripts and the tests share bench.figures and bench.baselines."""
