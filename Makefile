@@ -35,3 +35,10 @@ unit: setup
 # faults). Not part of `make test` yet: see the README's "Known problems".
 test-faults: stack
 	$(PY) -m pytest tests/faults -s $(PYTEST_ARGS)
+
+# Every benchmark (sync-in, sync-out, end-to-end) and one Markdown report, bench/REPORT.md.
+# BENCH_ARGS=--quick for a smoke run with small sizes.
+.PHONY: bench
+bench: setup
+	deploy/local/stack.sh up
+	$(PY) bench/report.py $(BENCH_ARGS)
