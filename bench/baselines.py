@@ -112,6 +112,7 @@ def _lessen_op(c: Call) -> dict[str, Any]:
 class ConsumeRun:
     records: int
     seconds: float
+    first_timestamp_ms: int | None = None  # the oldest record's Kafka timestamp (when it was produced)
 
     @property
     def rate(self) -> float:
@@ -136,7 +137,7 @@ def bare_consume(bootstrap_servers: str, topics: list[str], timeout_s: float = 3
                 expected += high - low
         started = time.perf_counter()
         c.assign(parts)
-        count, last = 0, None
+        count, last, first_ts = 0, None, None
         deadline = time.monotonic() + timeout_s
         while remaining and time.monotonic() < deadline:
             # consume() waits out its timeout unless it gets all it asked for: ask for what is left.
@@ -144,11 +145,14 @@ def bare_consume(bootstrap_servers: str, topics: list[str], timeout_s: float = 3
                 if m.error() is not None:
                     continue
                 last = time.perf_counter()
+                ts_type, ts = m.timestamp()
+                if ts_type and ts > 0 and (first_ts is None or ts < first_ts):
+                    first_ts = ts
                 count += 1
                 key = (m.topic(), m.partition())
                 if key in remaining and m.offset() >= remaining[key] - 1:
                     del remaining[key]
         seconds = last - started if last is not None else float("nan")
-        return ConsumeRun(count, seconds)
+        return ConsumeRun(count, seconds, first_ts)
     finally:
         c.close()

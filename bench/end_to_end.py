@@ -5,9 +5,10 @@ namespace of its own (topics, groups, PostgreSQL schema, MongoDB database, curso
     .venv/bin/python bench/end_to_end.py [--volume 600] [--rounds 5 --changes 40] [--json out.json]
 
 1. initial load: the emulators serve a generated world of --volume units (about 3.3 source
-   records per unit); every worker is started and ready before the connectors start, so
-   the clock runs from the connectors' start to the last delivery at a target. Figures:
-   source records/s through the whole pipeline, and deliveries/s per target.
+   records per unit); every worker is started and ready before the connectors start. The
+   clock runs from the first record a connector produced (its Kafka timestamp) to the last
+   delivery at a target; the connectors' start-up before it is reported in the params.
+   Figures: source records/s through the whole pipeline, and deliveries/s per target.
 2. changes: --rounds rounds of --changes changes per source, --interval seconds apart. A
    change's time is the wall-clock moment its source emulator answered the change request
    (the emulators' own modified times run on a simulated clock, so they cannot be used);
@@ -147,6 +148,7 @@ class Run:
     received: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     versions: dict[tuple[str, str, str], list[tuple[float, str, int]]] = field(default_factory=dict)
     raw_topics: list[str] = field(default_factory=list)
+    first_version: float = float("nan")
 
 
 def settle(settings: Settings, engine: Any, supervisor: Supervisor, quiet_s: float, timeout_s: float,
@@ -197,6 +199,10 @@ def run_pipeline(base: Settings, plan: DemoPlan, namespace: Namespace, args: arg
         for role in supervisor.roles.values():
             if not role.wait_ready(120, path="/health"):
                 raise RuntimeError(f"{role.spec.name} did not start:\n{role.log_tail()}")
+        # /ready includes holding partitions: the load should not start into a group rebalance.
+        for name, role in supervisor.roles.items():
+            if name.startswith(WORKER_PREFIXES) and not role.wait_ready(120, path="/ready"):
+                print(f"warning: {name} not ready after 120 s; starting the load anyway", file=sys.stderr)
         print(f"workers ready; starting the connectors on a world of {plan.volume} units", file=sys.stderr)
         run.t0 = time.time()
         for spec in specs:
@@ -215,6 +221,9 @@ def run_pipeline(base: Settings, plan: DemoPlan, namespace: Namespace, args: arg
         for target, conf in settings.sync_out.targets.items():
             run.received[target] = get_json(f"{conf.base_url.rstrip('/')}/_emulator/received", timeout=120)
         run.versions = read_versions(engine, run.changes)
+        with engine.connect() as conn:
+            first = conn.execute(text("SELECT min(created_date) FROM data_versions")).scalar()
+        run.first_version = _epoch(first) if first is not None else float("nan")
         # The workers stop before the bare-HTTP baseline so it has the cores to itself, as they had.
         for name, role in supervisor.roles.items():
             if name != "emulators":
@@ -293,8 +302,11 @@ async def http_baselines(settings: Settings, plan: DemoPlan, run: Run) -> dict[s
             continue
         url = conf.base_url.rstrip("/")
         workers = plan.sync_out_workers.get(target, 1)
-        post_json(f"{url}/_emulator/reset", {})
-        full = await bare_http(target, url, conf.api_key, calls, conf.concurrency * workers, conf.batch_max)
+        runs = []
+        for _ in range(2):  # the faster of two: one slow moment on a shared machine is not the baseline
+            post_json(f"{url}/_emulator/reset", {})
+            runs.append(await bare_http(target, url, conf.api_key, calls, conf.concurrency * workers, conf.batch_max))
+        full = max(runs, key=lambda r: r.rate)
         post_json(f"{url}/_emulator/reset", {})
         single = await bare_http(target, url, conf.api_key, calls[:300], 1, 1)
         out[target] = {"full": full, "single": single, "concurrency": conf.concurrency * workers}
@@ -312,19 +324,31 @@ def load_timeline(run: Run) -> dict[str, dict[str, float]]:
     return out
 
 
+def first_of_each(run: Run, consume: Any) -> dict[str, float]:
+    """Seconds from the connectors' start to the first raw record, common-database version
+    and target delivery: where a small load's time goes."""
+    deliveries = [float(r["time"]) for rows in run.received.values() for r in rows]
+    raw = consume.first_timestamp_ms / 1000 if consume.first_timestamp_ms else float("nan")
+    return {"raw record": round(raw - run.t0, 1), "version": round(run.first_version - run.t0, 1),
+            "delivery": round(min(deliveries, default=float("nan")) - run.t0, 1)}
+
+
 def figures_of(run: Run, peak: dict[str, int], bare: dict[str, Any], consume: Any) -> list[Figure]:
     figs: list[Figure] = []
     load = {t: sorted(float(r["time"]) for r in rows if float(r["time"]) < run.load_settled)
             for t, rows in run.received.items()}
     last = max((ts[-1] for ts in load.values() if ts), default=float("nan"))
+    # The clock starts at the first record a connector produced: the connectors' own start-up
+    # (imports, first request; seconds on a busy machine) is in the params, not in the rate.
+    start = consume.first_timestamp_ms / 1000 if consume.first_timestamp_ms else run.t0
     consume_base = Baseline("bare consume of the raw topics", consume.rate, "records/s")
-    figs.append(Figure("initial load, source records/s, connectors' start → last target delivery",
-                       run.raw_after_load / (last - run.t0), "records/s", consume_base))
+    figs.append(Figure("initial load, source records/s, first raw record → last target delivery",
+                       run.raw_after_load / (last - start), "records/s", consume_base))
     for target, ts in load.items():
         b = bare.get(target)
         base = Baseline(f"bare HTTP, same {b['full'].records:,} records, concurrency {b['concurrency']}",
                         b["full"].rate, "records/s") if b else None
-        figs.append(Figure(f"initial load, deliveries/s to {target}", len(ts) / (ts[-1] - run.t0) if ts else float("nan"),
+        figs.append(Figure(f"initial load, deliveries/s to {target}", len(ts) / (ts[-1] - start) if ts else float("nan"),
                            "deliveries/s", base))
     lat, _ = latencies(run.changes, run.versions, run.received)
     pooled = [x for v in lat.values() for x in v]
@@ -382,6 +406,7 @@ def main(args: argparse.Namespace) -> int:
               "changes_asked": len(run.changes), "latency_samples": {t: len(v) for t, v in lat.items()},
               "changes_left_out_of_latency": left_out,
               "initial_load_seconds_to_share_of_deliveries": load_timeline(run),
+              "initial_load_seconds_to_first": first_of_each(run, consume),
               "bare_http_errors": {t: b["full"].errors for t, b in bare.items()},
               "seconds": round(time.monotonic() - started, 1), "logs": str(run_dir)}
     result = BenchResult("end-to-end", params, figures_of(run, peak, bare, consume))
