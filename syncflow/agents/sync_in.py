@@ -16,21 +16,22 @@ from faust.types import EventT
 
 from syncflow.agents.outbox import OutboxRelay
 from syncflow.agents.sync_in_handler import SyncInHandler
-from syncflow.agents.sync_in_steps import RawMessage, SyncInTopics
+from syncflow.agents.sync_in_steps import SyncInTopics
 from syncflow.streams.health import HealthCheck
+from syncflow.streams.records import KafkaRecord
 from syncflow.streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def raw_message(event: EventT) -> RawMessage:
+def raw_message(event: EventT) -> KafkaRecord:
     """What the handler needs of one faust event (bytes untouched)."""
     msg = event.message
     headers: Any = msg.headers or []
     if isinstance(headers, dict):
         headers = list(headers.items())
     timestamp = msg.timestamp or 0.0
-    return RawMessage(
+    return KafkaRecord(
         topic=msg.topic,
         partition=msg.partition,
         offset=msg.offset,

@@ -23,7 +23,6 @@ from syncflow.agents.outbox import OutboxRelay
 from syncflow.agents.sync_in_steps import (
     Accepted,
     PreparedBatch,
-    RawMessage,
     Rejected,
     SyncInTopics,
     prepare_batch,
@@ -36,6 +35,7 @@ from syncflow.streams.avro import AvroCodec, DecodedRecord
 from syncflow.streams.dead_letters import FailureContext, carry_headers, failure_headers
 from syncflow.streams.metrics import SyncflowMetrics
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
+from syncflow.streams.records import KafkaRecord
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 class BatchProgress:
     """What one batch has done so far; survives retries of the same batch."""
 
-    messages: Sequence[RawMessage]
+    messages: Sequence[KafkaRecord]
     prepared: PreparedBatch | None = None
     raw_written: bool = False
     rejected_routed: int = 0  # how many of prepared.rejected are in the DLQ already
@@ -134,7 +134,7 @@ class SyncInHandler:
         self._observe(progress, result, time.perf_counter() - started)
         return result
 
-    async def handle_until_done(self, messages: Sequence[RawMessage]) -> BatchResult:
+    async def handle_until_done(self, messages: Sequence[KafkaRecord]) -> BatchResult:
         """Run the batch in a worker thread, retrying with backoff until it succeeds."""
         progress = BatchProgress(messages)
         delay = 0.2
@@ -271,7 +271,7 @@ class SyncInHandler:
             [Completed(a.raw_key, a.entity.entity, made.get(pos)) for pos, a in enumerate(prepared.accepted)]
         )
 
-    def _labels(self, msg: RawMessage, rejected: Rejected | None = None) -> tuple[str, str]:
+    def _labels(self, msg: KafkaRecord, rejected: Rejected | None = None) -> tuple[str, str]:
         if rejected is not None and rejected.raw_key is not None:
             return rejected.raw_key.source_system, rejected.raw_key.entity_type
         source = self.topics.raw.get(msg.topic, "unknown")

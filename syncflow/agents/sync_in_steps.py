@@ -13,10 +13,10 @@ from syncflow.sinks.common_db.versioning import EntityRecord
 from syncflow.sinks.raw_store import RawDocument, RawKey
 from syncflow.streams.avro import DecodedRecord
 from syncflow.streams.headers import BATCH_NUMBER, ENTITY_TYPE, TRACE_ID, header_value
+from syncflow.streams.records import Headers, KafkaRecord
 from syncflow.streams.settings import Settings
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, changes_topic, raw_topic
 
-Headers = list[tuple[str, bytes]]
 
 
 @dataclass(frozen=True)
@@ -38,19 +38,6 @@ class SyncInTopics:
 
     def all_changes(self) -> list[str]:
         return [self.changes(e) for e in ENTITY_TYPES]
-
-
-@dataclass(frozen=True)
-class RawMessage:
-    """One consumed raw record with what DLQ headers and ordering need."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -108,7 +95,7 @@ def batch_number(headers: Headers) -> int | None:
 
 
 def prepare_batch(
-    messages: Sequence[RawMessage],
+    messages: Sequence[KafkaRecord],
     topics: SyncInTopics,
     decode: Callable[[bytes, str], DecodedRecord],
     transform: Callable[[str, str, dict[str, Any]], CanonicalRecord],

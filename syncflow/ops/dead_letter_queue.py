@@ -26,24 +26,16 @@ from syncflow.ops import offsets
 from syncflow.streams.dead_letters import carry_headers, read_failure_headers
 from syncflow.streams.headers import ENTITY_TYPE, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
+from syncflow.streams.records import Headers, KafkaRecord
 from syncflow.streams.settings import Settings
 
 REDRIVE_COUNT = "syncflow.redrive.count"  # not a dlt header: it survives carry_headers
 REDRIVE_BATCH = 200
 MAX_METADATA_CHARS = 3000  # Kafka's offset.metadata.max.bytes is 4096 by default
-Headers = list[tuple[str, bytes]]
 
 
 @dataclass(frozen=True)
-class DlqRecord:
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-
+class DlqRecord(KafkaRecord):
     @property
     def failure(self) -> dict[str, str]:
         return read_failure_headers(self.headers)
@@ -155,7 +147,7 @@ def _read(consumer: Consumer, starts: dict[offsets.TP, int], ends: dict[offsets.
         if tp not in todo or msg.offset() >= ends[tp]:
             todo.discard(tp)
             continue
-        yield DlqRecord(tp[0], tp[1], msg.offset(), msg.timestamp()[1], msg.key(), msg.value(), list(msg.headers() or []))
+        yield DlqRecord(**KafkaRecord.fields_of(msg))
         if msg.offset() + 1 >= ends[tp]:
             todo.discard(tp)
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from syncflow.streams.records import Headers
 from syncflow.streams.settings import Settings
 
-Headers = list[tuple[str, bytes]]
 
 
 def producer_config(settings: Settings, **overrides: object) -> dict[str, object]:

@@ -20,7 +20,7 @@ from syncflow.pipeline.namespace import Namespace
 from syncflow.pipeline.supervisor import Supervisor
 from syncflow.streams.settings import REPO_ROOT, Settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 STACK = REPO_ROOT / "deploy" / "local" / "stack.sh"
 

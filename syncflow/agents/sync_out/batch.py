@@ -42,30 +42,20 @@ from syncflow.sinks.targets.base import Delivery, TargetClient
 from syncflow.streams.dead_letters import FailureContext, carry_headers, failure_headers
 from syncflow.streams.headers import TRANSIENT_FAILURES, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
+from syncflow.streams.records import KafkaRecord
 from syncflow.streams.settings import SyncOutSettings, TargetSettings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Consumed:
+@dataclass(frozen=True)
+class Consumed(KafkaRecord):
     """A record taken from a changes topic or a retry tier, decoded once on arrival."""
 
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes | None]]
     event: ChangeEvent | None
     error: SyncflowError | None  # why it could not be decoded
     attempt: int = 1  # this try's number
     failure: dict[str, str] = field(default_factory=dict)  # failure headers of earlier tries
-
-    @property
-    def tp(self) -> tuple[str, int]:
-        return (self.topic, self.partition)
 
     @property
     def entity_key(self) -> EntityKey | None:

@@ -149,8 +149,7 @@ class SyncOutWorker:
         tp = (msg.topic(), msg.partition())
         if self.gate.is_held(tp):
             return  # rewound: read again when due
-        headers = msg.headers() or []
-        failure = read_failure_headers(headers) if msg.topic() in self._retry_topics else {}
+        failure = read_failure_headers(msg.headers() or []) if msg.topic() in self._retry_topics else {}
         if failure and (due := due_ms(failure)) is not None and due > time.time() * 1000:
             self.gate.hold(self._consumer, msg, due / 1000)
             return
@@ -162,11 +161,8 @@ class SyncOutWorker:
             error = exc
         except Exception as exc:  # a codec bug must not stop the line either
             error = SyncflowError(f"{type(exc).__name__}: {exc}")
-        consumed = Consumed(
-            topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), timestamp_ms=msg.timestamp()[1],
-            key=msg.key(), value=msg.value(), headers=headers, event=event, error=error,
-            attempt=int(failure.get("attempt", 0)) + 1 if failure else 1, failure=failure,
-        )
+        consumed = Consumed(**Consumed.fields_of(msg), event=event, error=error,
+                            attempt=int(failure.get("attempt", 0)) + 1 if failure else 1, failure=failure)
         self.offsets.add(tp, msg.offset())
         entity = f"{event.entity_type}:{event.entity_id}" if event else f"!{msg.topic()}:{msg.partition()}:{msg.offset()}"
         self.buffer.add(entity, event.version if event else 0, event.priority if event else 0, consumed, time.monotonic())

@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import create_engine, select, text
 
 from syncflow.agents.sync_in_handler import BatchProgress
-from syncflow.agents.sync_in_steps import RawMessage
+from syncflow.streams.records import KafkaRecord
 from syncflow.connectors.schemas import SOURCE_ENTITIES, schema_name
 from syncflow.emulators.sources.render import render
 from syncflow.emulators.sources.world import Entity, generate_world
@@ -39,19 +39,19 @@ class Rig:
     runtime: SyncInRuntime
     offsets: dict[str, int]
 
-    def message(self, source: str, entity_type: str, source_id: str, value: bytes | None, **kw: Any) -> RawMessage:
+    def message(self, source: str, entity_type: str, source_id: str, value: bytes | None, **kw: Any) -> KafkaRecord:
         topic = raw_topic(source) + self.settings.sync_in.topic_suffix
         self.offsets[topic] = self.offsets.get(topic, -1) + 1
         headers = kw.pop("headers", [(TRACE_ID, f"trace-{source_id}".encode())])
         key = kw.pop("key", raw_key(entity_type, source_id).encode())
-        return RawMessage(topic, 0, self.offsets[topic], 1_700_000_000_000, key, value, headers)
+        return KafkaRecord(topic, 0, self.offsets[topic], 1_700_000_000_000, key, value, headers)
 
-    def native(self, entity: Entity, record: dict[str, Any] | None = None) -> RawMessage:
+    def native(self, entity: Entity, record: dict[str, Any] | None = None) -> KafkaRecord:
         codec = self.runtime.handler.codec
         value = codec.encode(schema_name(entity.source, entity.entity_type), record or render(entity))
         return self.message(entity.source, entity.entity_type, entity.source_id, value)
 
-    def run(self, messages: list[RawMessage]):  # type: ignore[no-untyped-def]
+    def run(self, messages: list[KafkaRecord]):  # type: ignore[no-untyped-def]
         return self.runtime.handler.process(BatchProgress(messages))
 
     def topic(self, base: str) -> str:
@@ -217,7 +217,7 @@ def test_unknown_schema_goes_to_dlq(rig: Rig) -> None:
 def test_bad_key_goes_to_dlq(rig: Rig) -> None:
     entity = valid_entities()[("yardi", "location")]
     msg = rig.native(entity)
-    bad = RawMessage(msg.topic, 0, 99, msg.timestamp_ms, b"no-colon-here", msg.value, [])
+    bad = KafkaRecord(msg.topic, 0, 99, msg.timestamp_ms, b"no-colon-here", msg.value, [])
     assert rig.run([bad]).rejected == 1
     assert _dlq(rig)[0]["failure"]["error.category"] == "bad-key"
 

@@ -11,7 +11,8 @@ import pytest
 from syncflow.agents.change_events import CHANGE_EVENT_SCHEMA, change_records
 from syncflow.agents.hashing import content_hash
 from syncflow.agents.rules import CanonicalRecord
-from syncflow.agents.sync_in_steps import RawMessage, SyncInTopics, parse_key, prepare_batch
+from syncflow.agents.sync_in_steps import SyncInTopics, parse_key, prepare_batch
+from syncflow.streams.records import KafkaRecord
 from syncflow.errors import DecodeError, FieldError, RawKeyError, ValidationError
 from syncflow.sinks.common_db.repository import NewVersion
 from syncflow.streams.avro import DecodedRecord, SingleObjectCodec
@@ -38,8 +39,8 @@ def test_parse_key() -> None:
         parse_key(b"location:1", [(ENTITY_TYPE, b"resident")])
 
 
-def msg(key: bytes | None, value: bytes | None, offset: int = 0, topic: str = "raw.yardi-x") -> RawMessage:
-    return RawMessage(topic, 0, offset, 0, key, value, [(TRACE_ID, b"t-1")])
+def msg(key: bytes | None, value: bytes | None, offset: int = 0, topic: str = "raw.yardi-x") -> KafkaRecord:
+    return KafkaRecord(topic, 0, offset, 0, key, value, [(TRACE_ID, b"t-1")])
 
 
 def decode(data: bytes, topic: str) -> DecodedRecord:
