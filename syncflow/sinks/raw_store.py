@@ -27,6 +27,7 @@ from syncflow.streams.settings import Settings
 log = logging.getLogger(__name__)
 
 COLLECTION = "client_raw_data"
+DUPLICATE_KEY = 11000  # server error code
 PENDING, COMPLETED, FAILED = "pending", "completed", "failed"
 _DOT, _DOLLAR, _ESC = "\uff0e", "\uff04", "\uff3c"  # full-width '.', '$', '\\'
 _NESTED = "\uff3b\uff3d"  # full-width '[]': the key that wraps a nested array
@@ -170,6 +171,9 @@ class RawRecordStore:
         self.collection: Collection = self._client[settings.mongo_database][COLLECTION]
         self.outbound: Collection = self._client[settings.mongo_database][COLLECTION + "_outbound"]
         self.ttl_supported: bool | None = None
+        # documents deleted for a rewrite whose insert did not go through: written first thing
+        # on the next call, so a retried step finds them (collection name -> _id -> document)
+        self._unwritten: dict[str, dict[str, dict[str, Any]]] = {}
 
     @property
     def client(self) -> MongoClient:
@@ -274,11 +278,11 @@ class RawRecordStore:
         nothing: its batch is not acknowledged, so it is processed, and written, again."""
         if not doc_ids:
             return {}
+        self._write_unwritten(self.collection)
         old = {d["_id"]: d for d in self.collection.find({"_id": {"$in": doc_ids}})}
         new_docs = [change(i, old.get(i)) for i in doc_ids if create or i in old]
-        self.collection.delete_many({"_id": {"$in": [d["_id"] for d in new_docs]}})
         try:
-            self.collection.insert_many(new_docs, ordered=False)
+            self._replace(self.collection, new_docs)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if exc.details.get("writeConcernErrors") or not errors:
@@ -289,6 +293,35 @@ class RawRecordStore:
                 for e in errors
             }
         return {}
+
+    def _replace(self, collection: Collection, docs: list[dict[str, Any]]) -> None:
+        """Delete then insert by _id. Until the insert is known to have gone through, the
+        documents are kept here: a connection lost between the two would otherwise lose them
+        (the retried step reads, finds nothing, and writes nothing)."""
+        self._write_unwritten(collection)
+        self._unwritten[collection.name] = {d["_id"]: d for d in docs}
+        collection.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+        try:
+            collection.insert_many(docs, ordered=False)
+        except BulkWriteError:
+            self._unwritten.pop(collection.name, None)  # the server answered: refused ones are reported
+            raise
+        self._unwritten.pop(collection.name, None)
+
+    def _write_unwritten(self, collection: Collection) -> None:
+        docs = list(self._unwritten.get(collection.name, {}).values())
+        if not docs:
+            return
+        try:
+            collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            refused = [e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+            if exc.details.get("writeConcernErrors"):
+                raise
+            for e in refused:  # the first try was refused as well and reported then
+                log.warning("raw store: re-insert of %s refused: %s", docs[int(e["index"])]["_id"], e.get("errmsg", e))
+        self._unwritten.pop(collection.name, None)
+        log.info("raw store: wrote %d document(s) whose first insert was interrupted", len(docs))
 
     @staticmethod
     def _raise_first(rejected: dict[str, RawDocumentRejected]) -> None:
@@ -309,8 +342,7 @@ class RawRecordStore:
                                                 "target": target, "status": status}
         if not latest:
             return
-        self.outbound.delete_many({"_id": {"$in": list(latest)}})
-        self.outbound.insert_many(list(latest.values()), ordered=False)
+        self._replace(self.outbound, list(latest.values()))
 
     def _with_outbound(self, doc: dict[str, Any]) -> dict[str, Any]:
         statuses = {o["target"]: o["status"] for o in self.outbound.find({"rawId": doc["_id"]})}

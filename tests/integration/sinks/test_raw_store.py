@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pymongo.errors import AutoReconnect
 
 from syncflow.errors import FieldError
 from syncflow.sinks.raw_store import Completed, Failed, RawDocument, RawKey, RawRecordStore
@@ -68,3 +69,34 @@ def test_ensure_indexes_is_repeatable_and_detects_ttl(store: RawRecordStore) -> 
     assert "uq_source_entity_id" in names and "ix_hash" in names
     assert store.ttl_supported in (True, False)
     assert ("ttl_expires" in names) == store.ttl_supported
+
+
+class InsertFailsOnce:
+    """The real collection, except that the next insert_many loses its connection before
+    reaching the server — as a restart of the server between the delete and the insert does."""
+
+    def __init__(self, collection):  # type: ignore[no-untyped-def]
+        self._collection, self.armed = collection, True
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._collection, name)
+
+    def insert_many(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.armed:
+            self.armed = False
+            raise AutoReconnect("connection closed (injected)")
+        return self._collection.insert_many(*args, **kwargs)
+
+
+def test_a_rewrite_interrupted_after_its_delete_loses_no_document(store: RawRecordStore) -> None:
+    store.upsert_raw_many([RawDocument(key(i), {"i": i}, f"h{i}") for i in range(3)])
+    real = store.collection
+    store.collection = InsertFailsOnce(real)  # type: ignore[assignment]
+    with pytest.raises(AutoReconnect):
+        store.mark_completed_many([Completed(key(i), {"entity_id": f"loc-{i}"}, version=1) for i in range(3)])
+    assert real.count_documents({}) == 0  # deleted, not yet inserted: held by the store
+    store.mark_completed_many([Completed(key(i), {"entity_id": f"loc-{i}"}, version=1) for i in range(3)])  # the retry
+    store.collection = real
+    docs = [store.find_one(key(i)) for i in range(3)]
+    assert all(d is not None and d["syncStatus"]["inbound"] == "completed" and d["rawData"] == {"i": i}
+               for i, d in enumerate(docs)), docs
