@@ -105,7 +105,10 @@ def format_ratio(ratio: float | None) -> str:
         return f"{ratio:,.0f}×"
     if ratio >= 10:
         return f"{ratio:.1f}×"
-    return f"{ratio:.2f}×"
+    if ratio >= 0.1 or ratio <= 0:
+        return f"{ratio:.2f}×"
+    # Two significant digits: a pipeline at a thousandth of its baseline must not read "0.00×".
+    return f"{ratio:.{1 - math.floor(math.log10(ratio))}f}×"
 
 
 def markdown_rows(figures: list[Figure], prefix: str = "") -> list[str]:

@@ -50,6 +50,9 @@ def test_no_ratio_without_a_usable_baseline() -> None:
     assert Figure("x", 5.0, "ms", Baseline("zero", 0.0, "ms")).ratio is None
     assert Figure("x", float("nan"), "ms", Baseline("b", 1.0, "ms")).ratio is None
     assert format_ratio(None) == "–"
+    assert format_ratio(0.000221) == "0.00022×"
+    assert format_ratio(0.05) == "0.050×"
+    assert format_ratio(0.8) == "0.80×"
     assert format_value(float("nan"), "ms") == "n/a ms"
     assert format_value(0.4321, "ms") == "0.43 ms"
     assert format_value(12.345, "MiB") == "12.3 MiB"
