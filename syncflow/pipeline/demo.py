@@ -59,6 +59,7 @@ class DemoPlan:
     dependency_max_attempts: int = 40
     target_error_rate: float = 0.02
     timeout_s: float = 900.0
+    max_crash_restarts: int = 5  # per role; a role that exits more often fails the run
 
 
 def role_env(plan: DemoPlan) -> dict[str, str]:
@@ -278,9 +279,10 @@ def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namesp
                 live.update(progress_table(progress, now - started))
                 if on_tick:
                     on_tick(supervisor, now - started)
-                dead = supervisor.dead()
-                if dead:
-                    raise RuntimeError(f"{dead[0].spec.name} exited:\n{dead[0].log_tail()}")
+                broken = supervisor.restart_exited(plan.max_crash_restarts)
+                if broken:
+                    raise RuntimeError(f"{broken[0].spec.name} exited {len(broken[0].crashes)} times "
+                                       f"(exit codes {broken[0].crashes}):\n{broken[0].log_tail()}")
                 quiet = rounds_done >= plan.change_rounds and not any(progress.lag.values())
                 if quiet and now - last_check > 5:
                     last_check = now
@@ -294,6 +296,10 @@ def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namesp
         console.print(summary_table(result))
         for problem in result.problems[:30]:
             console.print(f"[red]{problem}")
+        for role in supervisor.roles.values():
+            if role.crashes:
+                console.print(f"{role.spec.name} exited on its own {len(role.crashes)} time(s) "
+                              f"(exit codes {role.crashes}) and was started again; see {role.log_path}")
         console.print(f"finished in {time.monotonic() - started:,.0f} s")
         _print_urls(console, supervisor)
         if keep_running:

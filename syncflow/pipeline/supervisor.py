@@ -30,6 +30,7 @@ class RoleProcess:
         self._base_env = base_env
         self._proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self.crashes: list[int] = []  # exit codes of the exits nobody asked for
 
     @property
     def pid(self) -> int | None:
@@ -82,6 +83,10 @@ class RoleProcess:
         self.restarts += 1
         self.start()
 
+    @property
+    def exit_code(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
     def wait_ready(self, timeout: float = 60.0, path: str = "/ready") -> bool:
         """Wait until the role answers 200 on its ops port (True at once if it has none)."""
         if self.spec.web_port is None:
@@ -127,6 +132,19 @@ class Supervisor:
 
     def dead(self) -> list[RoleProcess]:
         return [r for r in self.roles.values() if not r.alive]
+
+    def restart_exited(self, max_crashes: int) -> list[RoleProcess]:
+        """Start again every role that exited on its own, as a container runtime would (a
+        worker whose start-up meets a broker restart exits). Returns the roles that exited
+        more than `max_crashes` times: those are broken, not unlucky."""
+        given_up = []
+        for role in self.dead():
+            role.crashes.append(role.exit_code if role.exit_code is not None else -1)
+            if len(role.crashes) > max_crashes:
+                given_up.append(role)
+            else:
+                role.restart()
+        return given_up
 
     def stop_all(self, timeout: float = 30.0) -> None:
         for role in self.roles.values():
