@@ -5,6 +5,7 @@ of the package that owns the role."""
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import signal
 
 import typer
@@ -13,6 +14,14 @@ from syncflow.cli import sources, sync_in, sync_out
 from syncflow.streams.settings import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Run one syncflow role in the foreground.")
+
+
+@app.callback()
+def _stack_dumps_on_sigusr1() -> None:
+    """`kill -USR1 <pid>` prints every thread's stack to the role's log: the first question
+    about a worker that stopped making progress is where it waits."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
 app.command("sync-in", help="A sync-in worker (group sync-in); start more to scale.")(sync_in.run)
 app.command("sync-out", help="A sync-out worker for one target (group sync-out.<target>).")(sync_out.run)
 app.command("connector", help="A source connector polling its API into raw.<source>.")(sources.connector)
