@@ -187,7 +187,7 @@ def run_pipeline(base: Settings, plan: DemoPlan, namespace: Namespace, args: arg
     reset_state(settings, namespace)
     supervisor = Supervisor(run_dir, {**role_env(plan), **namespace.env(),
                                       **{f"SYNCFLOW_CONNECTORS__SOURCES__{s.upper()}__POLL_INTERVAL_S": str(args.poll_interval)
-                                         for s in SOURCES}, "SYNCFLOW_LOG_LEVEL": "WARNING"})
+                                         for s in SOURCES}})
     sampler = RssSampler(supervisor)
     run = Run(raw_topics=[src.topic for src in settings.connectors.sources.values() if src.topic],
               rounds=args.rounds, interval_s=args.interval)
@@ -257,13 +257,20 @@ def _epoch(value: datetime | float) -> float:
     return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
+@dataclass
+class Latencies:
+    per_target: dict[str, list[float]]  # source change → receipt at that target, seconds
+    to_version: list[float]  # source change → its common-database version (connector + sync-in)
+    version_to_target: list[float]  # that version → receipt at a target (outbox + sync-out)
+    left_out: int
+
+
 def latencies(changes: list[Change], versions: dict[tuple[str, str, str], list[tuple[float, str, int]]],
-              received: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, list[float]], int]:
+              received: dict[str, list[dict[str, Any]]]) -> Latencies:
     """Source change → first receipt at each target of the version it produced (or a later
     one: a stale version may be skipped). A change whose next version was written after the
     same record changed again is left out (its version cannot be told apart); so is one that
-    produced no version (invalid, or nothing the common model keeps). Returns latencies per
-    target and the number of changes left out."""
+    produced no version (invalid, or nothing the common model keeps)."""
     by_record: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for c in changes:
         by_record[(c.source, c.entity_type, c.source_id)].append(c.at)
@@ -276,22 +283,23 @@ def latencies(changes: list[Change], versions: dict[tuple[str, str, str], list[t
         for v in per.values():
             v.sort()
         receipts[target] = per
-    out: dict[str, list[float]] = {t: [] for t in received}
-    left_out = 0
+    out = Latencies({t: [] for t in received}, [], [], 0)
     for c in changes:
         key = (c.source, c.entity_type, c.source_id)
         later_change = min((t for t in by_record[key] if t > c.at), default=float("inf"))
         # 50 ms of slack: the change time is taken after the emulator's answer arrived.
         found = next(((created, eid, v) for created, eid, v in versions.get(key, []) if created >= c.at - 0.05), None)
         if found is None or found[0] >= later_change:
-            left_out += 1
+            out.left_out += 1
             continue
-        _, eid, v = found
+        created, eid, v = found
+        out.to_version.append(created - c.at)
         for target, per in receipts.items():
             first = next((t for t, rv in per.get(eid, []) if rv >= v and t >= c.at), None)
             if first is not None:
-                out[target].append(first - c.at)
-    return out, left_out
+                out.per_target[target].append(first - c.at)
+                out.version_to_target.append(first - created)
+    return out
 
 
 async def http_baselines(settings: Settings, plan: DemoPlan, run: Run) -> dict[str, Any]:
@@ -353,8 +361,8 @@ def figures_of(run: Run, peak: dict[str, int], bare: dict[str, Any], consume: An
                         b["full"].rate, "records/s") if b else None
         figs.append(Figure(f"initial load, deliveries/s to {target}", len(ts) / (ts[-1] - start) if ts else float("nan"),
                            "deliveries/s", base))
-    lat, _ = latencies(run.changes, run.versions, run.received)
-    pooled = [x for v in lat.values() for x in v]
+    lat = latencies(run.changes, run.versions, run.received)
+    pooled = [x for v in lat.per_target.values() for x in v]
     single = [x for t in lat if t in bare for x in bare[t]["single"].latencies_s]
     pace = f"{len(run.changes) / max(1, run.rounds) / run.interval_s:.0f} changes/s in bursts" if run.changes else "no changes"
     figs.append(Figure(f"latency p50, source change → target receipt, {pace}", median(pooled) * 1000, "ms",
@@ -365,6 +373,10 @@ def figures_of(run: Run, peak: dict[str, int], bare: dict[str, Any], consume: An
         if name.startswith(WORKER_PREFIXES):
             figs.append(Figure(f"peak RSS, {name}", peak[name] / 2**20, "MiB"))
     return figs
+
+
+def _p50_p99_ms(values: list[float]) -> dict[str, float]:
+    return {"p50": round(median(values) * 1000), "p99": round(percentile(values, 99) * 1000)} if values else {}
 
 
 def cleanup(settings: Settings, namespace: Namespace) -> None:
@@ -400,15 +412,18 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if not args.keep:
             cleanup(settings, namespace)
-    lat, left_out = latencies(run.changes, run.versions, run.received)
+    lat = latencies(run.changes, run.versions, run.received)
     params = {"volume": plan.volume, "invalid_rate": plan.invalid_rate, "rounds": args.rounds,
               "changes_per_round_per_source": args.changes, "interval_s": args.interval,
               "poll_interval_s": args.poll_interval, "sync_in_workers": plan.sync_in_workers,
               "sync_out_workers": plan.sync_out_workers, "raw_records_initial_load": run.raw_after_load,
               "raw_records_consumed_by_baseline": consume.records,
               "received": {t: len(r) for t, r in run.received.items()},
-              "changes_asked": len(run.changes), "latency_samples": {t: len(v) for t, v in lat.items()},
-              "changes_left_out_of_latency": left_out,
+              "changes_asked": len(run.changes), "latency_samples": {t: len(v) for t, v in lat.per_target.items()},
+              "changes_left_out_of_latency": lat.left_out,
+              "latency_ms_by_stage": {
+                  "source change → common-database version": _p50_p99_ms(lat.to_version),
+                  "version → target receipt": _p50_p99_ms(lat.version_to_target)},
               "initial_load_seconds_to_share_of_deliveries": load_timeline(run),
               "initial_load_seconds_to_first": first_of_each(run, consume),
               "bare_http_errors": {t: b["full"].errors for t, b in bare.items()},
