@@ -116,7 +116,8 @@ class RssSampler(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
-        self.join(5)
+        if self.ident is not None:  # started
+            self.join(5)
 
 
 def _tree_rss(role: RoleProcess) -> int:
@@ -213,7 +214,7 @@ def run_pipeline(base: Settings, plan: DemoPlan, namespace: Namespace, args: arg
                 supervisor.start(spec)
         run.raw_after_load = settle(settings, engine, supervisor, args.quiet, args.timeout, "initial load")
         run.load_settled = time.time()
-        for r in range(args.rounds):
+        for _ in range(args.rounds):
             for source in SOURCES:
                 url = f"{settings.connectors.sources[source].base_url.rstrip('/')}/_emulator/changes"
                 answer = post_json(url, {"count": args.changes})
