@@ -364,7 +364,7 @@ def figures_of(run: Run, peak: dict[str, int], bare: dict[str, Any], consume: An
                            "deliveries/s", base))
     lat = latencies(run.changes, run.versions, run.received)
     pooled = [x for v in lat.per_target.values() for x in v]
-    single = [x for t in lat if t in bare for x in bare[t]["single"].latencies_s]
+    single = [x for t in lat.per_target if t in bare for x in bare[t]["single"].latencies_s]
     pace = f"{len(run.changes) / max(1, run.rounds) / run.interval_s:.0f} changes/s in bursts" if run.changes else "no changes"
     figs.append(Figure(f"latency p50, source change → target receipt, {pace}", median(pooled) * 1000, "ms",
                        Baseline("bare HTTP round trip p50", median(single) * 1000, "ms") if single else None))
