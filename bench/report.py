@@ -209,7 +209,7 @@ def render_report(when: str, machine_info: dict[str, str], outcomes: list[Outcom
         status = "ok" if o.ok else "failed"
         lines.append(f"- {o.bench}: {status} in {o.seconds:,.0f} s — `{o.command}`")
         if o.ok and o.result is not None and o.result.params:
-            lines.append(f"  - parameters: `{json.dumps(o.result.params, sort_keys=True, default=str)}`")
+            lines.append(f"  - parameters: `{json.dumps(o.result.params, sort_keys=True, default=str, ensure_ascii=False)}`")
     return "\n".join(lines) + "\n"
 
 

@@ -207,7 +207,7 @@ class Bench:
         bare = max(before, after, key=lambda r: r.rate)
         self.notes[f"bare_http_records_per_s_{target}"] = {"before": round(before.rate), "after": round(after.rate),
                                                            "errors": before.errors + after.errors}
-        self.figures.append(Figure(f"sync-out backlog drain, {target}, one worker", rate, "deliveries/s", Baseline(
+        self.figures.append(Figure(f"backlog drain, {target}, one worker", rate, "deliveries/s", Baseline(
             f"bare HTTP, same {bare.records:,} records, concurrency {conf.concurrency}", bare.rate, "records/s")))
         return [f"throughput, backlog drain, {target}", f"{len(times)}/{n} delivered", f"{rate:,.0f} deliveries/s",
                 f"first delivery {times[0] - started:.1f}s after start, {span:.1f}s to drain"]
@@ -242,9 +242,9 @@ class Bench:
         lat = self._latencies(s, rec, {f"loc-lat-{target}-{i}" for i in range(total)})
         p50 = statistics.median(lat) * 1000 if lat else float("nan")
         p99 = lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan")
-        self.figures.append(Figure(f"sync-out latency p50, {target}, steady {pace:g}/s, change event → applied", p50, "ms",
+        self.figures.append(Figure(f"latency p50, {target}, steady {pace:g}/s, change event → applied", p50, "ms",
                                    Baseline("bare HTTP round trip p50", median(floor) * 1000, "ms")))
-        self.figures.append(Figure(f"sync-out latency p99, {target}, steady {pace:g}/s, change event → applied", p99, "ms",
+        self.figures.append(Figure(f"latency p99, {target}, steady {pace:g}/s, change event → applied", p99, "ms",
                                    Baseline("bare HTTP round trip p99", percentile(floor, 99) * 1000, "ms")))
         return [f"latency, steady {pace:g}/s for {seconds:g}s, {target}", f"{len(rec)}/{total} delivered",
                 f"p50 {p50:.0f} ms, p99 {p99:.0f} ms", "change event produced → applied at the target"]
@@ -279,7 +279,7 @@ class Bench:
         window = [t for t in times if t - times[0] <= seconds]
         span = window[-1] - window[0]
         rate = (len(window) - 1) / span * 60 if span else float("nan")
-        self.figures.append(Figure(f"sync-out rate limit, {target}, 2 workers, {seconds:g} s", rate, "requests/min",
+        self.figures.append(Figure(f"rate limit, {target}, 2 workers, {seconds:g} s", rate, "requests/min",
                                    Baseline("configured limit", per_min, "requests/min")))
         return [f"rate limit, 2 workers, {target}", f"{len(window)} delivered in {span:.1f}s",
                 f"{rate:,.1f}/min against a limit of {per_min:g}/min ({(rate / per_min - 1) * 100:+.1f}%)",
@@ -297,7 +297,7 @@ async def main(args: argparse.Namespace) -> None:
             rows.append(await bench.rate_limited(args.targets[0]))
         figures = bench.figures
     # ru_maxrss is in KiB on Linux; the workers ran in this process.
-    figures.append(Figure("sync-out peak RSS, bench process with its workers",
+    figures.append(Figure("peak RSS, bench process with its workers",
                           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MiB"))
     print()
     print("| scenario | volume | result | note |")
