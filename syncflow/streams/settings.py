@@ -97,6 +97,7 @@ class SyncOutSettings(BaseModel):
     buffer_max: int = 2000  # fetched records held for priority ordering before pausing fetches
     priority_aging_s: float = 30.0  # waiting this long raises a record's priority by one step
     poll_timeout_s: float = 0.2
+    outbound_flush_s: float = 2.0  # raw documents' outbound statuses are written this often
     # Appended to every topic and group sync-out uses (changes.*, retry tiers, DLQ), so a test
     # or a benchmark runs on its own topics without touching the catalogue's names.
     topic_suffix: str = ""

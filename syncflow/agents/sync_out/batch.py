@@ -63,7 +63,8 @@ class Consumed(KafkaRecord):
 
 
 class OutboundStatusSink(Protocol):
-    """The raw store's per-target outbound status (sinks/raw_store.RawRecordStore)."""
+    """The raw store's per-target outbound status (raw_status.OutboundStatusWriter in front of
+    sinks/raw_store.RawRecordStore): must return at once."""
 
     def set_outbound_statuses(self, items: list[tuple[str, str, str, str, str]]) -> object: ...
 
@@ -134,6 +135,8 @@ class BatchProcessor:
         self.state.close()
         self.state.engine.dispose()
         self.producer.close(timeout=10)
+        if self.outbound is not None and hasattr(self.outbound, "close"):
+            self.outbound.close()
 
     async def process(self, entries: list[Entry[Consumed]]) -> BatchResult:
         """Handle entries of distinct entities; every entry ends in `done` or `put_back`."""
@@ -279,7 +282,4 @@ class BatchProcessor:
         if out.synced or out.failed:
             await asyncio.to_thread(self.state.record, out.synced, out.failed)
         if out.raw_status and self.outbound is not None:
-            try:
-                await asyncio.to_thread(self.outbound.set_outbound_statuses, out.raw_status)
-            except Exception:  # the raw doc's status is a note for people; the truth is recorded above
-                log.exception("%s: could not update %d raw outbound statuses", self.target, len(out.raw_status))
+            self.outbound.set_outbound_statuses(out.raw_status)  # queued: see raw_status.py

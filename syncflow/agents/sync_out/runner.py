@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from syncflow.agents.sync_out.batch import BatchProcessor, OutboundStatusSink
 from syncflow.agents.sync_out.observe import SyncOutObserver, target_reachable
 from syncflow.agents.sync_out.rate_limit import RateLimiter
+from syncflow.agents.sync_out.raw_status import OutboundStatusWriter
 from syncflow.agents.sync_out.registry import binding_for
 from syncflow.agents.sync_out.state import SyncStateStore
 from syncflow.agents.sync_out.worker import SyncOutWorker, sync_out_topics
@@ -56,7 +57,7 @@ def build_worker(
         state=SyncStateStore(engine, target),
         limiter=RateLimiter(engine, target, target_settings.rate_per_minute, target_settings.rate_burst_s),
         producer=ReliableProducer(settings),
-        outbound=outbound,
+        outbound=OutboundStatusWriter(outbound, settings.sync_out.outbound_flush_s) if outbound is not None else None,
     )
     if metrics is not None:
         metrics.db_pools.watch(f"sync-out.{target}", engine.pool.checkedout)  # type: ignore[attr-defined]
