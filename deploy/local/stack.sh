@@ -117,14 +117,35 @@ ensure_postgres_binaries() {
   fi
 }
 
+# FerretDB 1.24's SQLite backend looks documents up by `_ferretdb_sjson->'$._id'` while its
+# unique _id index is on `_ferretdb_sjson->"_id"`: SQLite matches index expressions by text,
+# so every lookup, update and delete by _id scans the whole collection (seconds per command
+# once a collection holds ~100k documents). The build copies the module and makes the lookup
+# use the index's expression (same value, same semantics).
+build_ferretdb() { # output binary
+  local work src meta
+  work=$(mktemp -d)
+  cp "$HERE/ferretdb/go.mod" "$HERE/ferretdb/go.sum" "$HERE/ferretdb/main.go" "$work/"
+  src=$(cd "$work" && go mod download -json github.com/FerretDB/FerretDB | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$src" ] || die "FerretDB module source not found"
+  cp -r "$src" "$work/FerretDB" && chmod -R u+w "$work/FerretDB"
+  meta="$work/FerretDB/internal/backends/sqlite/metadata/metadata.go"
+  sed -i "s|IDColumn = DefaultColumn + \"->'\$\._id'\"|IDColumn = DefaultColumn + \"->'_id'\"|" "$meta"
+  grep -q "IDColumn = DefaultColumn + \"->'_id'\"" "$meta" || die "FerretDB _id index patch did not apply"
+  (cd "$work" && go mod edit -replace github.com/FerretDB/FerretDB=./FerretDB && go build -o "$1" .)
+  local rc=$?
+  rm -rf "$work"
+  return $rc
+}
+
 ensure_ferretdb() {
   local stamp
-  stamp=$(cat "$HERE/ferretdb/go.mod" "$HERE/ferretdb/go.sum" "$HERE/ferretdb/main.go" | sha256sum | cut -c1-16)
+  stamp=$( (cat "$HERE/ferretdb/go.mod" "$HERE/ferretdb/go.sum" "$HERE/ferretdb/main.go"; declare -f build_ferretdb) | sha256sum | cut -c1-16)
   [ -x "$FERRET_BIN" ] && [ "$(cat "$FERRET_BIN.stamp" 2>/dev/null)" = "$stamp" ] && return
   command -v go >/dev/null || die "Go is needed to build FerretDB (apt-get install golang, or the machine's Go)"
   log "stack: building FerretDB (first build compiles SQLite in Go: a few minutes)"
   mkdir -p "$(dirname "$FERRET_BIN")"
-  (cd "$HERE/ferretdb" && go build -o "$FERRET_BIN.tmp" .) >&2
+  build_ferretdb "$FERRET_BIN.tmp" >&2
   mv "$FERRET_BIN.tmp" "$FERRET_BIN"
   echo "$stamp" > "$FERRET_BIN.stamp"
 }
