@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from bson import Binary
-from pymongo import ASCENDING, MongoClient
+from pymongo import ASCENDING, DeleteOne, MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, OperationFailure
 
@@ -174,6 +174,7 @@ class RawRecordStore:
         # documents deleted for a rewrite whose insert did not go through: written first thing
         # on the next call, so a retried step finds them (collection name -> _id -> document)
         self._unwritten: dict[str, dict[str, dict[str, Any]]] = {}
+        self._written: dict[str, dict[str, Any]] = {}  # client_raw_data documents written since the last upsert
 
     @property
     def client(self) -> MongoClient:
@@ -269,38 +270,61 @@ class RawRecordStore:
 
     def _rewrite(self, doc_ids: list[str], change: Callable[[str, dict[str, Any] | None], dict[str, Any]],
                  *, create: bool) -> dict[str, RawDocumentRejected]:
-        """Replace whole documents in three set-based commands (find, delete, insert).
+        """Replace whole documents: read them by _id, delete and insert them (`_replace`).
 
-        FerretDB v1 updates documents one by one and slows down as a collection grows, and it
-        stops answering an update command with many statements; reading, deleting and
-        inserting by _id in bulk is an order of magnitude faster there and works on any
-        MongoDB-compatible server. A worker dying between the delete and the insert loses
-        nothing: its batch is not acknowledged, so it is processed, and written, again."""
+        FerretDB v1 updates documents one by one and stops answering an update command with
+        many statements, and it pushes down only a filter on one _id (a `$in` scans the
+        collection); a find per _id, a delete of one statement per _id and one insert_many
+        are fast there and work on any MongoDB-compatible server. Documents this store wrote
+        since the last upsert are not read again: sync-in completes or fails the documents it
+        has just stored, and each upsert (the start of a batch) starts afresh, so at most one
+        batch is held. A worker dying between the delete and the insert loses nothing: its
+        batch is not acknowledged, so it is processed, and written, again."""
         if not doc_ids:
             return {}
         self._write_unwritten(self.collection)
-        old = {d["_id"]: d for d in self.collection.find({"_id": {"$in": doc_ids}})}
+        if create:
+            self._written = {}
+        old = self._read_by_id(doc_ids)
         new_docs = [change(i, old.get(i)) for i in doc_ids if create or i in old]
+        for d in new_docs:
+            self._written.pop(d["_id"], None)
         try:
             self._replace(self.collection, new_docs)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if exc.details.get("writeConcernErrors") or not errors:
                 raise
-            return {
+            refused = {
                 new_docs[int(e["index"])]["_id"]: RawDocumentRejected(
                     f"raw store refused the document: {e.get('errmsg', e)}")
                 for e in errors
             }
+            self._written.update((d["_id"], d) for d in new_docs if d["_id"] not in refused)
+            return refused
+        self._written.update((d["_id"], d) for d in new_docs)
         return {}
+
+    def _read_by_id(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The current documents: this store's own last writes, else one find per _id."""
+        out: dict[str, dict[str, Any]] = {}
+        for doc_id in doc_ids:
+            doc = self._written.get(doc_id)
+            if doc is None:
+                doc = self.collection.find_one({"_id": doc_id})
+            if doc is not None:
+                out[doc_id] = doc
+        return out
 
     def _replace(self, collection: Collection, docs: list[dict[str, Any]]) -> None:
         """Delete then insert by _id. Until the insert is known to have gone through, the
         documents are kept here: a connection lost between the two would otherwise lose them
         (the retried step reads, finds nothing, and writes nothing)."""
         self._write_unwritten(collection)
+        if not docs:
+            return
         self._unwritten[collection.name] = {d["_id"]: d for d in docs}
-        collection.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+        collection.bulk_write([DeleteOne({"_id": d["_id"]}) for d in docs], ordered=False)
         try:
             collection.insert_many(docs, ordered=False)
         except BulkWriteError:

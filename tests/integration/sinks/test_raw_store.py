@@ -100,3 +100,45 @@ def test_a_rewrite_interrupted_after_its_delete_loses_no_document(store: RawReco
     docs = [store.find_one(key(i)) for i in range(3)]
     assert all(d is not None and d["syncStatus"]["inbound"] == "completed" and d["rawData"] == {"i": i}
                for i, d in enumerate(docs)), docs
+
+
+class CountingFinds:
+    """The real collection, counting find_one calls (what a rewrite reads from the server)."""
+
+    def __init__(self, collection):  # type: ignore[no-untyped-def]
+        self._collection, self.finds = collection, 0
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._collection, name)
+
+    def find_one(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.finds += 1
+        return self._collection.find_one(*args, **kwargs)
+
+
+def test_completing_just_stored_documents_reads_nothing_back(store: RawRecordStore) -> None:
+    counting = CountingFinds(store.collection)
+    store.collection = counting  # type: ignore[assignment]
+    store.upsert_raw_many([RawDocument(key(i), {"i": i}, f"h{i}") for i in range(4)])
+    assert counting.finds == 4  # one lookup by _id per document (none existed)
+    store.mark_failed_many([Failed(key(0), "validation")])
+    store.mark_completed_many([Completed(key(i), {"entity_id": f"loc-{i}"}, version=1) for i in range(1, 4)])
+    assert counting.finds == 4
+    store.collection = counting._collection
+    assert store.find_one(key(0))["syncStatus"]["inbound"] == "failed"  # type: ignore[index]
+    assert all(store.find_one(key(i))["metadata"]["version"] == 1 for i in range(1, 4))  # type: ignore[index]
+
+
+def test_an_upsert_reads_what_another_writer_left_not_its_own_earlier_write(settings: Settings, store: RawRecordStore) -> None:
+    store.upsert_raw_many([RawDocument(key(1), {"i": 1}, "h1")])
+    store.mark_completed_many([Completed(key(1), {"entity_id": "loc-1"}, version=1)])
+    other = RawRecordStore(settings)  # e.g. the worker that owned the partition in between
+    try:
+        other.upsert_raw_many([RawDocument(key(1), {"i": 2}, "h2")])
+        other.mark_failed_many([Failed(key(1), "validation")])
+    finally:
+        other.close()
+    store.upsert_raw_many([RawDocument(key(1), {"i": 3}, "h3")])
+    doc = store.find_one(key(1))
+    assert doc is not None and doc["rawData"] == {"i": 3}
+    assert [e["error"] for e in doc["errorLog"]] == ["validation"] and doc["metadata"]["version"] == 1
