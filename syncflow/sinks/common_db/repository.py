@@ -2,19 +2,21 @@
 master rows, entity rows (with placeholder parents) and new versions in one transaction, and
 the outbox side (unpublished versions) is read and marked here too.
 
-Every statement covers the batch (INSERT ... ON CONFLICT, IN over the batch's keys); entity
+Every statement covers the batch (INSERT ... VALUES over all rows ... ON CONFLICT, joins
+with unnest() over the batch's keys), one statement per table per batch; entity
 rows are locked per table in a fixed order (parents first, ids sorted) so workers that meet
 the same entity wait for each other instead of deadlocking."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from psycopg2.extras import execute_values
+from sqlalchemy import Table, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from syncflow.sinks.common_db.models import (
@@ -22,7 +24,6 @@ from syncflow.sinks.common_db.models import (
     PARENT_REFERENCES,
     DataVersion,
     ResidentialDetails,
-    SyncMasterData,
 )
 from syncflow.sinks.common_db.rows import data_columns, entity_row, entity_table, parent_ids, residential_row
 from syncflow.sinks.common_db.versioning import (
@@ -37,7 +38,6 @@ from syncflow.sinks.common_db.versioning import (
     plan_versions,
 )
 
-_master: Table = SyncMasterData.__table__  # type: ignore[assignment]
 _versions: Table = DataVersion.__table__  # type: ignore[assignment]
 _residential: Table = ResidentialDetails.__table__  # type: ignore[assignment]
 
@@ -91,6 +91,22 @@ def upsert_versions(session: Session, items: Sequence[EntityRecord]) -> list[New
     return created
 
 
+def _cursor(session: Session) -> Any:
+    """A psycopg2 cursor on the session's connection (same transaction): the batch
+    statements below are fixed SQL sent with `execute_values`, one statement per table per
+    batch, instead of SQLAlchemy's executemany (row by row with RETURNING) or per-batch
+    compilation of multi-row VALUES."""
+    return session.connection().connection.cursor()
+
+
+def _values(cur: Any, sql: str, rows: list[tuple[Any, ...]], template: str | None = None, *, fetch: bool = False) -> list[tuple[Any, ...]]:
+    """`INSERT ... VALUES %s` over all rows in one statement (page_size = the batch)."""
+    if not rows:
+        return []
+    out = execute_values(cur, sql, rows, template=template, page_size=len(rows), fetch=fetch)
+    return list(out or [])
+
+
 def _lock_entities(session: Session, items: Sequence[EntityRecord]) -> dict[EntityKey, EntityHead]:
     """Ensure a row exists for every entity and referenced parent (a placeholder where the
     real record has not arrived), locking them table by table in id order."""
@@ -100,17 +116,22 @@ def _lock_entities(session: Session, items: Sequence[EntityRecord]) -> dict[Enti
         for column, parent_id in parent_ids(item.entity_type, item.entity, item.references).items():
             wanted[_parent_type(item.entity_type, column)].add(parent_id)
     heads: dict[EntityKey, EntityHead] = {}
-    for entity_type, ids in wanted.items():
-        if not ids:
-            continue
-        table = entity_table(entity_type)
-        stmt = insert(table).values(entity_id=bindparam("eid"), placeholder=True)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c.entity_id], set_={"entity_id": stmt.excluded.entity_id}
-        ).returning(table.c.entity_id, table.c.current_version, table.c.deleted)
-        rows = session.execute(stmt, [{"eid": i} for i in sorted(ids)]).all()
-        for entity_id, current_version, deleted in rows:
-            heads[(entity_type, entity_id)] = EntityHead(current_version=current_version, deleted=deleted)
+    with _cursor(session) as cur:
+        for entity_type, ids in wanted.items():
+            if not ids:
+                continue
+            name = entity_table(entity_type).name
+            # rows are inserted, hence locked, in the order of the VALUES list: sorted ids
+            rows = _values(
+                cur,
+                f"INSERT INTO {name} (entity_id, placeholder) VALUES %s ON CONFLICT (entity_id) "
+                "DO UPDATE SET entity_id = excluded.entity_id RETURNING entity_id, current_version, deleted",
+                [(i,) for i in sorted(ids)],
+                "(%s, true)",
+                fetch=True,
+            )
+            for entity_id, current_version, deleted in rows:
+                heads[(entity_type, entity_id)] = EntityHead(current_version=current_version, deleted=deleted)
     return heads
 
 
@@ -120,12 +141,14 @@ def _parent_type(entity_type: str, column: str) -> str:
 
 def _load_master_states(session: Session, items: Sequence[EntityRecord]) -> dict[MasterKey, MasterState]:
     keys = sorted({(i.entity_type, i.entity_id, i.source_system) for i in items})
-    c = _master.c
-    rows = session.execute(
-        select(c.entity_type, c.entity_id, c.source_system, c.data_hash, c.source_updated_at).where(
-            tuple_(c.entity_type, c.entity_id, c.source_system).in_(keys)
+    with _cursor(session) as cur:
+        cur.execute(
+            "SELECT m.entity_type, m.entity_id, m.source_system, m.data_hash, m.source_updated_at "
+            "FROM sync_master_data m JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(t, e, s) "
+            "ON m.entity_type = k.t AND m.entity_id = k.e AND m.source_system = k.s",
+            [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]],
         )
-    ).all()
+        rows = cur.fetchall()
     return {(t, e, s): MasterState(h, u) for t, e, s, h, u in rows}
 
 
@@ -134,12 +157,14 @@ def _with_snapshots(session: Session, heads: dict[EntityKey, EntityHead]) -> dic
     keys = [(t, e, h.current_version) for (t, e), h in heads.items() if h.current_version > 0]
     if not keys:
         return heads
-    c = _versions.c
-    rows = session.execute(
-        select(c.entity_type, c.entity_id, c.data_snapshot).where(
-            tuple_(c.entity_type, c.entity_id, c.version_number).in_(keys)
+    with _cursor(session) as cur:
+        cur.execute(
+            "SELECT v.entity_type, v.entity_id, v.data_snapshot FROM data_versions v "
+            "JOIN unnest(%s::text[], %s::text[], %s::int[]) AS k(t, e, n) "
+            "ON v.entity_type = k.t AND v.entity_id = k.e AND v.version_number = k.n",
+            [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]],
         )
-    ).all()
+        rows = cur.fetchall()
     out = dict(heads)
     for entity_type, entity_id, snapshot in rows:
         head = heads[(entity_type, entity_id)]
@@ -154,35 +179,22 @@ def _upsert_master_rows(
     for p in planned:
         item = items[p.item_index]
         last[(item.entity_type, item.entity_id, item.source_system)] = item
-    stmt = insert(_master).values(
-        entity_type=bindparam("t"),
-        entity_id=bindparam("e"),
-        source_system=bindparam("s"),
-        source_id=bindparam("sid"),
-        data_hash=bindparam("h"),
-        source_updated_at=bindparam("u"),
-        sync_status="pending",
-        last_sync_attempt=func.now(),
-        sync_attempt_count=1,
-    )
-    stmt = stmt.on_conflict_do_update(
-        constraint="uq_master_entity_source",
-        set_={
-            "source_id": stmt.excluded.source_id,
-            "data_hash": stmt.excluded.data_hash,
-            "source_updated_at": stmt.excluded.source_updated_at,
-            "sync_status": "pending",
-            "last_sync_attempt": func.now(),
-            "sync_attempt_count": _master.c.sync_attempt_count + 1,
-            "error_message": None,
-            "modified_date": func.now(),
-        },
-    ).returning(_master.c.id, _master.c.entity_type, _master.c.entity_id, _master.c.source_system)
-    params = [
-        {"t": k[0], "e": k[1], "s": k[2], "sid": item.source_id, "h": item.data_hash, "u": item.source_updated_at}
-        for k, item in sorted(last.items())
-    ]
-    return {(t, e, s): i for i, t, e, s in session.execute(stmt, params).all()}
+    rows = [(k[0], k[1], k[2], item.source_id, item.data_hash, item.source_updated_at) for k, item in sorted(last.items())]
+    with _cursor(session) as cur:
+        made = _values(
+            cur,
+            "INSERT INTO sync_master_data (entity_type, entity_id, source_system, source_id, data_hash, "
+            "source_updated_at, sync_status, last_sync_attempt, sync_attempt_count) VALUES %s "
+            "ON CONFLICT ON CONSTRAINT uq_master_entity_source DO UPDATE SET source_id = excluded.source_id, "
+            "data_hash = excluded.data_hash, source_updated_at = excluded.source_updated_at, sync_status = 'pending', "
+            "last_sync_attempt = now(), sync_attempt_count = sync_master_data.sync_attempt_count + 1, "
+            "error_message = NULL, modified_date = now() "
+            "RETURNING id, entity_type, entity_id, source_system",
+            rows,
+            "(%s, %s, %s, %s, %s, %s, 'pending', now(), 1)",
+            fetch=True,
+        )
+    return {(t, e, s): i for i, t, e, s in made}
 
 
 def _insert_versions(
@@ -191,32 +203,31 @@ def _insert_versions(
     planned: list[PlannedVersion],
     master_ids: dict[MasterKey, int],
 ) -> list[NewVersion]:
-    params = []
+    rows = []
     for p in planned:
         item = items[p.item_index]
-        params.append(
-            {
-                "master_data_id": master_ids[(item.entity_type, item.entity_id, item.source_system)],
-                "entity_type": p.entity_type,
-                "entity_id": p.entity_id,
-                "version_number": p.version_number,
-                "data_snapshot": p.snapshot,
-                "change_type": p.change_type,
-                "data_hash": item.data_hash,
-                "priority": item.priority,
-                "changed_fields": p.changed_fields,
-                "references": dict(item.references),
-                "source_system": item.source_system,
-                "source_id": item.source_id,
-                "trace_id": item.trace_id,
-            }
+        rows.append((
+            master_ids[(item.entity_type, item.entity_id, item.source_system)],
+            p.entity_type, p.entity_id, p.version_number, _json(p.snapshot), p.change_type, item.data_hash,
+            item.priority, _json(p.changed_fields), _json(dict(item.references)), item.source_system,
+            item.source_id, item.trace_id,
+        ))
+    with _cursor(session) as cur:
+        made = _values(
+            cur,
+            'INSERT INTO data_versions (master_data_id, entity_type, entity_id, version_number, data_snapshot, '
+            'change_type, data_hash, priority, changed_fields, "references", source_system, source_id, trace_id) '
+            "VALUES %s RETURNING entity_type, entity_id, version_number, id, created_date",
+            rows,
+            "(%s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s)",
+            fetch=True,
         )
-    c = _versions.c
-    rows = session.execute(
-        insert(_versions).returning(c.id, c.created_date, sort_by_parameter_order=True), params
-    ).all()
+    # matched by (entity, version), unique: RETURNING's row order is not promised
+    by_key = {(t, e, n): (vid, created) for t, e, n, vid, created in made}
     out = []
-    for p, param, (vid, created) in zip(planned, params, rows, strict=True):
+    for p in planned:
+        item = items[p.item_index]
+        vid, created = by_key[(p.entity_type, p.entity_id, p.version_number)]
         out.append(
             NewVersion(
                 id=vid,
@@ -226,12 +237,12 @@ def _insert_versions(
                 change_type=p.change_type,
                 changed_fields=p.changed_fields,
                 snapshot=p.snapshot,
-                priority=param["priority"],
-                references=param["references"],
-                source_system=param["source_system"],
-                source_id=param["source_id"],
-                trace_id=param["trace_id"],
-                data_hash=param["data_hash"],
+                priority=item.priority,
+                references=dict(item.references),
+                source_system=item.source_system,
+                source_id=item.source_id,
+                trace_id=item.trace_id,
+                data_hash=item.data_hash,
                 created_date=created,
                 item_index=p.item_index,
             )
@@ -239,57 +250,56 @@ def _insert_versions(
     return out
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _write_entity_rows(session: Session, items: Sequence[EntityRecord], planned: list[PlannedVersion]) -> None:
     """Bring each changed entity row to its last planned version, parents' tables first."""
     final: dict[EntityKey, PlannedVersion] = {}
     for p in planned:
         final[(p.entity_type, p.entity_id)] = p
-    for entity_type in ENTITY_MODELS:
-        mine = [p for (t, _), p in sorted(final.items()) if t == entity_type]
-        if not mine:
-            continue
-        table = entity_table(entity_type)
-        live = [p for p in mine if p.change_type != DELETE]
-        gone = [p for p in mine if p.change_type == DELETE]
-        if live:
-            rows = []
-            for p in live:
-                item = items[p.item_index]
-                row = entity_row(entity_type, item.entity)
-                row.update(parent_ids(entity_type, item.entity, item.references))
-                row.update(source_system=item.source_system, source_id=item.source_id)
-                rows.append({"entity_id": p.entity_id, "current_version": p.version_number, **row})
-            stmt = insert(table)
-            cols = data_columns(entity_type)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[table.c.entity_id],
-                set_={
-                    **{c: stmt.excluded[c] for c in cols},
-                    "current_version": stmt.excluded.current_version,
-                    "deleted": False,
-                    "placeholder": False,
-                    "modified_date": func.now(),
-                },
-            )
-            session.execute(stmt, [{**dict.fromkeys(cols), **r, "deleted": False, "placeholder": False} for r in rows])
-            if entity_type == "location":
-                _write_residential(session, items, live)
-        if gone:
-            c = table.c
-            session.execute(
-                update(table)
-                .where(c.entity_id == bindparam("eid"))
-                .values(
-                    current_version=bindparam("v"),
-                    deleted=True,
-                    placeholder=False,
-                    modified_date=func.now(),
-                ),
-                [{"eid": p.entity_id, "v": p.version_number} for p in gone],
-            )
+    with _cursor(session) as cur:
+        for entity_type in ENTITY_MODELS:
+            mine = [p for (t, _), p in sorted(final.items()) if t == entity_type]
+            if not mine:
+                continue
+            name = entity_table(entity_type).name
+            live = [p for p in mine if p.change_type != DELETE]
+            gone = [p for p in mine if p.change_type == DELETE]
+            if live:
+                cols = data_columns(entity_type)
+                rows = []
+                for p in live:
+                    item = items[p.item_index]
+                    row = entity_row(entity_type, item.entity)
+                    row.update(parent_ids(entity_type, item.entity, item.references))
+                    row.update(source_system=item.source_system, source_id=item.source_id)
+                    rows.append((p.entity_id, p.version_number, *(row.get(c) for c in cols)))
+                quoted = ", ".join(f'"{c}"' for c in cols)
+                _values(
+                    cur,
+                    f"INSERT INTO {name} (entity_id, current_version, {quoted}, deleted, placeholder) VALUES %s "
+                    "ON CONFLICT (entity_id) DO UPDATE SET "
+                    + ", ".join(f'"{c}" = excluded."{c}"' for c in cols)
+                    + ", current_version = excluded.current_version, deleted = false, placeholder = false, "
+                    "modified_date = now()",
+                    rows,
+                    "(" + ", ".join(["%s"] * (len(cols) + 2)) + ", false, false)",
+                )
+                if entity_type == "location":
+                    _write_residential(cur, items, live)
+            if gone:
+                _values(
+                    cur,
+                    f"UPDATE {name} SET current_version = v.version, deleted = true, placeholder = false, "
+                    f"modified_date = now() FROM (VALUES %s) AS v(entity_id, version) WHERE {name}.entity_id = v.entity_id",
+                    [(p.entity_id, p.version_number) for p in gone],
+                    "(%s, %s::int)",
+                )
 
 
-def _write_residential(session: Session, items: Sequence[EntityRecord], live: list[PlannedVersion]) -> None:
+def _write_residential(cur: Any, items: Sequence[EntityRecord], live: list[PlannedVersion]) -> None:
     rows, without = [], []
     for p in live:
         row = residential_row(p.entity_id, items[p.item_index].entity)
@@ -298,17 +308,16 @@ def _write_residential(session: Session, items: Sequence[EntityRecord], live: li
         else:
             without.append(p.entity_id)
     if rows:
-        stmt = insert(_residential)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[_residential.c.location_id],
-            set_={
-                **{c.name: stmt.excluded[c.name] for c in _residential.columns if c.name != "location_id"},
-                "modified_date": func.now(),
-            },
+        cols = [c.name for c in _residential.columns if c.name != "modified_date"]
+        _values(
+            cur,
+            f"INSERT INTO residential_details ({', '.join(cols)}) VALUES %s ON CONFLICT (location_id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in cols if c != "location_id")
+            + ", modified_date = now()",
+            [tuple(r.get(c) for c in cols) for r in rows],
         )
-        session.execute(stmt, rows)
     if without:
-        session.execute(_residential.delete().where(_residential.c.location_id.in_(without)))
+        cur.execute("DELETE FROM residential_details WHERE location_id = ANY(%s)", [without])
 
 
 # -- the outbox side --------------------------------------------------------------------

@@ -162,3 +162,46 @@ def test_dates_and_resident_rows(engine: Engine) -> None:
     with unit_of_work(engine) as s:
         row = s.execute(text("SELECT move_in_date, location_id FROM residents WHERE entity_id = 'res-1'")).one()
     assert row == (date(2024, 1, 2), "loc-x")
+
+
+def test_a_large_mixed_batch_returns_each_version_with_its_own_row(engine: Engine) -> None:
+    """One statement per table for the whole batch: every returned version carries the id and
+    creation time of its own data_versions row, whatever order the database returns them in."""
+    batch = [unit(f"loc-b{i:03d}", name=f"Unit {i}") for i in range(120)]
+    batch += [sr(f"sr-b{i:03d}", f"loc-b{i:03d}", None) for i in range(0, 120, 3)]
+    batch += [unit("loc-b005", name="Unit 5 again"), unit("loc-b007", name="Unit 7", deleted=True)]
+    with unit_of_work(engine) as s:
+        made = upsert_versions(s, batch)
+    assert len(made) == len(batch)
+    with unit_of_work(engine) as s:
+        rows = s.execute(select(DataVersion.id, DataVersion.entity_id, DataVersion.version_number, DataVersion.trace_id,
+                                DataVersion.master_data_id, DataVersion.created_date)).all()
+        b005 = s.get(Location, "loc-b005")
+        b007 = s.get(Location, "loc-b007")
+        attempts = s.execute(text("SELECT sync_attempt_count FROM sync_master_data WHERE entity_id = 'loc-b005'")).scalar()
+    by_id = {r.id: r for r in rows}
+    assert all((by_id[v.id].entity_id, by_id[v.id].version_number, by_id[v.id].created_date) ==
+               (v.entity_id, v.version_number, v.created_date) for v in made)
+    assert [(v.version_number, v.change_type) for v in made if v.entity_id == "loc-b005"] == [(1, "create"), (2, "update")]
+    assert b005 is not None and b005.current_version == 2 and b005.name == "Unit 5 again" and not b005.placeholder
+    assert b007 is not None and b007.current_version == 2 and b007.deleted
+    assert attempts == 1  # one master row per (entity, source) per batch, written once with its last record
+    assert len({r.master_data_id for r in rows if r.entity_id == "loc-b005"}) == 1
+    with unit_of_work(engine) as s:
+        assert [v.version_number for v in upsert_versions(s, [unit("loc-b005", name="Unit 5 later")])] == [3]
+        master = s.execute(text("SELECT sync_attempt_count, data_hash, sync_status FROM sync_master_data "
+                                "WHERE entity_id = 'loc-b005'")).one()
+    assert tuple(master) == (2, "h-Unit 5 later-1200.50-False", "pending")
+
+
+def test_a_retried_batch_after_a_rollback_writes_the_same_versions(engine: Engine) -> None:
+    batch = [unit("loc-r1"), sr("sr-r1", "loc-r1", "res-r1")]
+    with pytest.raises(RuntimeError), unit_of_work(engine) as s:
+        upsert_versions(s, batch)
+        raise RuntimeError("the publish step failed")  # rolled back with everything it wrote
+    with unit_of_work(engine) as s:
+        made = upsert_versions(s, batch)
+        again = upsert_versions(s, batch)
+        resident = s.execute(text("SELECT placeholder, current_version FROM residents WHERE entity_id = 'res-r1'")).one()
+    assert [(v.entity_id, v.version_number) for v in made] == [("loc-r1", 1), ("sr-r1", 1)] and again == []
+    assert tuple(resident) == (True, 0)
