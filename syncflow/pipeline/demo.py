@@ -315,17 +315,20 @@ def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namesp
 
 
 def _wait_for_emulators(settings: Settings, supervisor: Supervisor, timeout: float = 60.0) -> None:
+    """Until our emulators process says it is ready and answers: another run holding the same
+    ports would answer too, so the answer alone proves nothing."""
     deadline = time.monotonic() + timeout
+    role = supervisor["emulators"]
     url = f"{settings.connectors.sources['yardi'].base_url.rstrip('/')}/_emulator/stats"
-    while time.monotonic() < deadline:
-        try:
-            get_json(url, timeout=2)
-            return
-        except OSError:
-            if not supervisor["emulators"].alive:
-                break
-            time.sleep(0.5)
-    raise RuntimeError(f"the emulators did not start:\n{supervisor['emulators'].log_tail()}")
+    while time.monotonic() < deadline and role.alive:
+        if "emulators ready" in role.output():
+            try:
+                get_json(url, timeout=2)
+                return
+            except OSError:
+                pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the emulators did not start:\n{role.log_tail()}")
 
 
 def _print_urls(console: Console, supervisor: Supervisor) -> None:

@@ -31,6 +31,7 @@ class RoleProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self.crashes: list[int] = []  # exit codes of the exits nobody asked for
+        self._log_start = 0  # where this start's output begins in the (appended) log
 
     @property
     def pid(self) -> int | None:
@@ -43,6 +44,7 @@ class RoleProcess:
     def start(self) -> None:
         env = {**self._base_env, **self.spec.env}
         log = open(self.log_path, "ab")
+        self._log_start = log.tell()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "syncflow", *self.spec.args],
             stdout=log,
@@ -104,6 +106,15 @@ class RoleProcess:
                 pass
             time.sleep(0.5)
         return False
+
+    def output(self) -> str:
+        """What the process wrote since it was last started."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_start)
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def log_tail(self, lines: int = 30) -> str:
         try:
