@@ -152,7 +152,8 @@ def _add_ops_pages(app: faust.App, runtime: SyncInRuntime) -> None:
 
     @app.page("/metrics")
     async def metrics(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.bytes(generate_latest(runtime.registry), content_type=CONTENT_TYPE_LATEST)
+        # as a header: aiohttp refuses a content_type argument that carries a charset
+        return web.bytes(generate_latest(runtime.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def prepare_stores(settings: Settings, runtime: SyncInRuntime) -> None:
