@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -175,12 +176,16 @@ class RawRecordStore:
         # on the next call, so a retried step finds them (collection name -> _id -> document)
         self._unwritten: dict[str, dict[str, dict[str, Any]]] = {}
         self._written: dict[str, dict[str, Any]] = {}  # client_raw_data documents written since the last upsert
+        self._read_concurrency = settings.mongo_read_concurrency
+        self._readers: ThreadPoolExecutor | None = None
 
     @property
     def client(self) -> MongoClient:
         return self._client
 
     def close(self) -> None:
+        if self._readers is not None:
+            self._readers.shutdown(wait=False)
         if self._owns_client:
             self._client.close()
 
@@ -306,14 +311,18 @@ class RawRecordStore:
         return {}
 
     def _read_by_id(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The current documents: this store's own last writes, else one find per _id."""
-        out: dict[str, dict[str, Any]] = {}
-        for doc_id in doc_ids:
-            doc = self._written.get(doc_id)
-            if doc is None:
-                doc = self.collection.find_one({"_id": doc_id})
-            if doc is not None:
-                out[doc_id] = doc
+        """The current documents: this store's own last writes, else one find per _id (on
+        `mongo_read_concurrency` connections at once: each find is a round trip)."""
+        out = {i: self._written[i] for i in doc_ids if i in self._written}
+        missing = [i for i in doc_ids if i not in out]
+        if len(missing) > 1 and self._read_concurrency > 1:
+            if self._readers is None:
+                self._readers = ThreadPoolExecutor(self._read_concurrency, thread_name_prefix="raw-store-read")
+            collection = self.collection
+            found = self._readers.map(lambda doc_id: collection.find_one({"_id": doc_id}), missing)
+        else:
+            found = (self.collection.find_one({"_id": doc_id}) for doc_id in missing)
+        out.update((doc["_id"], doc) for doc in found if doc is not None)
         return out
 
     def _replace(self, collection: Collection, docs: list[dict[str, Any]]) -> None:

@@ -205,6 +205,8 @@ class Settings(BaseSettings):
     database_pool_size: int = 4
     mongo_url: str = "mongodb://127.0.0.1:27017/"
     mongo_database: str = "syncflow"
+    # finds by _id the raw store runs at once (one round trip each: FerretDB has no fast multi-_id read)
+    mongo_read_concurrency: int = 8
     schema_registry_url: str | None = None
     schemas_dir: Path = REPO_ROOT / "avro_schemas"
     raw_retention_days: int = 30

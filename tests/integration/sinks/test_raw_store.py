@@ -106,13 +106,14 @@ class CountingFinds:
     """The real collection, counting find_one calls (what a rewrite reads from the server)."""
 
     def __init__(self, collection):  # type: ignore[no-untyped-def]
-        self._collection, self.finds = collection, 0
+        self._collection = collection
+        self.calls: list[object] = []  # list.append is atomic: the store reads in threads
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(self._collection, name)
 
     def find_one(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        self.finds += 1
+        self.calls.append(args)
         return self._collection.find_one(*args, **kwargs)
 
 
@@ -120,10 +121,10 @@ def test_completing_just_stored_documents_reads_nothing_back(store: RawRecordSto
     counting = CountingFinds(store.collection)
     store.collection = counting  # type: ignore[assignment]
     store.upsert_raw_many([RawDocument(key(i), {"i": i}, f"h{i}") for i in range(4)])
-    assert counting.finds == 4  # one lookup by _id per document (none existed)
+    assert len(counting.calls) == 4  # one lookup by _id per document (none existed)
     store.mark_failed_many([Failed(key(0), "validation")])
     store.mark_completed_many([Completed(key(i), {"entity_id": f"loc-{i}"}, version=1) for i in range(1, 4)])
-    assert counting.finds == 4
+    assert len(counting.calls) == 4
     store.collection = counting._collection
     assert store.find_one(key(0))["syncStatus"]["inbound"] == "failed"  # type: ignore[index]
     assert all(store.find_one(key(i))["metadata"]["version"] == 1 for i in range(1, 4))  # type: ignore[index]
