@@ -50,7 +50,7 @@ from bench.baselines import Call, bare_consume, bare_http, median, percentile  #
 from bench.figures import Baseline, BenchResult, Figure, print_table, write_json  # noqa: E402
 
 from syncflow.pipeline.demo import (  # noqa: E402
-    SOURCES, DemoPlan, _wait_for_emulators, plan_settings, post_json, read_progress, reset_state, role_env, role_specs)
+    SOURCES, DemoPlan, wait_for_emulators, plan_settings, post_json, read_progress, reset_state, role_env, role_specs)
 from syncflow.pipeline.namespace import Namespace  # noqa: E402
 from syncflow.pipeline.reconcile import get_json  # noqa: E402
 from syncflow.pipeline.supervisor import RoleProcess, Supervisor  # noqa: E402
@@ -199,7 +199,7 @@ def run_pipeline(base: Settings, plan: DemoPlan, namespace: Namespace, args: arg
             if not spec.name.startswith("connector-"):
                 supervisor.start(spec)
         sampler.start()
-        _wait_for_emulators(settings, supervisor)
+        wait_for_emulators(settings, supervisor)
         for role in supervisor.roles.values():
             if not role.wait_ready(120, path="/health"):
                 raise RuntimeError(f"{role.spec.name} did not start:\n{role.log_tail()}")

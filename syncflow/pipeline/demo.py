@@ -251,7 +251,7 @@ def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namesp
     try:
         for spec in role_specs(settings, plan):
             supervisor.start(spec)
-        _wait_for_emulators(settings, supervisor)
+        wait_for_emulators(settings, supervisor)
         for target in settings.sync_out.targets:
             post_json(f"{settings.sync_out.targets[target].base_url.rstrip('/')}/_emulator/faults",
                       {"error_rate": plan.target_error_rate})
@@ -314,7 +314,7 @@ def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namesp
         supervisor.stop_all()
 
 
-def _wait_for_emulators(settings: Settings, supervisor: Supervisor, timeout: float = 60.0) -> None:
+def wait_for_emulators(settings: Settings, supervisor: Supervisor, timeout: float = 60.0) -> None:
     """Until our emulators process says it is ready and answers: another run holding the same
     ports would answer too, so the answer alone proves nothing."""
     deadline = time.monotonic() + timeout
