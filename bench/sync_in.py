@@ -11,6 +11,7 @@ consume of the raw topics and a bare bulk upsert of the version rows into Postgr
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -26,6 +27,7 @@ from typing import Any
 import psutil
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from psycopg2.extras import execute_values
 from pymongo import MongoClient
 from sqlalchemy import create_engine, text
 
@@ -106,19 +108,26 @@ def bare_consume(settings: Settings, topics: list[str], expected: int) -> float:
 
 
 def bare_upsert(settings: Settings, batch_size: int) -> tuple[float, int]:
-    """The version snapshots, upserted in batches into a scratch table (INSERT ... ON CONFLICT)."""
+    """The version snapshots, upserted in batches into a scratch table: one INSERT ... VALUES
+    ... ON CONFLICT per batch (psycopg2 execute_values), a transaction per batch."""
     engine = create_engine(settings.database_url, connect_args={"options": f"-csearch_path={settings.database_schema}"})
     with engine.begin() as conn:
         rows = conn.execute(text("SELECT entity_type, entity_id, source_system, data_hash, data_snapshot::text FROM data_versions")).all()
         conn.execute(text("CREATE TABLE bench_upsert (entity_type text, entity_id text, source_system text, data_hash text, "
                           "data jsonb, PRIMARY KEY (entity_type, entity_id, source_system))"))
-    params = [{"t": r[0], "e": r[1], "s": r[2], "h": r[3], "d": r[4]} for r in rows]
-    stmt = text("INSERT INTO bench_upsert VALUES (:t, :e, :s, :h, CAST(:d AS jsonb)) ON CONFLICT (entity_type, entity_id, source_system) "
-                "DO UPDATE SET data_hash = excluded.data_hash, data = excluded.data")
+    params = [tuple(r) for r in rows]
+    sql = ("INSERT INTO bench_upsert VALUES %s ON CONFLICT (entity_type, entity_id, source_system) "
+           "DO UPDATE SET data_hash = excluded.data_hash, data = excluded.data")
+    raw = engine.raw_connection()
     started = time.perf_counter()
-    for i in range(0, len(params), batch_size):
-        with engine.begin() as conn:
-            conn.execute(stmt, params[i:i + batch_size])
+    try:
+        for i in range(0, len(params), batch_size):
+            chunk = {(p[0], p[1], p[2]): p for p in params[i:i + batch_size]}  # one row per key per statement
+            with raw.cursor() as cur:
+                execute_values(cur, sql, list(chunk.values()), template="(%s, %s, %s, %s, %s::jsonb)", page_size=batch_size)
+            raw.commit()
+    finally:
+        raw.close()
     elapsed = time.perf_counter() - started
     engine.dispose()
     return (len(params) / elapsed if elapsed else float("nan")), len(params)
@@ -148,6 +157,7 @@ def main() -> None:
     parser.add_argument("--trickle-rate", type=float, default=100.0, help="records/s of the trickle")
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--keep", action="store_true", help="keep topics, schema and raw database")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures to PATH as JSON")
     args = parser.parse_args()
 
     base = Settings.load()
@@ -161,6 +171,16 @@ def main() -> None:
     specs.append(TopicSpec(SYNC_IN_DLQ + suffix, 1, 24 * 3600_000))
     create_topics(settings, specs)
     migrate(settings)
+    try:
+        run(args, settings, suffix, group, port, token, raw_topics)
+    finally:
+        if not args.keep:
+            cleanup(settings, specs)
+
+
+def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, port: int, token: str,
+        raw_topics: list[str]) -> None:
+    """Produce the workload, drain it with a worker, take the figures and print them."""
 
     print(f"building {args.records} records ...", file=sys.stderr)
     workload = build_workload(settings, args.records, suffix)
@@ -210,14 +230,13 @@ def main() -> None:
             peak_rss = max(peak_rss, proc.memory_info().rss)
             time.sleep(1.0 / args.trickle_rate)
         engine = create_engine(settings.database_url, connect_args={"options": f"-csearch_path={settings.database_schema}"})
-        latencies: list[float] = []
+        # the trickle is done when the worker has committed it (records that change nothing
+        # make no version, so counting versions would wait for ones that never come)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                rows = conn.execute(text("SELECT trace_id, extract(epoch FROM created_date) FROM data_versions WHERE trace_id LIKE 'lat%'")).all()
-            if len(rows) >= len(trickle_ids) * 0.98:
-                break
-            time.sleep(1.0)
+        while committed_to_end(settings, group, raw_topics)[0] < total + len(trickle) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT trace_id, extract(epoch FROM created_date) FROM data_versions WHERE trace_id LIKE 'lat%'")).all()
         latencies = [float(ts) - trickle_ids[t] for t, ts in rows if t in trickle_ids]
         with engine.connect() as conn:
             versions = conn.execute(text("SELECT count(*) FROM data_versions")).scalar()
@@ -249,19 +268,40 @@ def main() -> None:
     for name, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
         print(f"| {name} | {seconds:,.1f} | {seconds / step_total:.0%} |")
 
-    if not args.keep:
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-        for f in admin.delete_topics([s.name for s in specs], operation_timeout=30).values():
-            try:
-                f.result(30)
-            except Exception:  # noqa: BLE001 - best-effort cleanup
-                pass
-        eng = create_engine(settings.database_url)
-        with eng.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE'))
-        eng.dispose()
-        MongoClient(settings.mongo_url).drop_database(settings.mongo_database)
+    if args.json:
+        rate = "sync-in sustained"
+        figures = [
+            figure(rate, sustained, "records/s", ("bare confluent-kafka consume", consume_rate, "records/s")),
+            figure(rate, sustained, "records/s", ("bare PostgreSQL bulk upsert", upsert_rate, "rows/s")),
+            figure("latency produce to committed version p50", percentile(latencies, .5) * 1000, "ms"),
+            figure("latency produce to committed version p99", percentile(latencies, .99) * 1000, "ms"),
+            figure("worker peak RSS", peak_rss / 2**20, "MiB"),
+        ]
+        params = {"records": total, "requested_records": args.records, "batch_size": args.batch_size,
+                  "partitions": args.partitions, "workers": 1, "trickle": len(latencies), "trickle_rate": args.trickle_rate,
+                  "versions": versions, "dlq_records": dlq, "bare_upsert_rows": upsert_rows}
+        args.json.write_text(json.dumps({"bench": "sync-in", "params": params, "figures": figures}, indent=2) + "\n")
 
+
+def figure(name: str, value: float, unit: str, baseline: tuple[str, float, str] | None = None) -> dict[str, Any]:
+    """One figure of the JSON output; the rate appears once per baseline it is compared with."""
+    base = None if baseline is None else {"name": baseline[0], "value": baseline[1], "unit": baseline[2]}
+    return {"name": name, "value": value, "unit": unit, "baseline": base}
+
+
+def cleanup(settings: Settings, specs: list[TopicSpec]) -> None:
+    """Drop the run's topics, schema and raw database (also after a failed run)."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    for f in admin.delete_topics([s.name for s in specs], operation_timeout=30).values():
+        try:
+            f.result(30)
+        except Exception:  # noqa: BLE001 - best-effort cleanup
+            pass
+    eng = create_engine(settings.database_url)
+    with eng.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE'))
+    eng.dispose()
+    MongoClient(settings.mongo_url).drop_database(settings.mongo_database)
 
 if __name__ == "__main__":
     main()
