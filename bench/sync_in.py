@@ -269,7 +269,7 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
         print(f"| {name} | {seconds:,.1f} | {seconds / step_total:.0%} |")
 
     if args.json:
-        rate = "sync-in sustained"
+        rate = "sustained, whole worker"
         figures = [
             figure(rate, sustained, "records/s", ("bare confluent-kafka consume", consume_rate, "records/s")),
             figure(rate, sustained, "records/s", ("bare PostgreSQL bulk upsert", upsert_rate, "rows/s")),
