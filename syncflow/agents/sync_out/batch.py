@@ -175,8 +175,9 @@ class BatchProcessor:
             return []
         taken = self.taken_types
         keys = {e.item.entity_key for e in entries} | {r for e in entries for r in references_of(e.item.event, taken)}  # type: ignore[arg-type]
-        versions = await asyncio.to_thread(self.state.synced_versions, keys)
-        fresh = {e.item.entity_key for e in entries if not is_stale(e.item.event, versions.get(e.item.entity_key, 0))}  # type: ignore[arg-type]
+        versions, sent = await asyncio.to_thread(self.state.versions, keys)
+        fresh = {e.item.entity_key for e in entries  # type: ignore[misc]
+                 if not is_stale(e.item.event, versions.get(e.item.entity_key, 0), sent.get(e.item.entity_key, 0))}  # type: ignore[arg-type]
         to_send = []
         for entry in entries:
             event = entry.item.event
@@ -208,6 +209,8 @@ class BatchProcessor:
             to_send = to_send[: grant.granted]
         if not to_send:
             return
+        sending = {e.item.entity_key: e.item.event.version for e, _ in to_send}  # type: ignore[union-attr]
+        await asyncio.to_thread(self.state.record_sending, sending)  # type: ignore[arg-type]
         started = time.perf_counter()
         answers = await self.client.deliver([d for _, d in to_send])
         result.call_seconds = time.perf_counter() - started

@@ -18,9 +18,11 @@ def is_echo(event: ChangeEvent, target: str, echo_suppression: bool) -> bool:
     return echo_suppression and event.origin_source == target
 
 
-def is_stale(event: ChangeEvent, synced_version: int) -> bool:
-    """The target already holds this version or a newer one: sending it would go backwards."""
-    return event.version <= synced_version
+def is_stale(event: ChangeEvent, synced_version: int, sent_version: int = 0) -> bool:
+    """The target already holds this version or a newer one, or a newer one has been handed
+    to it (its outcome perhaps never recorded): sending this one would go backwards. The
+    version last sent itself is not stale: it is sent again, under the same idempotency key."""
+    return event.version <= synced_version or event.version < sent_version
 
 
 def references_of(event: ChangeEvent, taken: Collection[str] | None = None) -> list[EntityKey]:

@@ -21,7 +21,7 @@ _UNLOCK = text("SELECT pg_advisory_unlock(hashtextextended(k, 0)) FROM unnest(CA
 # Arrays in, one statement out: a batch of hundreds costs one round trip and no statement compile.
 _VERSIONS = text(
     """
-    SELECT t.entity_type, t.entity_id, t.synced_version
+    SELECT t.entity_type, t.entity_id, t.synced_version, t.sent_version
       FROM target_sync_state t
       JOIN unnest(CAST(:types AS text[]), CAST(:ids AS text[])) AS k(entity_type, entity_id)
         ON t.entity_type = k.entity_type AND t.entity_id = k.entity_id
@@ -40,6 +40,17 @@ _SYNCED = text(
            next_retry_time = NULL, last_error = NULL,
            target_ref = COALESCE(excluded.target_ref, s.target_ref), updated_at = now()
      WHERE s.synced_version < excluded.synced_version
+    """
+)
+
+_SENDING = text(
+    """
+    INSERT INTO target_sync_state AS s (entity_type, entity_id, target, sent_version, updated_at)
+    SELECT k.entity_type, k.entity_id, :target, k.version, now()
+      FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[]), CAST(:versions AS int[])) AS k(entity_type, entity_id, version)
+    ON CONFLICT (entity_type, entity_id, target) DO UPDATE
+       SET sent_version = excluded.sent_version, updated_at = now()
+     WHERE s.sent_version < excluded.sent_version
     """
 )
 
@@ -127,14 +138,26 @@ class SyncStateStore:
             self._lock_conn.close()
             self._lock_conn = None
 
-    def synced_versions(self, keys: Iterable[EntityKey]) -> dict[EntityKey, int]:
-        """The version each entity has at the target (absent = never delivered)."""
+    def versions(self, keys: Iterable[EntityKey]) -> tuple[dict[EntityKey, int], dict[EntityKey, int]]:
+        """The version each entity has at the target, and the highest version ever sent to it
+        (absent = never delivered / never sent)."""
         wanted = sorted(set(keys))
         if not wanted:
-            return {}
+            return {}, {}
         params = {"target": self.target, "types": [k[0] for k in wanted], "ids": [k[1] for k in wanted]}
         with self.engine.connect() as conn:
-            return {(et, eid): v for et, eid, v in conn.execute(_VERSIONS, params)}
+            rows = conn.execute(_VERSIONS, params).all()
+        return {(et, eid): synced for et, eid, synced, _ in rows}, {(et, eid): sent for et, eid, _, sent in rows}
+
+    def record_sending(self, versions: dict[EntityKey, int]) -> None:
+        """Before the call: these versions may reach the target from now on (committed first,
+        so no older version of these entities is sent after them, whatever happens next)."""
+        if not versions:
+            return
+        keys = sorted(versions)
+        with self.engine.begin() as conn:
+            conn.execute(_SENDING, {"target": self.target, "types": [k[0] for k in keys], "ids": [k[1] for k in keys],
+                                    "versions": [versions[k] for k in keys]})
 
     def record(self, synced: list[Synced], failed: list[Failed]) -> None:
         """Write the outcomes of one batch in one transaction. A version never moves back: an

@@ -189,6 +189,8 @@ class TargetSyncState(Base):
     entity_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     target: Mapped[str] = mapped_column(String(50), primary_key=True)
     synced_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # the highest version ever handed to the target (written before the call): no older one follows it
+    sent_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="pending")
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     next_retry_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -120,6 +120,29 @@ async def test_stale_versions_are_skipped(so_settings, one_emulator, events, sta
     assert w.worker.stats["stale"] == 1
 
 
+async def test_an_older_version_never_follows_one_handed_over_without_a_recorded_outcome(
+        so_settings, one_emulator, events, start_worker) -> None:
+    """A worker handed v3 to the target and died before recording it; v1, waiting in a retry
+    tier meanwhile, comes due: it must not reach the target after v3."""
+    from syncflow.agents.sync_out.state import SyncStateStore
+
+    s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)
+    engine = make_engine(s, pool_size=1)
+    try:
+        SyncStateStore(engine, "one").record_sending({("location", "loc-k"): 3})
+    finally:
+        engine.dispose()
+    events.send([events.record("location", "loc-k", 1, location("k", name="v1"))])
+    w = await start_worker(s, "one")
+    await wait_for(lambda: w.worker.stats["stale"] == 1, what="v1 judged stale")
+    events.send([events.record("location", "loc-k", 3, location("k", name="v3"))])
+    state = emulator_state(one_emulator)
+    await wait_for(lambda: len(state.received) == 1, what="v3 sent again")
+    await w.stop()
+    assert delivered_versions(state) == {"loc-k": [3]}
+    assert sync_rows(s, "one")["loc-k"].synced_version == 3
+
+
 async def test_echo_is_not_sent_back_but_counts_as_held(so_settings, lessen_emulator, events, start_worker) -> None:
     s = pointing_at(so_settings, "lessen360", lessen_emulator, rate_per_minute=600_000)
     state = emulator_state(lessen_emulator)

@@ -40,6 +40,9 @@ def test_stale_is_at_or_below_the_synced_version() -> None:
     assert is_stale(event(version=2), 3)
     assert not is_stale(event(version=4), 3)
     assert not is_stale(event(version=1), 0)
+    assert is_stale(event(version=1), 0, 3)  # v3 was handed over, its outcome never recorded
+    assert not is_stale(event(version=3), 0, 3)  # v3 itself goes again, same idempotency key
+    assert not is_stale(event(version=4), 0, 3)
 
 
 def test_missing_references_need_a_delivered_version() -> None:
