@@ -11,7 +11,6 @@ consume of the raw topics and a bare bulk upsert of the version rows into Postgr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -26,7 +25,6 @@ from typing import Any
 
 import psutil
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 from psycopg2.extras import execute_values
 from pymongo import MongoClient
 from sqlalchemy import create_engine, text
@@ -38,7 +36,9 @@ from syncflow.connectors.schemas import schema_name  # noqa: E402
 from syncflow.emulators.sources.render import render  # noqa: E402
 from syncflow.emulators.sources.world import Entity, apply_changes, generate_world  # noqa: E402
 from syncflow.sinks.common_db.migrate import migrate  # noqa: E402
-from syncflow.streams.admin import create_topics  # noqa: E402
+from bench.baselines import bare_consume, percentile  # noqa: E402
+from bench.figures import Baseline, BenchResult, Figure, write_json  # noqa: E402
+from syncflow.streams.admin import create_topics, delete_topics  # noqa: E402
 from syncflow.streams.avro import codec_for  # noqa: E402
 from syncflow.streams.headers import ENTITY_TYPE, SOURCE_SYSTEM, TRACE_ID  # noqa: E402
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer  # noqa: E402
@@ -91,22 +91,6 @@ def committed_to_end(settings: Settings, group: str, topics: list[str]) -> tuple
         consumer.close()
 
 
-def bare_consume(settings: Settings, topics: list[str], expected: int) -> float:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"bench-bare-{uuid.uuid4().hex[:6]}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe(topics)
-    seen, started = 0, None
-    deadline = time.monotonic() + 300
-    while seen < expected and time.monotonic() < deadline:
-        batch = consumer.consume(1000, 1.0)
-        if batch and started is None:
-            started = time.perf_counter()
-        seen += sum(1 for m in batch if not m.error())
-    elapsed = time.perf_counter() - (started or time.perf_counter())
-    consumer.close()
-    return seen / elapsed if elapsed > 0 else float("nan")
-
-
 def bare_upsert(settings: Settings, batch_size: int) -> tuple[float, int]:
     """The version snapshots, upserted in batches into a scratch table: one INSERT ... VALUES
     ... ON CONFLICT per batch (psycopg2 execute_values), a transaction per batch."""
@@ -139,13 +123,6 @@ def scrape_steps(port: int) -> dict[str, float]:
     except OSError:
         return {}
     return {m.group(1): float(m.group(2)) for m in re.finditer(r'syncflow_sync_in_step_seconds_total\{step="([^"]+)"\} ([0-9.e+-]+)', body)}
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:
@@ -249,7 +226,7 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
             worker.kill()
         log.close()
 
-    consume_rate = bare_consume(settings, raw_topics, total)
+    consume_rate = bare_consume(settings.kafka_bootstrap_servers, raw_topics).rate
     upsert_rate, upsert_rows = bare_upsert(settings, args.batch_size)
     dlq = committed_to_end(settings, f"bench-dlq-{token}", [SYNC_IN_DLQ + suffix])[1]
 
@@ -260,7 +237,7 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
     print(f"| produce rate (setup) | {produce_rate:,.0f} records/s |")
     print(f"| sync-in sustained | **{sustained:,.0f} records/s** ({total} records in {drained - started:.1f}s incl. start-up) |")
     print(f"| versions written / DLQ records | {versions} / {dlq} |")
-    print(f"| latency produce -> committed version (trickle of {len(latencies)} at {args.trickle_rate:g}/s) | p50 {percentile(latencies, .5) * 1000:,.0f} ms, p99 {percentile(latencies, .99) * 1000:,.0f} ms |")
+    print(f"| latency produce -> committed version (trickle of {len(latencies)} at {args.trickle_rate:g}/s) | p50 {percentile(latencies, 50) * 1000:,.0f} ms, p99 {percentile(latencies, 99) * 1000:,.0f} ms |")
     print(f"| worker peak RSS | {peak_rss / 2**20:,.0f} MiB |")
     print(f"| bare confluent-kafka consume | {consume_rate:,.0f} records/s (sync-in = {sustained / consume_rate:.1%} of it) |")
     print(f"| bare PostgreSQL bulk upsert ({upsert_rows} rows) | {upsert_rate:,.0f} rows/s (sync-in = {sustained / upsert_rate:.1%} of it) |")
@@ -269,34 +246,23 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
         print(f"| {name} | {seconds:,.1f} | {seconds / step_total:.0%} |")
 
     if args.json:
-        rate = "sustained, whole worker"
+        rate = "sustained, whole worker"  # once per baseline it is compared with
         figures = [
-            figure(rate, sustained, "records/s", ("bare confluent-kafka consume", consume_rate, "records/s")),
-            figure(rate, sustained, "records/s", ("bare PostgreSQL bulk upsert", upsert_rate, "rows/s")),
-            figure("latency produce to committed version p50", percentile(latencies, .5) * 1000, "ms"),
-            figure("latency produce to committed version p99", percentile(latencies, .99) * 1000, "ms"),
-            figure("worker peak RSS", peak_rss / 2**20, "MiB"),
+            Figure(rate, sustained, "records/s", Baseline("bare confluent-kafka consume", consume_rate, "records/s")),
+            Figure(rate, sustained, "records/s", Baseline("bare PostgreSQL bulk upsert", upsert_rate, "rows/s")),
+            Figure("latency produce to committed version p50", percentile(latencies, 50) * 1000, "ms"),
+            Figure("latency produce to committed version p99", percentile(latencies, 99) * 1000, "ms"),
+            Figure("worker peak RSS", peak_rss / 2**20, "MiB"),
         ]
         params = {"records": total, "requested_records": args.records, "batch_size": args.batch_size,
                   "partitions": args.partitions, "workers": 1, "trickle": len(latencies), "trickle_rate": args.trickle_rate,
                   "versions": versions, "dlq_records": dlq, "bare_upsert_rows": upsert_rows}
-        args.json.write_text(json.dumps({"bench": "sync-in", "params": params, "figures": figures}, indent=2) + "\n")
-
-
-def figure(name: str, value: float, unit: str, baseline: tuple[str, float, str] | None = None) -> dict[str, Any]:
-    """One figure of the JSON output; the rate appears once per baseline it is compared with."""
-    base = None if baseline is None else {"name": baseline[0], "value": baseline[1], "unit": baseline[2]}
-    return {"name": name, "value": value, "unit": unit, "baseline": base}
+        write_json(args.json, BenchResult("sync-in", params, figures))
 
 
 def cleanup(settings: Settings, specs: list[TopicSpec]) -> None:
     """Drop the run's topics, schema and raw database (also after a failed run)."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    for f in admin.delete_topics([s.name for s in specs], operation_timeout=30).values():
-        try:
-            f.result(30)
-        except Exception:  # noqa: BLE001 - best-effort cleanup
-            pass
+    delete_topics(settings, [s.name for s in specs])
     eng = create_engine(settings.database_url)
     with eng.begin() as conn:
         conn.execute(text(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE'))

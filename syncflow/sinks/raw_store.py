@@ -162,10 +162,9 @@ class RawRecordStore:
     """Bulk writes of raw records and their inbound/outbound status."""
 
     def __init__(self, settings: Settings, client: MongoClient | None = None):
-        # socketTimeoutMS: a server that stops answering mid-write must raise (and the batch be
-        # retried), not hang the worker forever
         self._client = client or MongoClient(
-            settings.mongo_url, serverSelectionTimeoutMS=5000, socketTimeoutMS=30_000, tz_aware=True
+            settings.mongo_url, serverSelectionTimeoutMS=5000,
+            socketTimeoutMS=int(settings.mongo_socket_timeout_s * 1000), tz_aware=True,
         )
         self._owns_client = client is None
         self._retention = timedelta(days=settings.raw_retention_days)

@@ -207,6 +207,8 @@ class Settings(BaseSettings):
     mongo_database: str = "syncflow"
     # finds by _id the raw store runs at once (one round trip each: FerretDB has no fast multi-_id read)
     mongo_read_concurrency: int = 8
+    # a MongoDB server that stops answering mid-operation raises after this (the step is retried)
+    mongo_socket_timeout_s: float = 30.0
     schema_registry_url: str | None = None
     schemas_dir: Path = REPO_ROOT / "avro_schemas"
     raw_retention_days: int = 30

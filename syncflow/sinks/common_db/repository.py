@@ -107,6 +107,16 @@ def _values(cur: Any, sql: str, rows: list[tuple[Any, ...]], template: str | Non
     return list(out or [])
 
 
+def _select_by_keys(session: Session, sql: str, keys: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Run `sql` with one array parameter per key column (joined through unnest): one round
+    trip however many keys."""
+    if not keys:
+        return []
+    with _cursor(session) as cur:
+        cur.execute(sql, [list(column) for column in zip(*keys)])
+        return cur.fetchall()
+
+
 def _lock_entities(session: Session, items: Sequence[EntityRecord]) -> dict[EntityKey, EntityHead]:
     """Ensure a row exists for every entity and referenced parent (a placeholder where the
     real record has not arrived), locking them table by table in id order."""
@@ -141,14 +151,13 @@ def _parent_type(entity_type: str, column: str) -> str:
 
 def _load_master_states(session: Session, items: Sequence[EntityRecord]) -> dict[MasterKey, MasterState]:
     keys = sorted({(i.entity_type, i.entity_id, i.source_system) for i in items})
-    with _cursor(session) as cur:
-        cur.execute(
-            "SELECT m.entity_type, m.entity_id, m.source_system, m.data_hash, m.source_updated_at "
-            "FROM sync_master_data m JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(t, e, s) "
-            "ON m.entity_type = k.t AND m.entity_id = k.e AND m.source_system = k.s",
-            [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]],
-        )
-        rows = cur.fetchall()
+    rows = _select_by_keys(
+        session,
+        "SELECT m.entity_type, m.entity_id, m.source_system, m.data_hash, m.source_updated_at "
+        "FROM sync_master_data m JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(t, e, s) "
+        "ON m.entity_type = k.t AND m.entity_id = k.e AND m.source_system = k.s",
+        keys,
+    )
     return {(t, e, s): MasterState(h, u) for t, e, s, h, u in rows}
 
 
@@ -157,14 +166,13 @@ def _with_snapshots(session: Session, heads: dict[EntityKey, EntityHead]) -> dic
     keys = [(t, e, h.current_version) for (t, e), h in heads.items() if h.current_version > 0]
     if not keys:
         return heads
-    with _cursor(session) as cur:
-        cur.execute(
-            "SELECT v.entity_type, v.entity_id, v.data_snapshot FROM data_versions v "
-            "JOIN unnest(%s::text[], %s::text[], %s::int[]) AS k(t, e, n) "
-            "ON v.entity_type = k.t AND v.entity_id = k.e AND v.version_number = k.n",
-            [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]],
-        )
-        rows = cur.fetchall()
+    rows = _select_by_keys(
+        session,
+        "SELECT v.entity_type, v.entity_id, v.data_snapshot FROM data_versions v "
+        "JOIN unnest(%s::text[], %s::text[], %s::int[]) AS k(t, e, n) "
+        "ON v.entity_type = k.t AND v.entity_id = k.e AND v.version_number = k.n",
+        keys,
+    )
     out = dict(heads)
     for entity_type, entity_id, snapshot in rows:
         head = heads[(entity_type, entity_id)]
