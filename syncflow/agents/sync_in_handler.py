@@ -2,7 +2,10 @@
 
 `SyncInHandler.process` runs one attempt of the steps (synchronous I/O, meant for a worker
 thread) and remembers in `BatchProgress` which steps are done, so a retry after an outage
-repeats only what is left. `handle_until_done` retries the batch with backoff until every
+repeats only what is left. The steps: decode and transform; in one database transaction,
+the versions and then the raw documents with their final status (each raw document is
+written once per batch, and the database commits only once the raw store has taken the
+batch); publish the change events; route the rejected records to the DLQ. `handle_until_done` retries the batch with backoff until every
 step succeeded: the caller acks the batch only then, so an outage delays records and never
 skips them."""
 
@@ -18,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.orm import Session
 
 from syncflow.agents.outbox import OutboxRelay
 from syncflow.agents.sync_in_steps import (
@@ -46,11 +50,9 @@ class BatchProgress:
 
     messages: Sequence[KafkaRecord]
     prepared: PreparedBatch | None = None
-    raw_written: bool = False
-    rejected_routed: int = 0  # how many of prepared.rejected are in the DLQ already
-    new_versions: list[NewVersion] | None = None
+    new_versions: list[NewVersion] | None = None  # set once committed (raw documents written)
     published: bool = False
-    completed: bool = False
+    dead_lettered: bool = False
     attempts: int = 0
     first_failure_ms: int | None = None
 
@@ -107,24 +109,16 @@ class SyncInHandler:
             )
             step("decode_transform")
         prepared = progress.prepared
-        if not progress.raw_written:
-            self._write_raw(prepared)
-            progress.raw_written = True
-            step("raw_store_upsert")
-        self._route_rejected(progress)
-        step("dead_letters")
         if progress.new_versions is None:
-            progress.new_versions = self._apply_versions(progress)
-            step("common_db_upsert")
-            self._route_rejected(progress)  # records the database refused
+            progress.new_versions = self._commit_versions_and_raw(prepared, progress.attempts - 1, step)
         if not progress.published:
             self.relay.publish_entities((v.entity_type, v.entity_id) for v in progress.new_versions)
             progress.published = True
             step("publish_changes")
-        if not progress.completed:
-            self._mark_completed(prepared, progress.new_versions)
-            progress.completed = True
-            step("raw_store_completed")
+        if not progress.dead_lettered:
+            self._route_rejected(progress)
+            progress.dead_lettered = True
+            step("dead_letters")
         result = BatchResult(
             records=len(progress.messages),
             versions=len(progress.new_versions),
@@ -192,30 +186,54 @@ class SyncInHandler:
         except Exception as exc:  # noqa: BLE001 - a rule that crashes on one record must not stop the line
             raise _crash_as_validation(source, entity_type, exc) from exc
 
-    def _write_raw(self, prepared: PreparedBatch) -> None:
-        result = self.raw_store.upsert_raw_many(prepared.raw_docs)
+    def _commit_versions_and_raw(self, prepared: PreparedBatch, retry_count: int,
+                                 step: Callable[[str], None]) -> list[NewVersion]:
+        """Versions, then raw documents with their outcome, in one transaction. A raw
+        document the store refuses turns its record into a rejection, and the transaction
+        is rolled back and made again without it."""
+        while True:
+            try:
+                with unit_of_work(self.engine) as session:
+                    versions = self._apply_versions(session, prepared)
+                    step("common_db_upsert")
+                    refused = self._write_raw(prepared, versions, retry_count)
+                    step("raw_store_write")
+                    if refused:
+                        raise _RawDocumentsRefused(refused)
+                    return versions
+            except _RawDocumentsRefused as exc:
+                log.warning("raw store refused %d accepted record(s); they go to the DLQ", len(exc.indexes))
+
+    def _write_raw(self, prepared: PreparedBatch, versions: list[NewVersion], retry_count: int) -> set[int]:
+        """Each raw document with what became of its record; the accepted records whose
+        document was refused (moved to the rejected ones) come back by message index."""
+        made = {v.item_index: v.version_number for v in versions}
+        outcome: dict[int, Completed | Failed] = {
+            a.index: Completed(a.raw_key, a.entity.entity, made.get(pos)) for pos, a in enumerate(prepared.accepted)
+        }
+        outcome.update(
+            (r.index, Failed(r.raw_key, f"{type(r.error).__name__}: {r.error}", _field_errors(r.error), retry_count))
+            for r in prepared.rejected if r.raw_key is not None
+        )
+        result = self.raw_store.upsert_raw_many(prepared.raw_docs, outcomes=[outcome.get(i) for i in prepared.raw_doc_index])
         if not result.rejected:
-            return
+            return set()
         refused = {prepared.raw_doc_index[i]: err for i, err in result.rejected.items()}
+        was_accepted = {a.index for a in prepared.accepted} & set(refused)
         prepared.accepted = [a for a in prepared.accepted if a.index not in refused]
         prepared.rejected = [r for r in prepared.rejected if r.index not in refused]
         prepared.rejected += [Rejected(index, err) for index, err in sorted(refused.items())]
+        prepared.raw_docs = [d for d, i in zip(prepared.raw_docs, prepared.raw_doc_index) if i not in refused]
+        prepared.raw_doc_index = [i for i in prepared.raw_doc_index if i not in refused]
+        return was_accepted
 
     def _route_rejected(self, progress: BatchProgress) -> None:
-        """DLQ records (acknowledged by Kafka) and failed raw docs for rejections not yet routed."""
+        """DLQ records (acknowledged by Kafka); their raw documents are marked failed already."""
         assert progress.prepared is not None
-        todo = progress.prepared.rejected[progress.rejected_routed:]
+        todo = progress.prepared.rejected
         if not todo:
             return
-        self.raw_store.mark_failed_many(
-            [
-                Failed(r.raw_key, f"{type(r.error).__name__}: {r.error}", _field_errors(r.error), progress.attempts - 1)
-                for r in todo
-                if r.raw_key is not None
-            ]
-        )
         self.producer.send_all([self._dead_letter(progress, r) for r in todo])
-        progress.rejected_routed += len(todo)
         if self.metrics is not None:
             for r in todo:
                 source, entity_type = self._labels(progress.messages[r.index], r)
@@ -238,14 +256,13 @@ class SyncInHandler:
         )
         return OutgoingRecord(self.topics.dlq, msg.key, msg.value, carry_headers(msg.headers) + failure_headers(ctx))
 
-    def _apply_versions(self, progress: BatchProgress) -> list[NewVersion]:
-        """All accepted records in one transaction; when the database refuses the batch for
-        its data (not for an outage), each record alone, so one bad record goes to the DLQ
-        and the rest are kept."""
-        assert progress.prepared is not None
-        accepted = progress.prepared.accepted
+    def _apply_versions(self, session: Session, prepared: PreparedBatch) -> list[NewVersion]:
+        """All accepted records at once; when the database refuses the batch for its data
+        (not for an outage), each record alone in a savepoint, so one bad record goes to the
+        DLQ and the rest are kept."""
+        accepted = prepared.accepted
         try:
-            with unit_of_work(self.engine) as session:
+            with session.begin_nested():
                 return upsert_versions(session, [a.entity for a in accepted])
         except (DataError, IntegrityError, TypeError, ValueError) as exc:
             log.warning("database refused a batch (%s); applying its %d record(s) one by one", exc, len(accepted))
@@ -253,23 +270,17 @@ class SyncInHandler:
         kept: list[Accepted] = []
         for item in accepted:
             try:
-                with unit_of_work(self.engine) as session:
+                with session.begin_nested():
                     made = upsert_versions(session, [item.entity])
             except (DataError, IntegrityError, TypeError, ValueError) as exc:
                 error = RecordCrashError(f"the common database refused the record: {type(exc).__name__}: {exc}"[:2000])
-                progress.prepared.rejected.append(Rejected(item.index, error, item.raw_key))
+                prepared.rejected.append(Rejected(item.index, error, item.raw_key))
                 continue
             position = len(kept)
             kept.append(item)
             created += [_reindexed(v, position) for v in made]
-        progress.prepared.accepted = kept
+        prepared.accepted = kept
         return created
-
-    def _mark_completed(self, prepared: PreparedBatch, versions: list[NewVersion]) -> None:
-        made = {v.item_index: v.version_number for v in versions}
-        self.raw_store.mark_completed_many(
-            [Completed(a.raw_key, a.entity.entity, made.get(pos)) for pos, a in enumerate(prepared.accepted)]
-        )
 
     def _labels(self, msg: KafkaRecord, rejected: Rejected | None = None) -> tuple[str, str]:
         if rejected is not None and rejected.raw_key is not None:
@@ -290,6 +301,14 @@ class SyncInHandler:
             m.sync_in_success.labels(a.raw_key.source_system, a.raw_key.entity_type).inc()
         for topic, n in Counter(msg.topic for msg in progress.messages).items():
             m.record_processed(self.group_id, topic, n)
+
+
+class _RawDocumentsRefused(Exception):
+    """Rolls back a batch's transaction: these accepted records have no raw document."""
+
+    def __init__(self, indexes: set[int]):
+        super().__init__(f"{len(indexes)} raw document(s) refused")
+        self.indexes = indexes
 
 
 def _field_errors(error: BadInputError) -> list[Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -152,6 +152,38 @@ class Failed:
     retry_count: int = 0
 
 
+Outcome = Completed | Failed
+
+
+def _apply_outcome(doc: dict[str, Any], outcome: Outcome, now: datetime) -> None:
+    """Record in a raw document what became of its record."""
+    sync = doc["syncStatus"] = dict(doc.get("syncStatus") or {})
+    if isinstance(outcome, Completed):
+        sync["inbound"] = COMPLETED
+        doc["processedData"] = to_document(outcome.processed_data)
+        if outcome.version is not None:
+            doc["metadata"] = {**(doc.get("metadata") or {}), "version": outcome.version}
+        return
+    sync["inbound"] = FAILED
+    doc["errorLog"] = list(doc.get("errorLog") or []) + [{
+        "timestamp": now,
+        "error": outcome.error,
+        "retryCount": outcome.retry_count,
+        "fieldErrors": to_document([e.to_dict() for e in outcome.field_errors]),
+    }]
+
+
+def _refusals(exc: BulkWriteError, docs: list[dict[str, Any]]) -> dict[str, RawDocumentRejected]:
+    """The documents a bulk write refused, by _id; raises when the server did not answer for each."""
+    errors = exc.details.get("writeErrors", [])
+    if exc.details.get("writeConcernErrors") or not errors:
+        raise exc
+    return {
+        docs[int(e["index"])]["_id"]: RawDocumentRejected(f"raw store refused the document: {e.get('errmsg', e)}")
+        for e in errors
+    }
+
+
 @dataclass(frozen=True)
 class UpsertResult:
     written: int
@@ -174,7 +206,8 @@ class RawRecordStore:
         # documents deleted for a rewrite whose insert did not go through: written first thing
         # on the next call, so a retried step finds them (collection name -> _id -> document)
         self._unwritten: dict[str, dict[str, dict[str, Any]]] = {}
-        self._written: dict[str, dict[str, Any]] = {}  # client_raw_data documents written since the last upsert
+        self._known: set[str] = set()  # ids of documents this store has written (a hint, see _rewrite)
+        self._known_max = settings.mongo_known_ids_max
         self._read_concurrency = settings.mongo_read_concurrency
         self._readers: ThreadPoolExecutor | None = None
 
@@ -209,17 +242,24 @@ class RawRecordStore:
             self.ttl_supported = False
             self.collection.create_index([("expiresAfter", ASCENDING)], name="ix_expires")
 
-    def upsert_raw_many(self, docs: Sequence[RawDocument], now: datetime | None = None) -> UpsertResult:
-        """Store the latest raw record per identity (inbound: pending), keeping the document's
-        history (createDate, errorLog, outbound statuses). Documents the server refuses are
-        reported by index; the others are written."""
+    def upsert_raw_many(self, docs: Sequence[RawDocument], now: datetime | None = None,
+                        outcomes: Sequence[Outcome | None] | None = None) -> UpsertResult:
+        """Store the latest raw record per identity, keeping the document's history
+        (createDate, errorLog, outbound statuses). `outcomes[i]` is what became of `docs[i]`
+        (completed or failed; inbound stays pending without one), so sync-in writes each
+        document once per batch. Documents the server refuses are reported by index; the
+        others are written."""
         now = now or datetime.now(UTC)
         latest = {d.key.doc_id: d for d in docs}  # the last record of a key in the batch wins
+        results: dict[str, list[Outcome]] = {}
+        for d, outcome in zip(docs, outcomes or [None] * len(docs), strict=True):
+            if outcome is not None:
+                results.setdefault(d.key.doc_id, []).append(outcome)
 
         def change(doc_id: str, old: dict[str, Any] | None) -> dict[str, Any]:
             d = latest[doc_id]
             old = old or {}
-            return {
+            doc = {
                 "_id": doc_id,
                 **d.key.fields(),
                 "rawData": to_document(d.raw_data),
@@ -231,98 +271,96 @@ class RawRecordStore:
                 "createDate": old.get("createDate") or now,
                 "expiresAfter": now + self._retention,
             }
+            for outcome in results.get(doc_id, []):
+                _apply_outcome(doc, outcome, now)
+            return doc
 
         rejected_ids = self._rewrite(list(latest), change, create=True)
         rejected = {i: rejected_ids[d.key.doc_id] for i, d in enumerate(docs) if d.key.doc_id in rejected_ids}
         return UpsertResult(len(docs) - len(rejected), rejected)
 
     def mark_completed_many(self, items: Sequence[Completed]) -> None:
-        by_id = {item.key.doc_id: item for item in items}
+        self._mark_existing(items)
 
-        def change(doc_id: str, old: dict[str, Any] | None) -> dict[str, Any]:
-            item, doc = by_id[doc_id], dict(old or {})
-            doc["syncStatus"] = {**(doc.get("syncStatus") or {}), "inbound": COMPLETED}
-            doc["processedData"] = to_document(item.processed_data)
-            if item.version is not None:
-                doc["metadata"] = {**(doc.get("metadata") or {}), "version": item.version}
-            return doc
-
-        self._raise_first(self._rewrite(list(by_id), change, create=False))
-
-    def mark_failed_many(self, items: Sequence[Failed], now: datetime | None = None) -> None:
+    def mark_failed_many(self, items: Sequence[Failed]) -> None:
         """Inbound failed, with the error and each failing rule appended to errorLog."""
-        now = now or datetime.now(UTC)
-        by_id: dict[str, list[Failed]] = {}
+        self._mark_existing(items)
+
+    def _mark_existing(self, items: Sequence[Outcome]) -> None:
+        now = datetime.now(UTC)
+        by_id: dict[str, list[Outcome]] = {}
         for item in items:
             by_id.setdefault(item.key.doc_id, []).append(item)
 
         def change(doc_id: str, old: dict[str, Any] | None) -> dict[str, Any]:
             doc = dict(old or {})
-            doc["syncStatus"] = {**(doc.get("syncStatus") or {}), "inbound": FAILED}
-            doc["errorLog"] = list(doc.get("errorLog") or []) + [
-                {
-                    "timestamp": now,
-                    "error": item.error,
-                    "retryCount": item.retry_count,
-                    "fieldErrors": to_document([e.to_dict() for e in item.field_errors]),
-                }
-                for item in by_id[doc_id]
-            ]
+            for item in by_id[doc_id]:
+                _apply_outcome(doc, item, now)
             return doc
 
-        self._raise_first(self._rewrite(list(by_id), change, create=False))
+        refused = self._rewrite(list(by_id), change, create=False)
+        if refused:
+            raise next(iter(refused.values()))
 
     def _rewrite(self, doc_ids: list[str], change: Callable[[str, dict[str, Any] | None], dict[str, Any]],
                  *, create: bool) -> dict[str, RawDocumentRejected]:
-        """Replace whole documents: read them by _id, delete and insert them (`_replace`).
+        """Write whole documents; returns the ones the server refused.
 
-        FerretDB v1 updates documents one by one and stops answering an update command with
-        many statements, and it pushes down only a filter on one _id (a `$in` scans the
-        collection); a find per _id, a delete of one statement per _id and one insert_many
-        are fast there and work on any MongoDB-compatible server. Documents this store wrote
-        since the last upsert are not read again: sync-in completes or fails the documents it
-        has just stored, and each upsert (the start of a batch) starts afresh, so at most one
-        batch is held. A worker dying between the delete and the insert loses nothing: its
-        batch is not acknowledged, so it is processed, and written, again."""
+        FerretDB v1 updates documents one by one (and stops answering an update command with
+        many statements), pushes down only a filter on one _id, and falls back to inserting
+        document by document when one insert of a bulk fails. So: identities not seen before
+        go in one insert_many (the fast path: a sync-in load is mostly new identities); the
+        ones that exist are read with a find per _id, deleted by _id and inserted again
+        (`_replace`). This works on any MongoDB-compatible server."""
         if not doc_ids:
             return {}
         self._write_unwritten(self.collection)
+        refused: dict[str, RawDocumentRejected] = {}
+        existing = doc_ids
         if create:
-            self._written = {}
-        old = self._read_by_id(doc_ids)
-        new_docs = [change(i, old.get(i)) for i in doc_ids if create or i in old]
-        for d in new_docs:
-            self._written.pop(d["_id"], None)
+            fresh = [i for i in doc_ids if i not in self._known]
+            duplicates, refused = self._insert_new(self.collection, [change(i, None) for i in fresh])
+            self._remember(i for i in fresh if i not in duplicates and i not in refused)
+            existing = [i for i in doc_ids if i not in fresh or i in duplicates]
+        old = self._read_by_id(existing)
+        docs = [change(i, old.get(i)) for i in existing if create or i in old]
         try:
-            self._replace(self.collection, new_docs)
+            self._replace(self.collection, docs)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if exc.details.get("writeConcernErrors") or not errors:
-                raise
-            refused = {
-                new_docs[int(e["index"])]["_id"]: RawDocumentRejected(
-                    f"raw store refused the document: {e.get('errmsg', e)}")
-                for e in errors
-            }
-            self._written.update((d["_id"], d) for d in new_docs if d["_id"] not in refused)
-            return refused
-        self._written.update((d["_id"], d) for d in new_docs)
-        return {}
+            refused.update(_refusals(exc, docs))
+        self._remember(d["_id"] for d in docs if d["_id"] not in refused)
+        return refused
+
+    def _insert_new(self, collection: Collection, docs: list[dict[str, Any]]
+                    ) -> tuple[set[str], dict[str, RawDocumentRejected]]:
+        """Insert documents believed new: (ids that exist already, ids refused)."""
+        if not docs:
+            return set(), {}
+        try:
+            collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            duplicates = {docs[int(e["index"])]["_id"] for e in exc.details.get("writeErrors", [])
+                          if e.get("code") == DUPLICATE_KEY}
+            refused = _refusals(exc, docs)
+            return duplicates, {i: r for i, r in refused.items() if i not in duplicates}
+        return set(), {}
+
+    def _remember(self, doc_ids: Iterable[str]) -> None:
+        if len(self._known) > self._known_max:
+            self._known.clear()  # a hint only: a forgotten id costs one refused insert
+        self._known.update(doc_ids)
 
     def _read_by_id(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The current documents: this store's own last writes, else one find per _id (on
-        `mongo_read_concurrency` connections at once: each find is a round trip)."""
-        out = {i: self._written[i] for i in doc_ids if i in self._written}
-        missing = [i for i in doc_ids if i not in out]
-        if len(missing) > 1 and self._read_concurrency > 1:
+        """The current documents: one find per _id (on `mongo_read_concurrency` connections
+        at once: each find is a round trip)."""
+        if len(doc_ids) > 1 and self._read_concurrency > 1:
             if self._readers is None:
                 self._readers = ThreadPoolExecutor(self._read_concurrency, thread_name_prefix="raw-store-read")
             collection = self.collection
-            found = self._readers.map(lambda doc_id: collection.find_one({"_id": doc_id}), missing)
+            found = self._readers.map(lambda doc_id: collection.find_one({"_id": doc_id}), doc_ids)
         else:
-            found = (self.collection.find_one({"_id": doc_id}) for doc_id in missing)
-        out.update((doc["_id"], doc) for doc in found if doc is not None)
-        return out
+            found = (self.collection.find_one({"_id": doc_id}) for doc_id in doc_ids)
+        return {doc["_id"]: doc for doc in found if doc is not None}
 
     def _replace(self, collection: Collection, docs: list[dict[str, Any]]) -> None:
         """Delete then insert by _id. Until the insert is known to have gone through, the
@@ -354,11 +392,6 @@ class RawRecordStore:
                 log.warning("raw store: re-insert of %s refused: %s", docs[int(e["index"])]["_id"], e.get("errmsg", e))
         self._unwritten.pop(collection.name, None)
         log.info("raw store: wrote %d document(s) whose first insert was interrupted", len(docs))
-
-    @staticmethod
-    def _raise_first(rejected: dict[str, RawDocumentRejected]) -> None:
-        if rejected:
-            raise next(iter(rejected.values()))
 
     def set_outbound_statuses(self, items: Sequence[tuple[str, str, str, str, str]]) -> None:
         """(source_system, entity_type, source_id, target, status) per item, for sync-out.

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+from pymongo.errors import BulkWriteError
 from sqlalchemy import create_engine, select, text
 
 from syncflow.agents.sync_in_handler import BatchProgress
@@ -249,13 +250,15 @@ def test_postgres_outage_retries_the_batch_instead_of_skipping_it(rig: Rig) -> N
         assert not task.done()
         ok, detail = handler.state.ok()
         assert not ok and "OperationalError" in detail
-        doc = rig.runtime.raw_store.find_one(RawKey(entity.source, entity.entity_type, entity.source_id))
-        assert doc is not None and doc["syncStatus"]["inbound"] == "pending"
+        # the raw document is written inside the database transaction, so not yet
+        assert rig.runtime.raw_store.find_one(RawKey(entity.source, entity.entity_type, entity.source_id)) is None
         handler.engine, handler.relay._engine = good_engine, good_engine
         return await asyncio.wait_for(task, 30)
 
     result = asyncio.run(scenario())
     assert result.versions == 1 and handler.state.ok()[0]
+    doc = rig.runtime.raw_store.find_one(RawKey(entity.source, entity.entity_type, entity.source_id))
+    assert doc is not None and doc["syncStatus"]["inbound"] == "completed" and doc["metadata"]["version"] == 1
     assert [e["version"] for e in events(rig, "service_request")] == [1]
 
 
@@ -269,3 +272,43 @@ def test_sweeper_publishes_versions_committed_but_never_published(rig: Rig) -> N
     assert rig.runtime.sweeper.sweep() == 1
     assert rig.runtime.sweeper.sweep() == 0
     assert [(e["version"], e["change_type"]) for e in events(rig, "resident")] == [(1, "create")]
+
+
+class RefusesSourceId:
+    """The raw store's collection, answering an insert of one source id as a server refusing
+    the document would (a write error for it; the other documents are written)."""
+
+    def __init__(self, collection: Any, source_id: str):
+        self._collection, self._source_id = collection, source_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+    def insert_many(self, docs: list[dict[str, Any]], **kwargs: Any) -> Any:
+        refused = [i for i, d in enumerate(docs) if d["sourceId"] == self._source_id]
+        kept = [d for d in docs if d["sourceId"] != self._source_id]
+        if kept:
+            self._collection.insert_many(kept, **kwargs)
+        if refused:
+            errors = [{"index": i, "code": 2, "errmsg": "document is too large (injected)"} for i in refused]
+            raise BulkWriteError({"writeErrors": errors, "writeConcernErrors": [], "nInserted": len(kept)})
+
+
+def test_a_record_whose_raw_document_is_refused_goes_to_dlq_and_makes_no_version(rig: Rig) -> None:
+    refused, kept = valid_entities()[("yardi", "location")], valid_entities()[("yardi", "resident")]
+    store = rig.runtime.raw_store
+    real = store.collection
+    store.collection = RefusesSourceId(real, refused.source_id)  # type: ignore[assignment]
+    try:
+        result = rig.run([rig.native(refused), rig.native(kept)])
+    finally:
+        store.collection = real
+    assert (result.versions, result.rejected) == (1, 1)
+    assert [v[0] for v in versions(rig)] == ["resident"]
+    [dead] = _dlq(rig)
+    assert dead["key"] == raw_key("location", refused.source_id).encode()
+    assert "raw store refused" in dead["failure"]["exception.message"]
+    assert store.find_one(RawKey(refused.source, refused.entity_type, refused.source_id)) is None
+    doc = store.find_one(RawKey(kept.source, kept.entity_type, kept.source_id))
+    assert doc is not None and doc["syncStatus"]["inbound"] == "completed" and doc["metadata"]["version"] == 1
+    assert [e["version"] for e in events(rig, "resident")] == [1] and events(rig, "location") == []

@@ -117,17 +117,19 @@ class CountingFinds:
         return self._collection.find_one(*args, **kwargs)
 
 
-def test_completing_just_stored_documents_reads_nothing_back(store: RawRecordStore) -> None:
+def test_new_identities_are_inserted_with_their_outcome_without_reading(store: RawRecordStore) -> None:
     counting = CountingFinds(store.collection)
     store.collection = counting  # type: ignore[assignment]
-    store.upsert_raw_many([RawDocument(key(i), {"i": i}, f"h{i}") for i in range(4)])
-    assert len(counting.calls) == 4  # one lookup by _id per document (none existed)
-    store.mark_failed_many([Failed(key(0), "validation")])
-    store.mark_completed_many([Completed(key(i), {"entity_id": f"loc-{i}"}, version=1) for i in range(1, 4)])
-    assert len(counting.calls) == 4
+    outcomes = [Failed(key(0), "validation")] + [Completed(key(i), {"entity_id": f"loc-{i}"}, version=1) for i in range(1, 4)]
+    store.upsert_raw_many([RawDocument(key(i), {"i": i}, f"h{i}") for i in range(4)], outcomes=outcomes)
+    assert counting.calls == []
+    store.upsert_raw_many([RawDocument(key(1), {"i": 10}, "h10")], outcomes=[Completed(key(1), {"entity_id": "loc-1"})])
+    assert len(counting.calls) == 1  # an identity it wrote before is read, to keep its history
     store.collection = counting._collection
     assert store.find_one(key(0))["syncStatus"]["inbound"] == "failed"  # type: ignore[index]
+    assert store.find_one(key(0))["errorLog"][0]["error"] == "validation"  # type: ignore[index]
     assert all(store.find_one(key(i))["metadata"]["version"] == 1 for i in range(1, 4))  # type: ignore[index]
+    assert store.find_one(key(1))["rawData"] == {"i": 10}  # type: ignore[index]
 
 
 def test_an_upsert_reads_what_another_writer_left_not_its_own_earlier_write(settings: Settings, store: RawRecordStore) -> None:
