@@ -130,6 +130,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1, help="sync-in worker processes in the group")
     parser.add_argument("--trickle", type=int, default=500, help="records produced one by one for the latency figures")
     parser.add_argument("--trickle-rate", type=float, default=100.0, help="records/s of the trickle")
     parser.add_argument("--timeout", type=float, default=3600.0)
@@ -169,27 +170,38 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
     env = dict(os.environ, SYNCFLOW_DATABASE_SCHEMA=settings.database_schema, SYNCFLOW_MONGO_DATABASE=settings.mongo_database,
                SYNCFLOW_SYNC_IN__BATCH_SIZE=str(args.batch_size), PYTHONPATH=str(REPO))
     log = open(f"/tmp/sync-in-bench-{token}.log", "w")
-    worker = subprocess.Popen([sys.executable, "-m", "syncflow.cli.sync_in", "run", "--web-port", str(port), "--group-id", group,
-                               "--topic-suffix", suffix, "--loglevel", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    proc = psutil.Process(worker.pid)
+    ports = [port + i for i in range(args.workers)]
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "syncflow.cli.sync_in", "run", "--web-port", str(p), "--group-id", group,
+                          "--topic-suffix", suffix, "--loglevel", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        for p in ports
+    ]
+    procs = [psutil.Process(w.pid) for w in workers]
     peak_rss, started, first_progress = 0, time.perf_counter(), None
+
+    def rss() -> int:
+        return max(p.memory_info().rss for p in procs)
+
     total = len(workload.records)
     try:
         while True:
-            peak_rss = max(peak_rss, proc.memory_info().rss)
+            peak_rss = max(peak_rss, rss())
             done, _ = committed_to_end(settings, group, raw_topics)
             if done and first_progress is None:
                 first_progress = (time.perf_counter(), done)
             if done >= total:
                 break
-            if worker.poll() is not None or time.perf_counter() - started > args.timeout:
+            if any(w.poll() is not None for w in workers) or time.perf_counter() - started > args.timeout:
                 raise SystemExit(f"worker stopped or timed out at {done}/{total}; log /tmp/sync-in-bench-{token}.log")
             time.sleep(1.0)
         drained = time.perf_counter()
         # sustained rate: from the first committed batch (start-up and group join excluded) to the end
         t_first, n_first = first_progress or (started, 0)
         sustained = (total - n_first) / max(drained - t_first, 1e-9)
-        steps = scrape_steps(port)
+        steps: dict[str, float] = {}
+        for p in ports:
+            for name, seconds in scrape_steps(p).items():
+                steps[name] = steps.get(name, 0.0) + seconds
 
         # latency: a paced trickle of fresh updates after the backlog, produce -> version commit
         trickle_ids: dict[str, float] = {}
@@ -204,7 +216,7 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
                                  [(TRACE_ID, trace.encode())])
             trickle_ids[trace] = time.time()
             producer.send_all([rec])
-            peak_rss = max(peak_rss, proc.memory_info().rss)
+            peak_rss = max(peak_rss, rss())
             time.sleep(1.0 / args.trickle_rate)
         engine = create_engine(settings.database_url, connect_args={"options": f"-csearch_path={settings.database_schema}"})
         # the trickle is done when the worker has committed it (records that change nothing
@@ -219,11 +231,13 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
             versions = conn.execute(text("SELECT count(*) FROM data_versions")).scalar()
         engine.dispose()
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            try:
+                w.wait(30)
+            except subprocess.TimeoutExpired:
+                w.kill()
         log.close()
 
     consume_rate = bare_consume(settings.kafka_bootstrap_servers, raw_topics).rate
@@ -231,14 +245,14 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
     dlq = committed_to_end(settings, f"bench-dlq-{token}", [SYNC_IN_DLQ + suffix])[1]
 
     step_total = sum(steps.values()) or 1.0
-    print(f"\n## sync-in benchmark ({total} records, batch {args.batch_size}, {args.partitions} partitions/raw topic, 1 worker)\n")
+    print(f"\n## sync-in benchmark ({total} records, batch {args.batch_size}, {args.partitions} partitions/raw topic, {args.workers} worker(s))\n")
     print("| measure | value |\n|---|---|")
     print(f"| workload | {', '.join(f'{k}: {v}' for k, v in workload.kinds.items())} |")
     print(f"| produce rate (setup) | {produce_rate:,.0f} records/s |")
     print(f"| sync-in sustained | **{sustained:,.0f} records/s** ({total} records in {drained - started:.1f}s incl. start-up) |")
     print(f"| versions written / DLQ records | {versions} / {dlq} |")
     print(f"| latency produce -> committed version (trickle of {len(latencies)} at {args.trickle_rate:g}/s) | p50 {percentile(latencies, 50) * 1000:,.0f} ms, p99 {percentile(latencies, 99) * 1000:,.0f} ms |")
-    print(f"| worker peak RSS | {peak_rss / 2**20:,.0f} MiB |")
+    print(f"| worker peak RSS (largest worker) | {peak_rss / 2**20:,.0f} MiB |")
     print(f"| bare confluent-kafka consume | {consume_rate:,.0f} records/s (sync-in = {sustained / consume_rate:.1%} of it) |")
     print(f"| bare PostgreSQL bulk upsert ({upsert_rows} rows) | {upsert_rate:,.0f} rows/s (sync-in = {sustained / upsert_rate:.1%} of it) |")
     print("\nWhere the worker's batch time went:\n\n| step | seconds | share |\n|---|---|---|")
@@ -255,7 +269,7 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
             Figure("worker peak RSS", peak_rss / 2**20, "MiB"),
         ]
         params = {"records": total, "requested_records": args.records, "batch_size": args.batch_size,
-                  "partitions": args.partitions, "workers": 1, "trickle": len(latencies), "trickle_rate": args.trickle_rate,
+                  "partitions": args.partitions, "workers": args.workers, "trickle": len(latencies), "trickle_rate": args.trickle_rate,
                   "versions": versions, "dlq_records": dlq, "bare_upsert_rows": upsert_rows}
         write_json(args.json, BenchResult("sync-in", params, figures))
 

@@ -2,10 +2,9 @@
 
 `SyncInHandler.process` runs one attempt of the steps (synchronous I/O, meant for a worker
 thread) and remembers in `BatchProgress` which steps are done, so a retry after an outage
-repeats only what is left. The steps: decode and transform; in one database transaction,
-the versions and then the raw documents with their final status (each raw document is
-written once per batch, and the database commits only once the raw store has taken the
-batch); publish the change events; route the rejected records to the DLQ. `handle_until_done` retries the batch with backoff until every
+repeats only what is left. The steps: decode and transform; commit the versions; publish
+their change events; write the raw documents, each once and with what became of its record;
+route the rejected records to the DLQ. `handle_until_done` retries the batch with backoff until every
 step succeeded: the caller acks the batch only then, so an outage delays records and never
 skips them."""
 
@@ -34,7 +33,7 @@ from syncflow.agents.sync_in_steps import (
 from syncflow.errors import BadInputError, RecordCrashError, ValidationError
 from syncflow.sinks.common_db.engine import unit_of_work
 from syncflow.sinks.common_db.repository import NewVersion, upsert_versions
-from syncflow.sinks.raw_store import Completed, Failed, RawRecordStore
+from syncflow.sinks.raw_store import Completed, Failed, RawDocument, RawRecordStore
 from syncflow.streams.avro import AvroCodec, DecodedRecord
 from syncflow.streams.dead_letters import FailureContext, carry_headers, failure_headers
 from syncflow.streams.metrics import SyncflowMetrics
@@ -50,8 +49,9 @@ class BatchProgress:
 
     messages: Sequence[KafkaRecord]
     prepared: PreparedBatch | None = None
-    new_versions: list[NewVersion] | None = None  # set once committed (raw documents written)
+    new_versions: list[NewVersion] | None = None  # set once committed
     published: bool = False
+    raw_written: bool = False
     dead_lettered: bool = False
     attempts: int = 0
     first_failure_ms: int | None = None
@@ -110,11 +110,18 @@ class SyncInHandler:
             step("decode_transform")
         prepared = progress.prepared
         if progress.new_versions is None:
-            progress.new_versions = self._commit_versions_and_raw(prepared, progress.attempts - 1, step)
+            with unit_of_work(self.engine) as session:
+                versions = self._apply_versions(session, prepared)
+            progress.new_versions = versions  # committed
+            step("common_db_upsert")
         if not progress.published:
             self.relay.publish_entities((v.entity_type, v.entity_id) for v in progress.new_versions)
             progress.published = True
             step("publish_changes")
+        if not progress.raw_written:
+            self._write_raw(prepared, progress.new_versions, progress.attempts - 1)
+            progress.raw_written = True
+            step("raw_store_write")
         if not progress.dead_lettered:
             self._route_rejected(progress)
             progress.dead_lettered = True
@@ -186,46 +193,36 @@ class SyncInHandler:
         except Exception as exc:  # noqa: BLE001 - a rule that crashes on one record must not stop the line
             raise _crash_as_validation(source, entity_type, exc) from exc
 
-    def _commit_versions_and_raw(self, prepared: PreparedBatch, retry_count: int,
-                                 step: Callable[[str], None]) -> list[NewVersion]:
-        """Versions, then raw documents with their outcome, in one transaction. A raw
-        document the store refuses turns its record into a rejection, and the transaction
-        is rolled back and made again without it."""
-        while True:
-            try:
-                with unit_of_work(self.engine) as session:
-                    versions = self._apply_versions(session, prepared)
-                    step("common_db_upsert")
-                    refused = self._write_raw(prepared, versions, retry_count)
-                    step("raw_store_write")
-                    if refused:
-                        raise _RawDocumentsRefused(refused)
-                    return versions
-            except _RawDocumentsRefused as exc:
-                log.warning("raw store refused %d accepted record(s); they go to the DLQ", len(exc.indexes))
-
-    def _write_raw(self, prepared: PreparedBatch, versions: list[NewVersion], retry_count: int) -> set[int]:
-        """Each raw document with what became of its record; the accepted records whose
-        document was refused (moved to the rejected ones) come back by message index."""
+    def _write_raw(self, prepared: PreparedBatch, versions: list[NewVersion], retry_count: int) -> None:
+        """Each raw document with what became of its record (completed with the version it
+        made, or failed with the errors). A document the server refuses is written again
+        without its rawData and with the refusal in its errorLog; its record stays applied
+        (or rejected) as it was, and the original bytes stay on the raw topic."""
         made = {v.item_index: v.version_number for v in versions}
-        outcome: dict[int, Completed | Failed] = {
+        by_index: dict[int, Completed | Failed] = {
             a.index: Completed(a.raw_key, a.entity.entity, made.get(pos)) for pos, a in enumerate(prepared.accepted)
         }
-        outcome.update(
+        by_index.update(
             (r.index, Failed(r.raw_key, f"{type(r.error).__name__}: {r.error}", _field_errors(r.error), retry_count))
             for r in prepared.rejected if r.raw_key is not None
         )
-        result = self.raw_store.upsert_raw_many(prepared.raw_docs, outcomes=[outcome.get(i) for i in prepared.raw_doc_index])
+        outcomes = [by_index.get(i) for i in prepared.raw_doc_index]
+        result = self.raw_store.upsert_raw_many(prepared.raw_docs, outcomes=outcomes)
         if not result.rejected:
-            return set()
-        refused = {prepared.raw_doc_index[i]: err for i, err in result.rejected.items()}
-        was_accepted = {a.index for a in prepared.accepted} & set(refused)
-        prepared.accepted = [a for a in prepared.accepted if a.index not in refused]
-        prepared.rejected = [r for r in prepared.rejected if r.index not in refused]
-        prepared.rejected += [Rejected(index, err) for index, err in sorted(refused.items())]
-        prepared.raw_docs = [d for d, i in zip(prepared.raw_docs, prepared.raw_doc_index) if i not in refused]
-        prepared.raw_doc_index = [i for i in prepared.raw_doc_index if i not in refused]
-        return was_accepted
+            return
+        stubs: list[RawDocument] = []
+        stub_outcomes: list[Completed | Failed | None] = []
+        for i, refusal in sorted(result.rejected.items()):
+            doc = replace(prepared.raw_docs[i], raw_data={})
+            stubs += [doc, doc]
+            stub_outcomes += [Failed(doc.key, f"{type(refusal).__name__}: {refusal}", [], retry_count), outcomes[i]]
+            if self.metrics is not None:
+                self.metrics.sync_in_failures.labels(doc.key.source_system, doc.key.entity_type, refusal.category).inc()
+        log.error("raw store refused %d document(s); stored without rawData: %s",
+                  len(result.rejected), "; ".join(str(e) for e in result.rejected.values())[:2000])
+        again = self.raw_store.upsert_raw_many(stubs, outcomes=stub_outcomes)
+        for i, refusal in again.rejected.items():
+            log.error("raw store refused %s even without rawData: %s", stubs[i].key.doc_id, refusal)
 
     def _route_rejected(self, progress: BatchProgress) -> None:
         """DLQ records (acknowledged by Kafka); their raw documents are marked failed already."""
@@ -301,14 +298,6 @@ class SyncInHandler:
             m.sync_in_success.labels(a.raw_key.source_system, a.raw_key.entity_type).inc()
         for topic, n in Counter(msg.topic for msg in progress.messages).items():
             m.record_processed(self.group_id, topic, n)
-
-
-class _RawDocumentsRefused(Exception):
-    """Rolls back a batch's transaction: these accepted records have no raw document."""
-
-    def __init__(self, indexes: set[int]):
-        super().__init__(f"{len(indexes)} raw document(s) refused")
-        self.indexes = indexes
 
 
 def _field_errors(error: BadInputError) -> list[Any]:

@@ -275,8 +275,8 @@ def test_sweeper_publishes_versions_committed_but_never_published(rig: Rig) -> N
 
 
 class RefusesSourceId:
-    """The raw store's collection, answering an insert of one source id as a server refusing
-    the document would (a write error for it; the other documents are written)."""
+    """The raw store's collection, answering an insert of one source id's document with
+    rawData as a server refusing it would (a write error for it; the others are written)."""
 
     def __init__(self, collection: Any, source_id: str):
         self._collection, self._source_id = collection, source_id
@@ -285,8 +285,8 @@ class RefusesSourceId:
         return getattr(self._collection, name)
 
     def insert_many(self, docs: list[dict[str, Any]], **kwargs: Any) -> Any:
-        refused = [i for i, d in enumerate(docs) if d["sourceId"] == self._source_id]
-        kept = [d for d in docs if d["sourceId"] != self._source_id]
+        refused = [i for i, d in enumerate(docs) if d["sourceId"] == self._source_id and d["rawData"]]
+        kept = [d for i, d in enumerate(docs) if i not in refused]
         if kept:
             self._collection.insert_many(kept, **kwargs)
         if refused:
@@ -294,7 +294,7 @@ class RefusesSourceId:
             raise BulkWriteError({"writeErrors": errors, "writeConcernErrors": [], "nInserted": len(kept)})
 
 
-def test_a_record_whose_raw_document_is_refused_goes_to_dlq_and_makes_no_version(rig: Rig) -> None:
+def test_a_raw_document_the_store_refuses_is_kept_without_its_raw_data(rig: Rig) -> None:
     refused, kept = valid_entities()[("yardi", "location")], valid_entities()[("yardi", "resident")]
     store = rig.runtime.raw_store
     real = store.collection
@@ -303,12 +303,11 @@ def test_a_record_whose_raw_document_is_refused_goes_to_dlq_and_makes_no_version
         result = rig.run([rig.native(refused), rig.native(kept)])
     finally:
         store.collection = real
-    assert (result.versions, result.rejected) == (1, 1)
-    assert [v[0] for v in versions(rig)] == ["resident"]
-    [dead] = _dlq(rig)
-    assert dead["key"] == raw_key("location", refused.source_id).encode()
-    assert "raw store refused" in dead["failure"]["exception.message"]
-    assert store.find_one(RawKey(refused.source, refused.entity_type, refused.source_id)) is None
+    assert (result.versions, result.rejected) == (2, 0)  # the records are applied all the same
+    assert sorted(v[0] for v in versions(rig)) == ["location", "resident"]
+    doc = store.find_one(RawKey(refused.source, refused.entity_type, refused.source_id))
+    assert doc is not None and doc["rawData"] == {} and doc["syncStatus"]["inbound"] == "completed"
+    assert "raw store refused" in doc["errorLog"][0]["error"] and doc["metadata"]["version"] == 1
     doc = store.find_one(RawKey(kept.source, kept.entity_type, kept.source_id))
     assert doc is not None and doc["syncStatus"]["inbound"] == "completed" and doc["metadata"]["version"] == 1
-    assert [e["version"] for e in events(rig, "resident")] == [1] and events(rig, "location") == []
+    assert doc["rawData"] and doc["errorLog"] == []
