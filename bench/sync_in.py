@@ -1,9 +1,10 @@
 """Sync-in benchmark on the real stack: N records (mixed sources and entity types; ~10%
-updates, ~5% unchanged re-sends, ~2% invalid) are produced to raw topics of their own, a
-sync-in worker subprocess drains them, and the run reports the sustained rate, the
-produce -> committed-version latency of a paced trickle afterwards, the worker's peak RSS,
-where the worker's time went, and two baselines from the same data: a bare confluent-kafka
-consume of the raw topics and a bare bulk upsert of the version rows into PostgreSQL.
+updates, ~5% unchanged re-sends, ~2% invalid) are produced to raw topics of their own,
+sync-in worker subprocesses (one per core by default) drain them, and the run reports the
+sustained rate, the produce -> committed-version latency of a paced trickle afterwards, the
+largest worker's peak RSS, where the workers' time went, and three baselines from the same
+data: a bare confluent-kafka consume of the raw topics, a bare bulk upsert of the version
+rows into PostgreSQL and a bare bulk insert of the raw documents into the raw store.
 
     .venv/bin/python bench/sync_in.py --records 100000
 """
@@ -36,6 +37,7 @@ from syncflow.connectors.schemas import schema_name  # noqa: E402
 from syncflow.emulators.sources.render import render  # noqa: E402
 from syncflow.emulators.sources.world import Entity, apply_changes, generate_world  # noqa: E402
 from syncflow.sinks.common_db.migrate import migrate  # noqa: E402
+from syncflow.sinks.raw_store import COLLECTION as RAW_COLLECTION, RawRecordStore  # noqa: E402
 from bench.baselines import bare_consume, percentile  # noqa: E402
 from bench.figures import Baseline, BenchResult, Figure, write_json  # noqa: E402
 from syncflow.streams.admin import create_topics, delete_topics  # noqa: E402
@@ -117,6 +119,28 @@ def bare_upsert(settings: Settings, batch_size: int) -> tuple[float, int]:
     return (len(params) / elapsed if elapsed else float("nan")), len(params)
 
 
+def bare_raw_insert(settings: Settings, batch_size: int) -> tuple[float, int]:
+    """The raw documents sync-in wrote, inserted in batches into a scratch collection with the
+    raw store's indexes: one insert_many per batch, the fastest write the raw store has."""
+    client = MongoClient(settings.mongo_url, tz_aware=True)
+    try:
+        db = client[settings.mongo_database]
+        docs = list(db[RAW_COLLECTION].find())
+        scratch = RawRecordStore(settings.model_copy(update={"mongo_database": settings.mongo_database + "-bare"}))
+        try:
+            scratch.ensure_indexes()
+            started = time.perf_counter()
+            for i in range(0, len(docs), batch_size):
+                scratch.collection.insert_many(docs[i:i + batch_size], ordered=False)
+            elapsed = time.perf_counter() - started
+        finally:
+            scratch.close()
+            client.drop_database(settings.mongo_database + "-bare")
+    finally:
+        client.close()
+    return (len(docs) / elapsed if elapsed else float("nan")), len(docs)
+
+
 def scrape_steps(port: int) -> dict[str, float]:
     try:
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -130,7 +154,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=1, help="sync-in worker processes in the group")
+    parser.add_argument("--workers", type=int, default=2, help="sync-in worker processes in the group (one per core)")
     parser.add_argument("--trickle", type=int, default=500, help="records produced one by one for the latency figures")
     parser.add_argument("--trickle-rate", type=float, default=100.0, help="records/s of the trickle")
     parser.add_argument("--timeout", type=float, default=3600.0)
@@ -242,6 +266,7 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
 
     consume_rate = bare_consume(settings.kafka_bootstrap_servers, raw_topics).rate
     upsert_rate, upsert_rows = bare_upsert(settings, args.batch_size)
+    raw_rate, raw_docs = bare_raw_insert(settings, args.batch_size)
     dlq = committed_to_end(settings, f"bench-dlq-{token}", [SYNC_IN_DLQ + suffix])[1]
 
     step_total = sum(steps.values()) or 1.0
@@ -255,6 +280,7 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
     print(f"| worker peak RSS (largest worker) | {peak_rss / 2**20:,.0f} MiB |")
     print(f"| bare confluent-kafka consume | {consume_rate:,.0f} records/s (sync-in = {sustained / consume_rate:.1%} of it) |")
     print(f"| bare PostgreSQL bulk upsert ({upsert_rows} rows) | {upsert_rate:,.0f} rows/s (sync-in = {sustained / upsert_rate:.1%} of it) |")
+    print(f"| bare raw-store bulk insert ({raw_docs} documents) | {raw_rate:,.0f} documents/s (sync-in = {sustained / raw_rate:.1%} of it) |")
     print("\nWhere the worker's batch time went:\n\n| step | seconds | share |\n|---|---|---|")
     for name, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
         print(f"| {name} | {seconds:,.1f} | {seconds / step_total:.0%} |")
@@ -264,13 +290,14 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
         figures = [
             Figure(rate, sustained, "records/s", Baseline("bare confluent-kafka consume", consume_rate, "records/s")),
             Figure(rate, sustained, "records/s", Baseline("bare PostgreSQL bulk upsert", upsert_rate, "rows/s")),
+            Figure(rate, sustained, "records/s", Baseline("bare raw-store bulk insert", raw_rate, "documents/s")),
             Figure("latency produce to committed version p50", percentile(latencies, 50) * 1000, "ms"),
             Figure("latency produce to committed version p99", percentile(latencies, 99) * 1000, "ms"),
             Figure("worker peak RSS", peak_rss / 2**20, "MiB"),
         ]
         params = {"records": total, "requested_records": args.records, "batch_size": args.batch_size,
                   "partitions": args.partitions, "workers": args.workers, "trickle": len(latencies), "trickle_rate": args.trickle_rate,
-                  "versions": versions, "dlq_records": dlq, "bare_upsert_rows": upsert_rows}
+                  "versions": versions, "dlq_records": dlq, "bare_upsert_rows": upsert_rows, "bare_raw_documents": raw_docs}
         write_json(args.json, BenchResult("sync-in", params, figures))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -318,11 +318,15 @@ class RawRecordStore:
         refused: dict[str, RawDocumentRejected] = {}
         existing = doc_ids
         if create:
+            existing = [i for i in doc_ids if i in self._known]
+            reading = self._start_reads(existing)  # the server answers them while it inserts the rest
             fresh = [i for i in doc_ids if i not in self._known]
             duplicates, refused = self._insert_new(self.collection, [change(i, None) for i in fresh])
             self._remember(i for i in fresh if i not in duplicates and i not in refused)
-            existing = [i for i in doc_ids if i not in fresh or i in duplicates]
-        old = self._read_by_id(existing)
+            old = self._finish_reads(reading) | self._finish_reads(self._start_reads(list(duplicates)))
+            existing += [i for i in fresh if i in duplicates]
+        else:
+            old = self._finish_reads(self._start_reads(existing))
         docs = [change(i, old.get(i)) for i in existing if create or i in old]
         try:
             self._replace(self.collection, docs)
@@ -350,16 +354,17 @@ class RawRecordStore:
             self._known.clear()  # a hint only: a forgotten id costs one refused insert
         self._known.update(doc_ids)
 
-    def _read_by_id(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The current documents: one find per _id (on `mongo_read_concurrency` connections
-        at once: each find is a round trip)."""
-        if len(doc_ids) > 1 and self._read_concurrency > 1:
-            if self._readers is None:
-                self._readers = ThreadPoolExecutor(self._read_concurrency, thread_name_prefix="raw-store-read")
-            collection = self.collection
-            found = self._readers.map(lambda doc_id: collection.find_one({"_id": doc_id}), doc_ids)
-        else:
-            found = (self.collection.find_one({"_id": doc_id}) for doc_id in doc_ids)
+    def _start_reads(self, doc_ids: list[str]) -> list[Future[dict[str, Any] | None]]:
+        """A find per _id, on `mongo_read_concurrency` connections at once (each find is a
+        round trip; FerretDB pushes down only a filter on one _id)."""
+        if self._readers is None:
+            self._readers = ThreadPoolExecutor(max(self._read_concurrency, 1), thread_name_prefix="raw-store-read")
+        collection = self.collection
+        return [self._readers.submit(collection.find_one, {"_id": doc_id}) for doc_id in doc_ids]
+
+    @staticmethod
+    def _finish_reads(reads: list[Future[dict[str, Any] | None]]) -> dict[str, dict[str, Any]]:
+        found = (f.result() for f in reads)
         return {doc["_id"]: doc for doc in found if doc is not None}
 
     def _replace(self, collection: Collection, docs: list[dict[str, Any]]) -> None:
