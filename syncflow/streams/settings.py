@@ -211,7 +211,7 @@ class Settings(BaseSettings):
     mongo_socket_timeout_s: float = 30.0
     # raw document ids this worker has written, remembered so that their next record skips the
     # insert attempt (a refused insert costs FerretDB a document-by-document retry); only a hint
-    mongo_known_ids_max: int = 500_000
+    mongo_known_ids_max: int = 200_000
     schema_registry_url: str | None = None
     schemas_dir: Path = REPO_ROOT / "avro_schemas"
     raw_retention_days: int = 30

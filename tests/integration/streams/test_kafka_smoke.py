@@ -76,8 +76,9 @@ def test_admin_creates_and_deletes_a_topic(stack: Settings, unique: Callable[[st
     new = NewTopic(name, num_partitions=3, replication_factor=1, config={"cleanup.policy": "compact"})
     try:
         admin.create_topics([new], operation_timeout=30)[name].result(30)
+        # the broker answering metadata may learn of the new topic a moment after the controller
+        wait_until(lambda: admin.list_topics(name, timeout=10).topics[name].error is None, 30, f"{name} in the metadata")
         metadata = admin.list_topics(name, timeout=10).topics[name]
-        assert metadata.error is None
         assert len(metadata.partitions) == 3
         resource = ConfigResource(ConfigResource.Type.TOPIC, name)
         config = admin.describe_configs([resource])[resource].result(30)
