@@ -108,8 +108,11 @@ def _values(cur: Any, sql: str, rows: list[tuple[Any, ...]], template: str | Non
 
 
 def _select_by_keys(session: Session, sql: str, keys: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Run `sql` with one array parameter per key column (joined through unnest): one round
-    trip however many keys."""
+    """Run `sql` with one array parameter per key column (unnest): one round trip however
+    many keys. The queries look each key up in a LATERAL subquery with LIMIT 1, which the
+    planner runs as one unique-index lookup per key whatever its statistics say; a plain
+    join with unnest turned into a nested loop over a sequential scan when the statistics
+    predated a burst of new rows (seconds per batch)."""
     if not keys:
         return []
     with _cursor(session) as cur:
@@ -153,9 +156,10 @@ def _load_master_states(session: Session, items: Sequence[EntityRecord]) -> dict
     keys = sorted({(i.entity_type, i.entity_id, i.source_system) for i in items})
     rows = _select_by_keys(
         session,
-        "SELECT m.entity_type, m.entity_id, m.source_system, m.data_hash, m.source_updated_at "
-        "FROM sync_master_data m JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(t, e, s) "
-        "ON m.entity_type = k.t AND m.entity_id = k.e AND m.source_system = k.s",
+        "SELECT k.t, k.e, k.s, m.data_hash, m.source_updated_at "
+        "FROM unnest(%s::text[], %s::text[], %s::text[]) AS k(t, e, s) CROSS JOIN LATERAL "
+        "(SELECT data_hash, source_updated_at FROM sync_master_data "
+        " WHERE entity_type = k.t AND entity_id = k.e AND source_system = k.s LIMIT 1) m",
         keys,
     )
     return {(t, e, s): MasterState(h, u) for t, e, s, h, u in rows}
@@ -168,9 +172,10 @@ def _with_snapshots(session: Session, heads: dict[EntityKey, EntityHead]) -> dic
         return heads
     rows = _select_by_keys(
         session,
-        "SELECT v.entity_type, v.entity_id, v.data_snapshot FROM data_versions v "
-        "JOIN unnest(%s::text[], %s::text[], %s::int[]) AS k(t, e, n) "
-        "ON v.entity_type = k.t AND v.entity_id = k.e AND v.version_number = k.n",
+        "SELECT k.t, k.e, v.data_snapshot "
+        "FROM unnest(%s::text[], %s::text[], %s::int[]) AS k(t, e, n) CROSS JOIN LATERAL "
+        "(SELECT data_snapshot FROM data_versions "
+        " WHERE entity_type = k.t AND entity_id = k.e AND version_number = k.n LIMIT 1) v",
         keys,
     )
     out = dict(heads)
