@@ -106,11 +106,10 @@ def role_specs(settings: Settings, plan: DemoPlan) -> list[RoleSpec]:
     return specs
 
 
-def reset_state(settings: Settings, namespace: Namespace) -> None:
-    """A fresh day: the namespace's topics, groups, common database schema, raw store and
-    connector cursors start empty. `settings` are already the namespace's."""
-    specs = namespace.topics(settings)
-    names = [spec.name for spec in specs]
+def drop_state(settings: Settings, namespace: Namespace) -> None:
+    """Delete the namespace's topics, consumer groups, common database schema and raw store
+    database. `settings` are already the namespace's."""
+    names = [spec.name for spec in namespace.topics(settings)]
     admin = admin_client(settings)
     groups = list(consumer_groups(settings))
     existing_groups = {g.group_id for g in admin.list_consumer_groups().result(30).valid}
@@ -120,16 +119,25 @@ def reset_state(settings: Settings, namespace: Namespace) -> None:
         if not set(names) & set(admin.list_topics(timeout=30).topics):
             break
         time.sleep(0.5)
-    create_topics(settings, specs)
     engine = make_engine(settings)
     with engine.begin() as conn:
         conn.execute(text(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE'))
-        conn.execute(text(f'CREATE SCHEMA "{settings.database_schema}"'))
     engine.dispose()
-    migrate(settings)
     client: MongoClient = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=10000)
     client.drop_database(settings.mongo_database)
     client.close()
+
+
+def reset_state(settings: Settings, namespace: Namespace) -> None:
+    """A fresh day: the namespace's topics, groups, common database schema, raw store and
+    connector cursors start empty. `settings` are already the namespace's."""
+    drop_state(settings, namespace)
+    create_topics(settings, namespace.topics(settings))
+    engine = make_engine(settings)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{settings.database_schema}"'))
+    engine.dispose()
+    migrate(settings)
     store = RawRecordStore(settings)
     store.ensure_indexes()
     store.close()

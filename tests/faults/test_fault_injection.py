@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from syncflow.pipeline.demo import DemoPlan, post_json, run_demo
+from syncflow.pipeline.demo import DemoPlan, drop_state, post_json, run_demo
 from syncflow.pipeline.namespace import Namespace
 from syncflow.pipeline.supervisor import Supervisor
 from syncflow.streams.settings import REPO_ROOT, Settings
@@ -77,6 +77,7 @@ def test_pipeline_loses_and_duplicates_nothing_under_faults(stack: Settings, tmp
                           on_tick=schedule)
     finally:
         subprocess.run([str(STACK), "up"], capture_output=True, timeout=300)
+        drop_state(namespace.settings(stack), namespace)
     print("faults applied: " + ", ".join(schedule.done))
     for name, count in result.counts.items():
         print(f"{name}: {count}")
