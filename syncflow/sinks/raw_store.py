@@ -275,35 +275,12 @@ class RawRecordStore:
                 _apply_outcome(doc, outcome, now)
             return doc
 
-        rejected_ids = self._rewrite(list(latest), change, create=True)
+        rejected_ids = self._rewrite(list(latest), change)
         rejected = {i: rejected_ids[d.key.doc_id] for i, d in enumerate(docs) if d.key.doc_id in rejected_ids}
         return UpsertResult(len(docs) - len(rejected), rejected)
 
-    def mark_completed_many(self, items: Sequence[Completed]) -> None:
-        self._mark_existing(items)
-
-    def mark_failed_many(self, items: Sequence[Failed]) -> None:
-        """Inbound failed, with the error and each failing rule appended to errorLog."""
-        self._mark_existing(items)
-
-    def _mark_existing(self, items: Sequence[Outcome]) -> None:
-        now = datetime.now(UTC)
-        by_id: dict[str, list[Outcome]] = {}
-        for item in items:
-            by_id.setdefault(item.key.doc_id, []).append(item)
-
-        def change(doc_id: str, old: dict[str, Any] | None) -> dict[str, Any]:
-            doc = dict(old or {})
-            for item in by_id[doc_id]:
-                _apply_outcome(doc, item, now)
-            return doc
-
-        refused = self._rewrite(list(by_id), change, create=False)
-        if refused:
-            raise next(iter(refused.values()))
-
-    def _rewrite(self, doc_ids: list[str], change: Callable[[str, dict[str, Any] | None], dict[str, Any]],
-                 *, create: bool) -> dict[str, RawDocumentRejected]:
+    def _rewrite(self, doc_ids: list[str],
+                 change: Callable[[str, dict[str, Any] | None], dict[str, Any]]) -> dict[str, RawDocumentRejected]:
         """Write whole documents; returns the ones the server refused.
 
         FerretDB v1 updates documents one by one (and stops answering an update command with
@@ -315,19 +292,14 @@ class RawRecordStore:
         if not doc_ids:
             return {}
         self._write_unwritten(self.collection)
-        refused: dict[str, RawDocumentRejected] = {}
-        existing = doc_ids
-        if create:
-            existing = [i for i in doc_ids if i in self._known]
-            reading = self._start_reads(existing)  # the server answers them while it inserts the rest
-            fresh = [i for i in doc_ids if i not in self._known]
-            duplicates, refused = self._insert_new(self.collection, [change(i, None) for i in fresh])
-            self._remember(i for i in fresh if i not in duplicates and i not in refused)
-            old = self._finish_reads(reading) | self._finish_reads(self._start_reads(list(duplicates)))
-            existing += [i for i in fresh if i in duplicates]
-        else:
-            old = self._finish_reads(self._start_reads(existing))
-        docs = [change(i, old.get(i)) for i in existing if create or i in old]
+        existing = [i for i in doc_ids if i in self._known]
+        reading = self._start_reads(existing)  # the server answers them while it inserts the rest
+        fresh = [i for i in doc_ids if i not in self._known]
+        duplicates, refused = self._insert_new(self.collection, [change(i, None) for i in fresh])
+        self._remember(i for i in fresh if i not in duplicates and i not in refused)
+        old = self._finish_reads(reading) | self._finish_reads(self._start_reads(list(duplicates)))
+        existing += [i for i in fresh if i in duplicates]
+        docs = [change(i, old.get(i)) for i in existing]
         try:
             self._replace(self.collection, docs)
         except BulkWriteError as exc:

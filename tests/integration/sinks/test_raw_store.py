@@ -41,9 +41,9 @@ def test_upsert_keeps_one_document_per_identity_with_latest_raw_data(store: RawR
 
 
 def test_completed_failed_outbound_and_find_failed(store: RawRecordStore) -> None:
-    store.upsert_raw_many([RawDocument(key(i), {"i": i}, f"h{i}") for i in range(3)])
-    store.mark_completed_many([Completed(key(0), {"entity_id": "loc-1"}, version=1)])
-    store.mark_failed_many([Failed(key(1), "validation", [FieldError("required", "unit_code", None, "is missing")])])
+    outcomes = [Completed(key(0), {"entity_id": "loc-1"}, version=1),
+                Failed(key(1), "validation", [FieldError("required", "unit_code", None, "is missing")]), None]
+    store.upsert_raw_many([RawDocument(key(i), {"i": i}, f"h{i}") for i in range(3)], outcomes=outcomes)
     store.set_outbound_statuses([("yardi", "location", "u-0", "one", "synced"), ("yardi", "location", "u-0", "lessen360", "pending")])
     done = store.find_one(key(0))
     assert done is not None and done["syncStatus"] == {"inbound": "completed", "outbound": {"one": "synced", "lessen360": "pending"}}
@@ -92,10 +92,12 @@ def test_a_rewrite_interrupted_after_its_delete_loses_no_document(store: RawReco
     store.upsert_raw_many([RawDocument(key(i), {"i": i}, f"h{i}") for i in range(3)])
     real = store.collection
     store.collection = InsertFailsOnce(real)  # type: ignore[assignment]
+    docs = [RawDocument(key(i), {"i": i}, f"h{i}") for i in range(3)]
+    outcomes = [Completed(key(i), {"entity_id": f"loc-{i}"}, version=1) for i in range(3)]
     with pytest.raises(AutoReconnect):
-        store.mark_completed_many([Completed(key(i), {"entity_id": f"loc-{i}"}, version=1) for i in range(3)])
+        store.upsert_raw_many(docs, outcomes=outcomes)
     assert real.count_documents({}) == 0  # deleted, not yet inserted: held by the store
-    store.mark_completed_many([Completed(key(i), {"entity_id": f"loc-{i}"}, version=1) for i in range(3)])  # the retry
+    store.upsert_raw_many(docs, outcomes=outcomes)  # the retry
     store.collection = real
     docs = [store.find_one(key(i)) for i in range(3)]
     assert all(d is not None and d["syncStatus"]["inbound"] == "completed" and d["rawData"] == {"i": i}
@@ -133,12 +135,10 @@ def test_new_identities_are_inserted_with_their_outcome_without_reading(store: R
 
 
 def test_an_upsert_reads_what_another_writer_left_not_its_own_earlier_write(settings: Settings, store: RawRecordStore) -> None:
-    store.upsert_raw_many([RawDocument(key(1), {"i": 1}, "h1")])
-    store.mark_completed_many([Completed(key(1), {"entity_id": "loc-1"}, version=1)])
+    store.upsert_raw_many([RawDocument(key(1), {"i": 1}, "h1")], outcomes=[Completed(key(1), {"entity_id": "loc-1"}, version=1)])
     other = RawRecordStore(settings)  # e.g. the worker that owned the partition in between
     try:
-        other.upsert_raw_many([RawDocument(key(1), {"i": 2}, "h2")])
-        other.mark_failed_many([Failed(key(1), "validation")])
+        other.upsert_raw_many([RawDocument(key(1), {"i": 2}, "h2")], outcomes=[Failed(key(1), "validation")])
     finally:
         other.close()
     store.upsert_raw_many([RawDocument(key(1), {"i": 3}, "h3")])
