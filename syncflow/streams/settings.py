@@ -200,6 +200,9 @@ class Settings(BaseSettings):
     )
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # The largest record any topic takes: topics are created with a matching max.message.bytes,
+    # producers with a matching message.max.bytes; a record that cannot fit is refused as too-large.
+    kafka_max_message_bytes: int = 1_000_000
     database_url: str = "postgresql+psycopg2://syncflow:syncflow@127.0.0.1:5432/syncflow"
     database_schema: str = "public"
     database_pool_size: int = 4
