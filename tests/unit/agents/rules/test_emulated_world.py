@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 from rules_test_helpers import assert_canonical
 
+from syncflow.emulators.sources import render as render_module
+from syncflow.emulators.sources import world as world_module
 from syncflow.errors import ValidationError
-
-world_module = pytest.importorskip("syncflow.emulators.sources.world")
-render_module = pytest.importorskip("syncflow.emulators.sources.render")
 
 # The field each kind of fault must be reported on, by entity type.
 FAULT_FIELDS = {
