@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -56,12 +55,3 @@ def test_types_are_not_confused():
     assert content_hash({"a": True}) != content_hash({"a": 1})
     assert content_hash({"a": [1, 2]}) != content_hash({"a": [2, 1]})
     assert content_hash({"a": {"b": 1}}) != content_hash({"a.b": 1})
-
-
-def test_speed():
-    """Printed, not asserted: the machine is shared."""
-    sample, n = record(), 20_000
-    start = time.perf_counter()
-    for _ in range(n):
-        content_hash(sample)
-    print(f"\ncontent_hash: {n / (time.perf_counter() - start):,.0f} records/s")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -204,21 +203,6 @@ def test_results_are_independent_between_calls(acme):
     acme.transform("acme", "service_request", acme_request(id="A-2", site={"code": "P2"}))
     assert first.entity["location_id"] == location_id("P1", "101")
     assert first.entity["category"] == "plumbing"
-
-
-def test_throughput(acme, engine):
-    """Rough figures for the log; no assertion on time (shared machines vary)."""
-    from test_yardi import yardi_service_request
-
-    for name, eng, source, record in (("acme", acme, "acme", acme_request()),
-                                      ("yardi", engine, "yardi", yardi_service_request())):
-        n, best = 2000, float("inf")
-        for _ in range(3):  # best of three: the machine is shared
-            start = time.perf_counter()
-            for _ in range(n):
-                eng.transform(source, "service_request", record)
-            best = min(best, time.perf_counter() - start)
-        print(f"\n{name} service_request: {n / best:,.0f} records/s on one core")
 
 
 def test_dates_pass_through_when_already_typed(acme):
