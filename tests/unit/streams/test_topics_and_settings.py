@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from syncflow.streams.settings import Settings
-from syncflow.streams.topics import SYNC_IN_DLQ, catalogue, raw_key, retry_topic, target_dlq
+from syncflow.streams.topics import SYNC_IN_DLQ, TopicSpec, catalogue, raw_key, retry_topic, target_dlq
 
 
 def test_catalogue_lists_every_topic_once_for_the_configured_targets() -> None:
@@ -42,9 +42,30 @@ def test_settings_are_frozen() -> None:
         Settings().kafka_bootstrap_servers = "x"  # type: ignore[misc]
 
 
-def test_compacted_topics_say_so() -> None:
-    spec = catalogue(Settings())[0]
-    assert spec.topic_config()["cleanup.policy"] == "delete"
+def test_no_catalogued_topic_is_compacted_each_keeps_its_history_for_its_retention() -> None:
+    """Replay re-reads raw and change history and a DLQ keeps every failure: compaction would
+    keep only the latest record per key, so every topic is time-retained instead."""
+    settings = Settings()
+    t = settings.topics
+    expected_retention = {"raw.": t.raw_retention_ms, "changes.": t.changes_retention_ms, "sync-in.dlq": t.dlq_retention_ms}
+    for spec in catalogue(settings):
+        config = spec.topic_config()
+        assert not spec.compacted, spec.name
+        assert config["cleanup.policy"] == "delete", spec.name
+        assert config["retention.ms"] == str(spec.retention_ms), spec.name
+        for prefix, retention in expected_retention.items():
+            if spec.name.startswith(prefix):
+                assert spec.retention_ms == retention, spec.name
+        if spec.name.endswith(".dlq"):
+            assert spec.retention_ms == t.dlq_retention_ms, spec.name
+
+
+def test_a_compacted_spec_says_so_and_extra_config_wins() -> None:
+    spec = TopicSpec("state", 1, 1000, compacted=True, config={"retention.ms": "5", "min.insync.replicas": "1"})
+    assert spec.topic_config() == {"retention.ms": "5", "cleanup.policy": "compact,delete", "min.insync.replicas": "1"}
+
+
+def test_raw_key_is_entity_type_and_source_id() -> None:
     assert raw_key("location", "P1-U2") == "location:P1-U2"
 
 
