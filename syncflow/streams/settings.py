@@ -132,6 +132,9 @@ class SourceSettings(BaseModel):
     retry_initial_s: float = 0.5
     retry_max_s: float = 10.0
     overlap_s: float = 2.0  # re-read this much before the cursor time: no gap at the boundary
+    # a modified time further ahead of now than this (a bad clock, garbage) moves no cursor,
+    # so one such record cannot make the connector skip everything after it
+    max_future_s: float = 24 * 3600.0
     topic: str | None = None  # override of raw.<source> (tests, migrations)
 
 
@@ -164,6 +167,10 @@ class IngestSettings(BaseModel):
     port: int = 7080
     max_body_bytes: int = 5 * 1024 * 1024
     ack_timeout_s: float = 30.0  # answer 503 when the broker has not acknowledged by then
+    max_json_depth: int = 32  # deeper nesting is a 400 (source records are a few levels deep)
+    max_errors_listed: int = 100  # a 400 lists this many field errors and counts the rest
+    max_concurrent_requests: int = 32  # more at once: 503 with Retry-After, body not read
+    retry_after_s: int = 1  # Retry-After of that 503
     api_keys: dict[str, str] = {
         "yardi": "yardi-key",
         "realpage": "realpage-key",
