@@ -4,6 +4,8 @@ acknowledged them."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -12,7 +14,20 @@ from syncflow.connectors.cursor import Fingerprint, content_digest
 from syncflow.connectors.http import SourceHttp
 from syncflow.connectors.publish import Reject
 from syncflow.connectors.schemas import modified_ms_of, source_id_of
+from syncflow.streams.settings import SourceSettings
 from syncflow.streams.topics import raw_key
+
+# What reading a field of a record that does not look like what its source documents can
+# raise (a list for an object, a NUL in a time zone, an endless number, absurd nesting).
+UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError)
+
+
+def load_json(body: bytes) -> Any:
+    """json.loads, with nesting too deep for the parser reported as malformed (ValueError)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 @dataclass
@@ -42,14 +57,23 @@ class SourceClient(Protocol):
         ...
 
 
-def latest_modified_ms(source: str, records: list[dict[str, Any]], current: int | None) -> int | None:
-    """The newest modified time among the records (or `current`), ignoring unreadable ones:
-    such a record still goes out, the rules reject it with its reason."""
+def cursor_ceiling_ms(settings: SourceSettings) -> int:
+    """The newest modified time a cursor may move to: now + max_future_s."""
+    return int((time.time() + settings.max_future_s) * 1000)
+
+
+def latest_modified_ms(source: str, records: list[dict[str, Any]], current: int | None,
+                       ceiling_ms: int | None = None) -> int | None:
+    """The newest modified time among the records (or `current`), ignoring unreadable ones
+    and those after `ceiling_ms`: such a record still goes out (or to the DLQ), but moving
+    the cursor to a garbage time would skip everything the source changes after it."""
     best = current
     for record in records:
         try:
             ms = modified_ms_of(source, record)
-        except (ValueError, KeyError, TypeError):
+        except UNREADABLE:
+            continue
+        if ceiling_ms is not None and ms > ceiling_ms:
             continue
         best = ms if best is None else max(best, ms)
     return best
@@ -61,7 +85,7 @@ def fingerprint_of(source: str, entity_type: str, record: dict[str, Any]) -> tup
     try:
         key = raw_key(entity_type, source_id_of(source, entity_type, record))
         return key, (modified_ms_of(source, record), content_digest(record))
-    except (ValueError, KeyError, TypeError):
+    except UNREADABLE:
         return None
 
 

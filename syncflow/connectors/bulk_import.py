@@ -15,7 +15,7 @@ from typing import Any
 
 from syncflow.connectors.publish import RawPublisher, new_batch_number
 from syncflow.connectors.schemas import load_schema
-from syncflow.connectors.xml_records import element_to_record, local_name
+from syncflow.connectors.xml_records import element_to_record, local_name, parse_xml
 from syncflow.errors import EncodeError, FieldError, ValidationError
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.settings import Settings
@@ -73,12 +73,17 @@ def count_rows(path: Path) -> int | None:
 
 
 def _jsonl_rows(path: Path) -> Iterator[Row]:
-    with path.open(encoding="utf-8") as f:
+    # bytes that are not UTF-8 become lone surrogates: such a row is rejected (it cannot be
+    # encoded), the others still go out
+    with path.open(encoding="utf-8", errors="surrogateescape") as f:
         first = f.read(1)
         f.seek(0)
         if first == "[":  # a JSON array file
             try:
                 items = json.load(f)
+            except RecursionError:
+                yield Row(1, None, errors=[FieldError("format", "(file)", None, "not valid JSON: nested too deeply")])
+                return
             except ValueError as exc:
                 yield Row(1, None, errors=[FieldError("format", "(file)", None, f"not valid JSON: {exc}")])
                 return
@@ -89,13 +94,19 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
             if not line.strip():
                 continue
             try:
-                yield Row(n, line.rstrip("\n"), record=json.loads(line))
+                record = json.loads(line)
+            except RecursionError:
+                yield Row(n, line.rstrip("\n"), errors=[FieldError("format", "(line)", None,
+                                                                     "not valid JSON: nested too deeply")])
+                continue
             except ValueError as exc:
                 yield Row(n, line.rstrip("\n"), errors=[FieldError("format", "(line)", None, f"not valid JSON: {exc}")])
+                continue
+            yield Row(n, line.rstrip("\n"), record=record)
 
 
 def _csv_rows(path: Path, schema: dict[str, Any]) -> Iterator[Row]:
-    with path.open(encoding="utf-8", newline="") as f:
+    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
         for n, row in enumerate(csv.DictReader(f), 2):
             record, errors = csv_row_to_record(row, schema)
             yield Row(n, row, record=record, errors=errors or None)
@@ -103,9 +114,9 @@ def _csv_rows(path: Path, schema: dict[str, Any]) -> Iterator[Row]:
 
 def _xml_rows(path: Path, schema: dict[str, Any]) -> Iterator[Row]:
     try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as exc:
-        yield Row(1, None, errors=[FieldError("format", "(file)", None, f"not well-formed XML: {exc}")])
+        root = parse_xml(path)
+    except ValueError as exc:
+        yield Row(1, None, errors=[FieldError("format", "(file)", None, str(exc))])
         return
     field_names = {f["name"] for f in schema["fields"]}
     elements = [root] if any(local_name(c.tag) in field_names for c in root) else list(root)

@@ -3,13 +3,12 @@ token; the token of the last acknowledged page is the saved cursor."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 
-from syncflow.connectors.base import Page
+from syncflow.connectors.base import Page, load_json
 from syncflow.connectors.http import SourceHttp
 from syncflow.streams.settings import SourceSettings
 
@@ -18,9 +17,11 @@ FEED = {"location": "locations", "resident": "occupants", "service_request": "ti
 
 def parse_feed_page(body: bytes) -> tuple[list[dict[str, Any]], str, bool]:
     """(items, next cursor, has more). Raises ValueError for a body that is not a page."""
-    page = json.loads(body)
+    page = load_json(body)
     if not isinstance(page, dict) or not isinstance(page.get("items"), list) or "next_cursor" not in page:
         raise ValueError("not a change-feed page")
+    if not isinstance(page["next_cursor"], str | None):
+        raise ValueError("next_cursor is not a string")
     return page["items"], page["next_cursor"] or "", bool(page.get("has_more"))
 
 

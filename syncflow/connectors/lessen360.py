@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from syncflow.connectors.base import Page
+from syncflow.connectors.base import Page, cursor_ceiling_ms, load_json
 from syncflow.connectors.http import SourceHttp
 from syncflow.streams.settings import SourceSettings
 
@@ -19,18 +19,25 @@ ID_FIELD = {"service_request": "workOrderId", "attachment": "attachmentId"}
 
 
 def parse_results(body: bytes) -> tuple[list[dict[str, Any]], bool]:
-    page = json.loads(body)
+    page = load_json(body)
     if not isinstance(page, dict) or not isinstance(page.get("results"), list):
         raise ValueError("no results list")
     return page["results"], bool(page.get("hasMore"))
 
 
-def last_position(entity_type: str, records: list[dict[str, Any]],
-                  current: tuple[int, str] | None) -> tuple[int, str] | None:
-    """The greatest (updatedAtMs, id) among the records and `current`."""
+def last_position(entity_type: str, records: list[dict[str, Any]], current: tuple[int, str] | None,
+                  ceiling_ms: int | None = None) -> tuple[int, str] | None:
+    """The greatest (updatedAtMs, id) among the records and `current`; a record that is not
+    one, or whose time is not a time up to `ceiling_ms`, moves no position (it goes to the DLQ
+    or out as it is, but a garbage time must not make the connector skip what follows)."""
     best = current
     for r in records:
-        if isinstance(r.get("updatedAtMs"), int) and isinstance(r.get(ID_FIELD[entity_type]), str):
+        if not isinstance(r, dict):
+            continue
+        ms = r.get("updatedAtMs")
+        if not isinstance(ms, int) or isinstance(ms, bool) or ms < 0 or (ceiling_ms is not None and ms > ceiling_ms):
+            continue
+        if isinstance(r.get(ID_FIELD[entity_type]), str):
             pos = (r["updatedAtMs"], r[ID_FIELD[entity_type]])
             best = pos if best is None else max(best, pos)
     return best
@@ -62,7 +69,7 @@ class Lessen360Client:
             records, has_more = await self.http.call("GET", f"{self.base}/{COLLECTION[stream]}", parse_results,
                                                      operation=COLLECTION[stream], params=params, headers=self.headers)
             page_last = last_position(stream, records, None)
-            position = last_position(stream, records, position)
+            position = last_position(stream, records, position, cursor_ceiling_ms(self.settings))
             yield Page(stream, stream, records, json.dumps(list(position)) if position else None)
             if not has_more or page_last is None:
                 return

@@ -12,16 +12,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from confluent_kafka import KafkaError
+
 from syncflow.connectors.schemas import check_record, load_schema, schema_name, source_id_of
-from syncflow.errors import BadInputError, EncodeError, FieldError, ValidationError
+from syncflow.errors import BadInputError, EncodeError, FieldError, RecordTooLargeError, ValidationError
 from syncflow.streams import headers as h
 from syncflow.streams.avro import AvroCodec, codec_for
-from syncflow.streams.dead_letters import FailureContext, failure_headers
-from syncflow.streams.producer import OutgoingRecord, ReliableProducer
+from syncflow.streams.dead_letters import PREFIX, FailureContext, failure_headers
+from syncflow.streams.producer import DeliveryError, OutgoingRecord, ReliableProducer
 from syncflow.streams.settings import Settings
 from syncflow.streams.topics import SYNC_IN_DLQ, raw_key, raw_topic
 
 Record = dict[str, Any]
+
+DEAD_LETTER_KEY_MAX = 1024  # bytes of a dead letter's key; longer keys (absurd source ids) are cut
 
 
 def raw_topic_for(settings: Settings, source: str) -> str:
@@ -49,6 +53,27 @@ class PublishResult:
     keys: list[str] = field(default_factory=list)
     rejected: int = 0
     rejected_by_category: Counter[str] = field(default_factory=Counter)
+
+
+def message_size(out: OutgoingRecord) -> int:
+    """Bytes of a Kafka message before compression: key, value and headers."""
+    headers = sum(len(k) + len(v or b"") for k, v in out.headers)
+    return len(out.key or b"") + len(out.value or b"") + headers
+
+
+def refused_as_too_large(exc: DeliveryError) -> bool:
+    """True when every record the broker did not take was refused for its size (a permanent
+    answer about those records, not a broker outage)."""
+    return all(err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE for _, err in exc.failures)
+
+
+def record_payload(record: object) -> bytes:
+    """What a dead letter carries of a record that could not be published: its JSON (a
+    placeholder naming its type when even that cannot be written, e.g. absurdly deep)."""
+    try:
+        return json.dumps(record, default=str).encode("utf-8", "backslashreplace")
+    except (ValueError, TypeError, RecursionError):
+        return json.dumps({"unserializable": type(record).__name__}).encode()
 
 
 def new_batch_number() -> int:
@@ -88,41 +113,89 @@ class RawPublisher:
         source_id = source_id_of(self.source, entity_type, record)
         if not source_id.strip():
             raise ValidationError([FieldError("schema", "source id", source_id, "is empty")])
+        try:
+            key = raw_key(entity_type, source_id).encode()
+        except UnicodeEncodeError as exc:
+            raise ValidationError([FieldError("schema", "source id", source_id,
+                                              f"is not valid text: {exc.reason}")]) from exc
         value = self.codec.encode(schema_name(self.source, entity_type), record, topic=self.topic)
-        return OutgoingRecord(self.topic, raw_key(entity_type, source_id).encode(), value,
-                              self.record_headers(entity_type, batch_number))
+        out = OutgoingRecord(self.topic, key, value, self.record_headers(entity_type, batch_number))
+        size, limit = message_size(out), self.settings.kafka_max_message_bytes
+        if size > limit:
+            raise RecordTooLargeError(f"{schema_name(self.source, entity_type)} {source_id[:200]!r}: {size} bytes "
+                                      f"encoded, over the {limit}-byte limit of one record on {self.topic}")
+        return out
 
     def dead_letter(self, reject: Reject, batch_number: int) -> OutgoingRecord:
-        """A record that fits no schema goes to sync-in.dlq with its reason, never lost."""
+        """A record that cannot go on the raw topic goes to sync-in.dlq with its reason, never
+        lost. Its payload is cut to half the largest message (a too-large record would not fit
+        the DLQ either; the headers say how big it was), its key to DEAD_LETTER_KEY_MAX bytes."""
         ctx = FailureContext(original_topic=self.topic, original_partition=-1, original_offset=-1,
                              original_timestamp_ms=int(time.time() * 1000),
-                             consumer_group=f"connector.{self.source}", error=reject.error, rule="schema")
-        key = raw_key(reject.entity_type, reject.source_id).encode() if reject.source_id else None
-        return OutgoingRecord(self.dlq_topic, key, reject.payload,
-                              self.record_headers(reject.entity_type, batch_number) + failure_headers(ctx))
+                             consumer_group=f"connector.{self.source}", error=reject.error,
+                             rule="size" if isinstance(reject.error, RecordTooLargeError) else "schema")
+        key = None
+        if reject.source_id:
+            key = raw_key(reject.entity_type, reject.source_id).encode("utf-8", "backslashreplace")
+            key = key[:DEAD_LETTER_KEY_MAX]
+        headers = self.record_headers(reject.entity_type, batch_number) + failure_headers(ctx)
+        payload, room = reject.payload, self.settings.kafka_max_message_bytes // 2
+        if len(payload) > room:
+            headers.append((PREFIX + "payload.truncated", f"{len(payload)} bytes, first {room} kept".encode()))
+            payload = payload[:room]
+        return OutgoingRecord(self.dlq_topic, key, payload, headers)
 
     def publish(self, entity_type: str, records: list[Record], batch_number: int,
                 rejects: list[Reject] | None = None) -> PublishResult:
-        """Send records (and dead-letter what does not fit); returns once all are acknowledged.
-        Raises DeliveryError when the broker did not take them."""
+        """Send records and dead-letter what cannot go on the raw topic (does not fit the
+        schema, too large, refused by the broker as too large); returns once all are
+        acknowledged, so one bad record never holds up the others. Raises DeliveryError
+        when the broker did not take them for any other reason."""
         result = PublishResult()
-        outgoing: list[OutgoingRecord] = []
+        prepared: list[tuple[OutgoingRecord, Record]] = []
         dead = list(rejects or [])
         for record in records:
             try:
-                out = self.prepare(entity_type, record, batch_number)
+                prepared.append((self.prepare(entity_type, record, batch_number), record))
             except (ValidationError, EncodeError) as exc:
-                dead.append(Reject(json.dumps(record, default=str).encode(), exc, entity_type,
+                dead.append(Reject(record_payload(record), exc, entity_type,
                                    _maybe_source_id(self.source, entity_type, record)))
-                continue
-            outgoing.append(out)
-            result.keys.append(out.key.decode())  # type: ignore[union-attr]
-        outgoing += [self.dead_letter(r, batch_number) for r in dead]
+        refused = self.send_raw(prepared, entity_type)
+        result.keys = [out.key.decode() for out, _ in prepared if id(out) not in refused]  # type: ignore[union-attr]
+        dead += refused.values()
         result.rejected = len(dead)
         result.rejected_by_category.update(r.error.category for r in dead)
-        if outgoing:
-            self.producer.send_all(outgoing, timeout=self.ack_timeout_s)
+        if dead:
+            self.producer.send_all([self.dead_letter(r, batch_number) for r in dead], timeout=self.ack_timeout_s)
         return result
+
+    def send_raw(self, prepared: list[tuple[OutgoingRecord, Record]], entity_type: str) -> dict[int, Reject]:
+        """Produce and wait for the acknowledgements. The broker refuses a whole batch when one
+        record in it is over the topic's limit, so the refused records are sent again one by
+        one: those refused alone are returned as rejects (by id of their OutgoingRecord)."""
+        if not prepared:
+            return {}
+        try:
+            self.producer.send_all([out for out, _ in prepared], timeout=self.ack_timeout_s)
+            return {}
+        except DeliveryError as exc:
+            if not refused_as_too_large(exc):
+                raise
+            failed = {id(out) for out, _ in exc.failures}
+        refused: dict[int, Reject] = {}
+        for out, record in prepared:
+            if id(out) not in failed:
+                continue
+            try:
+                self.producer.send_all([out], timeout=self.ack_timeout_s)
+            except DeliveryError as exc:
+                if not refused_as_too_large(exc):
+                    raise
+                error = RecordTooLargeError(f"{out.key.decode(errors='replace')[:200]}: {message_size(out)} bytes, "  # type: ignore[union-attr]
+                                            f"refused by the broker as too large for {out.topic}")
+                refused[id(out)] = Reject(record_payload(record), error, entity_type,
+                                          _maybe_source_id(self.source, entity_type, record))
+        return refused
 
 
 def _maybe_source_id(source: str, entity_type: str, record: object) -> str | None:

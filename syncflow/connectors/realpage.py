@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from syncflow.connectors.base import Page, latest_modified_ms
+from syncflow.connectors.base import Page, cursor_ceiling_ms, latest_modified_ms, load_json
 from syncflow.connectors.http import SourceHttp
 from syncflow.connectors.schemas import SOURCE_ENTITIES
 from syncflow.streams.settings import SourceSettings
@@ -28,10 +28,13 @@ def local_time(ms: int, tz: str) -> str:
 
 def parse_page(body: bytes) -> tuple[list[dict[str, Any]], bool]:
     """(records, has next page). Raises ValueError for a body that is not a page."""
-    page = json.loads(body)
+    page = load_json(body)
     if not isinstance(page, dict) or not isinstance(page.get("data"), list):
         raise ValueError("no data list")
-    return page["data"], bool((page.get("links") or {}).get("next"))
+    links = page.get("links") or {}
+    if not isinstance(links, dict):
+        raise ValueError("links is not an object")
+    return page["data"], bool(links.get("next"))
 
 
 class RealPageClient:
@@ -46,7 +49,8 @@ class RealPageClient:
 
     async def streams(self) -> list[str]:
         listing = await self.http.call("GET", self.base, _parse_properties, operation="properties", headers=self.headers)
-        self.time_zones = {p["propertyCode"]: p.get("timeZone") or "UTC" for p in listing}
+        self.time_zones = {p["propertyCode"]: p.get("timeZone") if isinstance(p.get("timeZone"), str) else "UTC"
+                           for p in listing}
         codes = list(self.settings.properties) or list(self.time_zones)
         return [f"{code}/{entity}" for code in codes for entity in SOURCE_ENTITIES[self.source]]
 
@@ -68,8 +72,9 @@ class RealPageClient:
             records, has_next = await self.http.call("GET", f"{self.base}/{code}/{COLLECTION[entity_type]}",
                                                      parse_page, operation=COLLECTION[entity_type], params=params,
                                                      headers=self.headers)
-            page_newest = latest_modified_ms(self.source, records, None)
-            newest = latest_modified_ms(self.source, records, newest)
+            ceiling = cursor_ceiling_ms(self.settings)
+            page_newest = latest_modified_ms(self.source, records, None, ceiling)
+            newest = latest_modified_ms(self.source, records, newest, ceiling)
             yield Page(stream, entity_type, records, None if newest is None else str(newest))
             if not has_next:
                 return
@@ -80,7 +85,8 @@ class RealPageClient:
 
 
 def _parse_properties(body: bytes) -> list[dict[str, Any]]:
-    data = json.loads(body)
+    """The listed properties; an entry without a property code names nothing to read and is left out."""
+    data = load_json(body)
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise ValueError("no data list")
-    return data["data"]
+    return [p for p in data["data"] if isinstance(p, dict) and isinstance(p.get("propertyCode"), str)]

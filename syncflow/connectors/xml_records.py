@@ -6,11 +6,29 @@ import, so all of them read and write the same XML."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
+
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeET
 
 from syncflow.errors import FieldError, ValidationError
 
 Record = dict[str, Any]
+
+
+def parse_xml(source: bytes | Path) -> ET.Element:
+    """The root element of an XML document (bytes, or a file) from outside. DTDs are refused,
+    so no entity is ever expanded (billion laughs) or fetched (external entities). Raises
+    ValueError, with a readable reason, for anything that is not plain well-formed XML."""
+    try:
+        if isinstance(source, Path):
+            return SafeET.parse(source, forbid_dtd=True).getroot()
+        return SafeET.fromstring(source, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise ValueError(f"XML with a DTD or entity declarations is not accepted ({exc})") from exc
+    except ET.ParseError as exc:
+        raise ValueError(f"not well-formed XML: {exc}") from exc
 
 
 def local_name(tag: str) -> str:

@@ -10,11 +10,11 @@ from typing import Any
 
 import aiohttp
 
-from syncflow.connectors.base import Page, latest_modified_ms
+from syncflow.connectors.base import Page, cursor_ceiling_ms, latest_modified_ms
 from syncflow.connectors.http import SourceHttp
 from syncflow.connectors.publish import Reject
 from syncflow.connectors.schemas import SOURCE_ENTITIES, load_schema
-from syncflow.connectors.xml_records import element_to_record, local_name
+from syncflow.connectors.xml_records import element_to_record, local_name, parse_xml
 from syncflow.errors import PermanentSourceError, TransientSourceError, ValidationError
 from syncflow.streams.settings import SourceSettings
 
@@ -43,10 +43,7 @@ def parse_result(operation: str, body: bytes) -> ET.Element | None:
     """The <OpResult> content element, None for "no records". In-band errors become
     typed errors: 'Invalid …' (credentials, property code, dates) is permanent, anything
     else transient. Raises ValueError for a body that is not the expected XML."""
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError as exc:
-        raise ValueError(str(exc)) from exc
+    root = parse_xml(body)
     result = next((e for e in root.iter() if local_name(e.tag) == f"{operation}Result"), None)
     if result is None:
         raise ValueError(f"no {operation}Result element")
@@ -120,5 +117,5 @@ class YardiClient:
         from_date = voyager_time(current - int(self.settings.overlap_s * 1000)) if current is not None else None
         content = await self._call(OPERATION[entity_type], {"YardiPropertyId": code, "FromDate": from_date})
         records, rejects = read_records(content, load_schema(self.schemas_dir, self.source, entity_type), entity_type)
-        newest = latest_modified_ms(self.source, records, current)
+        newest = latest_modified_ms(self.source, records, current, cursor_ceiling_ms(self.settings))
         yield Page(stream, entity_type, records, None if newest is None else str(newest), rejects)
