@@ -10,6 +10,13 @@ class SyncflowError(Exception):
     category: str = "internal"
 
 
+class RetryLaterError(SyncflowError):
+    """An outage of something the record needs (a store, the broker, the schema registry):
+    the record is fine; do the same work again later, never dead-letter it."""
+
+    category = "transient"
+
+
 # -- input that can never succeed: route to a DLQ and go on ---------------------------
 class BadInputError(SyncflowError):
     """The record itself is at fault; retrying cannot help."""
@@ -148,7 +155,7 @@ class SchemaMismatchError(DecodeError):
     category = "schema-mismatch"
 
 
-class SchemaRegistryUnavailableError(SyncflowError):
+class SchemaRegistryUnavailableError(RetryLaterError):
     """The schema registry did not answer; worth retrying later."""
 
     category = "transient"
@@ -190,10 +197,31 @@ class RawDocumentRejected(BadInputError):
     category = "raw-store-rejected"
 
 
-class StoreUnavailableError(SyncflowError):
+class StoreUnavailableError(RetryLaterError):
     """PostgreSQL, MongoDB or Kafka did not take a batch; the batch is retried, not skipped."""
 
     category = "transient"
+
+
+class DatabaseRefusedError(BadInputError):
+    """PostgreSQL refused one record for its data (SQLSTATE class 22 or 23) where no rule
+    caught it first; `sqlstate` and, when the server names it, `column` say what."""
+
+    category = "database-refused"
+
+    def __init__(self, message: str, sqlstate: str | None = None, column: str | None = None):
+        self.sqlstate, self.column = sqlstate, column
+        super().__init__(message)
+
+
+class TooLargeError(BadInputError):
+    """A record (or the change event it would make) larger than a Kafka record may be."""
+
+    category = "too-large"
+
+    def __init__(self, message: str, size: int, limit: int):
+        self.size, self.limit = size, limit
+        super().__init__(message)
 
 
 class RecordCrashError(BadInputError):

@@ -3,11 +3,12 @@ canonical entity id, with the priority and trace id as headers)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from syncflow.sinks.common_db.repository import NewVersion
-from syncflow.sinks.common_db.versioning import snapshot_json
+from syncflow.sinks.common_db.versioning import EntityRecord, snapshot_json
 from syncflow.streams.avro import AvroCodec
 from syncflow.streams.headers import ENTITY_TYPE, PRIORITY, SOURCE_SYSTEM, TRACE_ID
 from syncflow.streams.producer import OutgoingRecord
@@ -61,3 +62,18 @@ def change_records(
             )
         )
     return out
+
+
+EVENT_OVERHEAD = 1024  # fixed fields, Avro framing, headers and Kafka's record framing
+
+
+def event_size_bound(record: EntityRecord) -> int:
+    """An upper bound of the bytes the change event of this record will take, known before
+    its version is committed (a committed version must always fit its topic): the snapshot
+    text, every field name as a changed field, the references and identities."""
+    snapshot = json.dumps(record.entity, ensure_ascii=False, separators=(",", ":"), default=str)
+    fields = sum(len(str(k).encode()) + 5 for k in record.entity)
+    refs = sum(len(str(k).encode()) + len(str(v).encode()) + 10 for k, v in record.references.items())
+    ids = sum(len(x.encode()) for x in (record.entity_type, record.entity_id, record.source_system,
+                                        record.source_id, record.trace_id or ""))
+    return len(snapshot.encode()) + fields + refs + 3 * ids + EVENT_OVERHEAD

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from syncflow.agents.outbox import OutboxRelay
@@ -30,12 +29,13 @@ from syncflow.agents.sync_in_steps import (
     SyncInTopics,
     prepare_batch,
 )
-from syncflow.errors import BadInputError, RecordCrashError, ValidationError
+from syncflow.errors import BadInputError, RecordCrashError, RetryLaterError, ValidationError
 from syncflow.sinks.common_db.engine import unit_of_work
+from syncflow.sinks.common_db.refusals import data_refusal
 from syncflow.sinks.common_db.repository import NewVersion, upsert_versions
 from syncflow.sinks.raw_store import Completed, Failed, RawDocument, RawRecordStore
 from syncflow.streams.avro import AvroCodec, DecodedRecord
-from syncflow.streams.dead_letters import FailureContext, carry_headers, failure_headers
+from syncflow.streams.dead_letters import FailureContext, carry_headers, dead_letter
 from syncflow.streams.metrics import SyncflowMetrics
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.records import KafkaRecord
@@ -95,6 +95,7 @@ class SyncInHandler:
     content_hash: Callable[[dict[str, Any]], str]
     metrics: SyncflowMetrics | None = None
     retry_backoff_max_s: float = 30.0
+    max_message_bytes: int = 1_000_000  # the largest change event or DLQ record Kafka takes
     step_seconds: Any = None  # a prometheus Counter labelled by step, when wired
     state: PipelineState = field(default_factory=PipelineState)
 
@@ -105,7 +106,8 @@ class SyncInHandler:
         progress.attempts += 1
         if progress.prepared is None:
             progress.prepared = prepare_batch(
-                progress.messages, self.topics, self._decode, self._transform, self.content_hash
+                progress.messages, self.topics, self._decode, self._transform, self.content_hash,
+                max_event_bytes=self.max_message_bytes,
             )
             step("decode_transform")
         prepared = progress.prepared
@@ -180,7 +182,7 @@ class SyncInHandler:
     def _decode(self, data: bytes, topic: str) -> DecodedRecord:
         try:
             return self.codec.decode(data, topic=topic)
-        except BadInputError:
+        except (BadInputError, RetryLaterError):  # a registry outage retries the batch
             raise
         except Exception as exc:  # noqa: BLE001 - a codec crash on odd bytes is still bad input
             raise RecordCrashError(f"decoding failed: {type(exc).__name__}: {exc}") from exc
@@ -251,27 +253,34 @@ class SyncInHandler:
             first_failure_ms=progress.first_failure_ms,
             rule=error.rule if isinstance(error, ValidationError) else None,
         )
-        return OutgoingRecord(self.topics.dlq, msg.key, msg.value, carry_headers(msg.headers) + failure_headers(ctx))
+        return dead_letter(self.topics.dlq, msg.key, msg.value, carry_headers(msg.headers), ctx, self.max_message_bytes)
 
     def _apply_versions(self, session: Session, prepared: PreparedBatch) -> list[NewVersion]:
         """All accepted records at once; when the database refuses the batch for its data
-        (not for an outage), each record alone in a savepoint, so one bad record goes to the
-        DLQ and the rest are kept."""
+        (SQLSTATE class 22/23, not an outage: `data_refusal`), each record alone in a
+        savepoint, so one refused record goes to the DLQ and the rest are kept. Anything
+        else escapes and the batch is retried."""
         accepted = prepared.accepted
         try:
             with session.begin_nested():
                 return upsert_versions(session, [a.entity for a in accepted])
-        except (DataError, IntegrityError, TypeError, ValueError) as exc:
-            log.warning("database refused a batch (%s); applying its %d record(s) one by one", exc, len(accepted))
+        except Exception as exc:
+            if data_refusal(exc) is None:
+                raise
+            log.warning("database refused a batch (%s); applying its %d record(s) one by one",
+                        str(exc).strip()[:500], len(accepted))
         created: list[NewVersion] = []
         kept: list[Accepted] = []
         for item in accepted:
             try:
                 with session.begin_nested():
                     made = upsert_versions(session, [item.entity])
-            except (DataError, IntegrityError, TypeError, ValueError) as exc:
-                error = RecordCrashError(f"the common database refused the record: {type(exc).__name__}: {exc}"[:2000])
-                prepared.rejected.append(Rejected(item.index, error, item.raw_key))
+            except Exception as exc:
+                refusal = data_refusal(exc)
+                if refusal is None:
+                    raise
+                log.warning("database refused %s:%s: %s", item.raw_key.source_system, item.raw_key.source_id, refusal)
+                prepared.rejected.append(Rejected(item.index, refusal, item.raw_key))
                 continue
             position = len(kept)
             kept.append(item)

@@ -7,8 +7,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from syncflow.agents.change_events import event_size_bound
 from syncflow.agents.rules import CanonicalRecord
-from syncflow.errors import BadInputError, RawKeyError
+from syncflow.errors import BadInputError, RawKeyError, TooLargeError, ValidationError
+from syncflow.sinks.common_db.limits import record_problems
 from syncflow.sinks.common_db.versioning import EntityRecord
 from syncflow.sinks.raw_store import RawDocument, RawKey
 from syncflow.streams.avro import DecodedRecord
@@ -100,10 +102,14 @@ def prepare_batch(
     decode: Callable[[bytes, str], DecodedRecord],
     transform: Callable[[str, str, dict[str, Any]], CanonicalRecord],
     content_hash: Callable[[dict[str, Any]], str],
+    *,
+    max_event_bytes: int,
 ) -> PreparedBatch:
     """Decode, hash and transform every record. Bad keys and undecodable bytes are rejected
-    without a raw document; a record that fails its rules gets a raw document (so the raw
-    store shows what arrived) and is rejected."""
+    without a raw document; a record that fails its rules, holds a value the common
+    database cannot (`record_problems`), or would make a change event larger than
+    `max_event_bytes` gets a raw document (so the raw store shows what arrived) and is
+    rejected."""
     out = PreparedBatch()
     for index, msg in enumerate(messages):
         source = topics.raw.get(msg.topic)
@@ -140,5 +146,21 @@ def prepare_batch(
             deleted=canonical.deleted,
             trace_id=trace_id,
         )
+        try:
+            check_fits(entity, max_event_bytes)
+        except BadInputError as exc:
+            out.rejected.append(Rejected(index, exc, raw_key))
+            continue
         out.accepted.append(Accepted(index, raw_key, canonical, entity))
     return out
+
+
+def check_fits(entity: EntityRecord, max_event_bytes: int) -> None:
+    """Refuse, before the database, what the database or the changes topic cannot hold."""
+    if problems := record_problems(entity):
+        raise ValidationError(problems)
+    size = event_size_bound(entity)
+    if size > max_event_bytes:
+        raise TooLargeError(
+            f"the change event of {entity.entity_type} {entity.entity_id[:100]} would take up to {size} bytes; "
+            f"a record on the changes topics may take {max_event_bytes}", size, max_event_bytes)

@@ -74,6 +74,7 @@ def build_sync_in(settings: Settings, topics: SyncInTopics | None = None) -> Syn
         content_hash=content_hash,
         metrics=metrics,
         retry_backoff_max_s=settings.sync_in.retry_backoff_max_s,
+        max_message_bytes=settings.kafka_max_message_bytes,
         step_seconds=Counter(
             "syncflow_sync_in_step_seconds", "Time sync-in spent in each step of its batches", ["step"], registry=registry
         ),

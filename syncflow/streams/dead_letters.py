@@ -5,10 +5,12 @@ reads the same headers to send the record back."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
 from syncflow.errors import SyncflowError
+from syncflow.streams.producer import OutgoingRecord
 
 PREFIX = "syncflow.dlt."
 
@@ -70,3 +72,44 @@ def read_failure_headers(headers: list[tuple[str, bytes | None]] | None) -> dict
 def carry_headers(headers: list[tuple[str, bytes | None]] | None) -> list[tuple[str, bytes]]:
     """The record's own headers without any failure headers (kept on retry and redrive)."""
     return [(k, v) for k, v in headers or [] if not k.startswith(PREFIX) and v is not None]
+
+
+VALUE_REPLACED = PREFIX + "value.replaced"  # "pointer": the value is where the original sits
+RECORD_OVERHEAD = 512  # Kafka's per-record framing, and room for a header or two
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:
+    """Bytes a record takes against a topic's max.message.bytes (a safe over-estimate)."""
+    return (len(key or b"") + len(value or b"") + sum(len(k) + len(v) + 8 for k, v in headers)
+            + RECORD_OVERHEAD)
+
+
+def dead_letter(
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]],
+    ctx: FailureContext,
+    max_bytes: int,
+) -> OutgoingRecord:
+    """The DLQ copy of a failed record: its own key, value and headers plus the failure
+    headers. A copy that would not fit the topic (a near-limit record plus failure headers)
+    is still dead-lettered: its value becomes a pointer to where the original sits (topic,
+    partition, offset) with a header saying so, and, if even that is too large, its key is
+    cut and its own headers dropped. Nothing is left out silently."""
+    failure = failure_headers(ctx)
+    out = headers + failure
+    if record_size(key, value, out) <= max_bytes:
+        return OutgoingRecord(topic, key, value, out)
+    pointer = json.dumps({
+        "value.replaced": "the original record is too large to copy here with its failure headers",
+        "original.topic": ctx.original_topic,
+        "original.partition": ctx.original_partition,
+        "original.offset": ctx.original_offset,
+        "original.size": record_size(key, value, headers) - RECORD_OVERHEAD,
+    }).encode()
+    out = headers + failure + [(VALUE_REPLACED, b"pointer")]
+    if record_size(key, pointer, out) > max_bytes:
+        key = (key or b"")[:256]
+        out = failure + [(VALUE_REPLACED, b"pointer")]
+    return OutgoingRecord(topic, key, pointer, out)

@@ -23,6 +23,7 @@ def producer_config(settings: Settings, **overrides: object) -> dict[str, object
         "batch.num.messages": 10000,
         "queue.buffering.max.messages": 500000,
         "message.timeout.ms": 120000,
+        "message.max.bytes": settings.kafka_max_message_bytes,
     }
     cfg.update(overrides)
     return cfg

@@ -10,6 +10,7 @@ from syncflow.streams.settings import Settings
 SOURCES = ("yardi", "realpage", "insight", "lessen360")
 ENTITY_TYPES = ("location", "resident", "service_request", "attachment")
 SYNC_IN_DLQ = "sync-in.dlq"
+BATCH_OVERHEAD = 1024  # bytes a record batch adds around its records
 
 
 def raw_topic(source: str) -> str:
@@ -58,11 +59,13 @@ class TopicSpec:
 def catalogue(settings: Settings) -> list[TopicSpec]:
     """Every topic syncflow uses, for the configured sources and targets."""
     t = settings.topics
-    specs = [TopicSpec(raw_topic(s), t.raw_partitions, t.raw_retention_ms) for s in SOURCES]
-    specs += [TopicSpec(changes_topic(e), t.changes_partitions, t.changes_retention_ms) for e in ENTITY_TYPES]
-    specs.append(TopicSpec(SYNC_IN_DLQ, t.dlq_partitions, t.dlq_retention_ms))
+    # a producer's largest record, plus room for the record batch around it
+    sized = {"max.message.bytes": str(settings.kafka_max_message_bytes + BATCH_OVERHEAD)}
+    specs = [TopicSpec(raw_topic(s), t.raw_partitions, t.raw_retention_ms, config=sized) for s in SOURCES]
+    specs += [TopicSpec(changes_topic(e), t.changes_partitions, t.changes_retention_ms, config=sized) for e in ENTITY_TYPES]
+    specs.append(TopicSpec(SYNC_IN_DLQ, t.dlq_partitions, t.dlq_retention_ms, config=sized))
     for target in settings.sync_out.targets:
         for tier in range(1, settings.sync_out.max_attempts + 1):
-            specs.append(TopicSpec(retry_topic(target, tier), t.retry_partitions, t.changes_retention_ms))
-        specs.append(TopicSpec(target_dlq(target), t.dlq_partitions, t.dlq_retention_ms))
+            specs.append(TopicSpec(retry_topic(target, tier), t.retry_partitions, t.changes_retention_ms, config=sized))
+        specs.append(TopicSpec(target_dlq(target), t.dlq_partitions, t.dlq_retention_ms, config=sized))
     return specs

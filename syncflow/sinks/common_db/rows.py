@@ -60,7 +60,8 @@ def to_decimal(value: Any) -> Decimal | None:
         raise TypeError(f"not a number: {value!r}") from exc
 
 
-def _coerce(sql_type: TypeEngine[Any], value: Any) -> Any:
+def coerce(sql_type: TypeEngine[Any], value: Any) -> Any:
+    """A canonical value as its column takes it; TypeError/ValueError when it cannot be."""
     if value is None:
         return None
     if isinstance(sql_type, DateTime):
@@ -89,7 +90,7 @@ def entity_row(entity_type: str, entity: Mapping[str, Any]) -> dict[str, Any]:
     """Column values for one canonical entity; fields the table does not have are ignored
     (they live in the version snapshot)."""
     table = entity_table(entity_type)
-    return {name: _coerce(table.c[name].type, entity.get(name)) for name in data_columns(entity_type)}
+    return {name: coerce(table.c[name].type, entity.get(name)) for name in data_columns(entity_type)}
 
 
 def residential_row(location_id: str, entity: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -101,7 +102,7 @@ def residential_row(location_id: str, entity: Mapping[str, Any]) -> dict[str, An
     row = {"location_id": location_id}
     for column in table.columns:
         if column.name not in ("location_id", "modified_date"):
-            row[column.name] = _coerce(column.type, details.get(column.name))
+            row[column.name] = coerce(column.type, details.get(column.name))
     return row
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from pymongo.errors import BulkWriteError
 from sqlalchemy import create_engine, select, text
 
 from syncflow.agents.sync_in_handler import BatchProgress
+from syncflow.agents.sync_in_steps import prepare_batch
 from syncflow.streams.records import KafkaRecord
 from syncflow.connectors.schemas import SOURCE_ENTITIES, schema_name
 from syncflow.emulators.sources.render import render
@@ -25,7 +26,9 @@ from syncflow.sinks.common_db.models import DataVersion
 from syncflow.sinks.raw_store import RawKey
 from syncflow.streams.admin import create_topics
 from syncflow.streams.app import SyncInRuntime, build_sync_in, prepare_stores
-from syncflow.streams.dead_letters import read_failure_headers
+from syncflow.streams.avro import RegistryCodec, registry_client
+from syncflow.streams.dead_letters import VALUE_REPLACED, read_failure_headers
+from syncflow.streams.schemas import SchemaCatalogue
 from syncflow.streams.headers import PRIORITY, TRACE_ID, header_value
 from syncflow.streams.settings import Settings
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, TopicSpec, changes_topic, raw_key, raw_topic
@@ -311,3 +314,99 @@ def test_a_raw_document_the_store_refuses_is_kept_without_its_raw_data(rig: Rig)
     doc = store.find_one(RawKey(kept.source, kept.entity_type, kept.source_id))
     assert doc is not None and doc["syncStatus"]["inbound"] == "completed" and doc["metadata"]["version"] == 1
     assert doc["rawData"] and doc["errorLog"] == []
+
+
+def _yardi(kind: str) -> Entity:
+    return valid_entities()[("yardi", kind)]
+
+
+def test_a_value_longer_than_its_column_is_a_validation_error_naming_the_field(rig: Rig) -> None:
+    location, resident = _yardi("location"), _yardi("resident")
+    record = render(location)
+    record["Address"] = {**record["Address"], "City": "C" * 101}
+    result = rig.run([rig.native(location, record), rig.native(resident)])
+    assert (result.rejected, result.versions) == (1, 1)
+    [dead] = _dlq(rig)
+    f = dead["failure"]
+    assert f["error.category"] == "validation" and f["rule"] == "column-fits"
+    assert "city" in f["exception.message"] and "101 characters" in f["exception.message"]
+    doc = rig.runtime.raw_store.find_one(RawKey("yardi", "location", location.source_id))
+    assert doc is not None and doc["syncStatus"]["inbound"] == "failed"
+    assert doc["errorLog"][-1]["fieldErrors"][0]["field"] == "city"
+
+
+def test_a_record_the_database_refuses_is_isolated_and_the_rest_of_its_batch_committed(rig: Rig) -> None:
+    """The last line behind the column checks: whatever PostgreSQL refuses for its data
+    (SQLSTATE class 22/23, raised by the driver itself) is one record's fault."""
+    picked = [_yardi("location"), _yardi("resident"), _yardi("service_request")]
+    progress = BatchProgress([rig.native(e) for e in picked])
+    handler = rig.runtime.handler
+    progress.prepared = prepare_batch(progress.messages, handler.topics, handler._decode, handler._transform,
+                                      handler.content_hash, max_event_bytes=handler.max_message_bytes)
+    middle = progress.prepared.accepted[1]
+    too_long = replace(middle.entity, entity={**middle.entity.entity, "last_name": "L" * 201})
+    progress.prepared.accepted[1] = replace(middle, entity=too_long)  # past the column checks
+    result = handler.process(progress)
+    assert (result.versions, result.rejected) == (2, 1)
+    assert sorted(v[0] for v in versions(rig)) == ["location", "service_request"]
+    [dead] = _dlq(rig)
+    f = dead["failure"]
+    assert f["error.category"] == "database-refused"
+    assert "SQLSTATE 22001" in f["exception.message"] and "STRING_DATA_RIGHT_TRUNCATION" in f["exception.message"]
+    doc = rig.runtime.raw_store.find_one(RawKey("yardi", "resident", picked[1].source_id))
+    assert doc is not None and doc["syncStatus"]["inbound"] == "failed"
+
+
+def test_a_schema_registry_outage_retries_the_batch_and_never_dead_letters_it(rig: Rig) -> None:
+    handler = rig.runtime.handler
+    catalogue = SchemaCatalogue.load(rig.settings.schemas_dir)
+    entity = _yardi("location")
+    schema = schema_name("yardi", "location")
+    working = RegistryCodec(catalogue, registry_client("mock://sync-in-outage"))
+    value = working.encode(schema, render(entity), topic=rig.topic(raw_topic("yardi")))
+    handler.codec = RegistryCodec(catalogue, registry_client("http://127.0.0.1:1"))  # nothing answers there
+
+    async def scenario() -> Any:
+        task = asyncio.create_task(handler.handle_until_done([rig.message("yardi", "location", entity.source_id, value)]))
+        deadline = asyncio.get_running_loop().time() + 60
+        while handler.state.ok()[0] and not task.done() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)  # the registry client retries before it gives up
+        assert not task.done()
+        ok, detail = handler.state.ok()
+        assert not ok and "SchemaRegistryUnavailableError" in detail
+        handler.codec = working
+        return await asyncio.wait_for(task, 30)
+
+    result = asyncio.run(scenario())
+    assert (result.versions, result.rejected) == (1, 0)
+    assert _dlq(rig) == []
+
+
+def test_a_record_whose_change_event_would_not_fit_is_refused_as_too_large(rig: Rig) -> None:
+    handler = rig.runtime.handler
+    handler.max_message_bytes = 50_000
+    big, small = _yardi("service_request"), _yardi("location")
+    record = {**render(big), "FullDescription": "d" * 60_000}
+    result = rig.run([rig.native(big, record), rig.native(small)])
+    assert (result.versions, result.rejected) == (1, 1)
+    [dead] = _dlq(rig)
+    f = dead["failure"]
+    assert f["error.category"] == "too-large" and "50000" in f["exception.message"]
+    # the DLQ copy of a 60 KB record does not fit under 50,000 bytes either: a pointer stands in
+    assert dict(dead["headers"])[VALUE_REPLACED] == b"pointer"
+    pointer = json.loads(dead["value"])
+    assert pointer["original.topic"] == rig.topic(raw_topic("yardi")) and pointer["original.size"] > 60_000
+    doc = rig.runtime.raw_store.find_one(RawKey("yardi", "service_request", big.source_id))
+    assert doc is not None and doc["syncStatus"]["inbound"] == "failed"
+
+
+def test_a_near_limit_invalid_record_is_dead_lettered_as_a_pointer(rig: Rig) -> None:
+    entity = _yardi("resident")
+    value = rig.runtime.handler.codec.encode(schema_name("yardi", "resident"), render(entity))
+    near_limit = value + b"\x00" * (rig.settings.kafka_max_message_bytes - len(value) - 100)  # trailing bytes: undecodable
+    result = rig.run([rig.message("yardi", "resident", "huge-1", near_limit), rig.native(entity)])
+    assert (result.versions, result.rejected) == (1, 1)
+    [dead] = _dlq(rig)
+    assert dead["failure"]["error.category"] in ("decode", "record-crash")
+    assert dict(dead["headers"])[VALUE_REPLACED] == b"pointer" and len(dead["value"]) < 1000
+    assert json.loads(dead["value"])["original.offset"] == 0

@@ -58,7 +58,7 @@ def transform(source: str, entity_type: str, record: dict[str, Any]) -> Canonica
 def test_prepare_batch_routes_each_kind_of_bad_input() -> None:
     batch = [msg(b"location:1", b"ok1", 0), msg(b"location:2", b"junk", 1), msg(b"nokey", b"ok3", 2),
              msg(b"location:4", b"ok4bad", 3), msg(b"location:5", b"ok5", 4, topic="raw.other"), msg(b"location:6", None, 5)]
-    prepared = prepare_batch(batch, TOPICS, decode, transform, content_hash)
+    prepared = prepare_batch(batch, TOPICS, decode, transform, content_hash, max_event_bytes=1_000_000)
     assert [a.index for a in prepared.accepted] == [0]
     accepted = prepared.accepted[0]
     assert accepted.entity.entity_id == "loc-ok1" and accepted.entity.priority == 3 and accepted.entity.trace_id == "t-1"
