@@ -77,6 +77,7 @@ class TargetSettings(BaseModel):
     concurrency: int = 8
     batch_max: int = 50  # records per call where the target's API takes batches
     rate_burst_s: float = 1.0  # bucket capacity in seconds of rate (at least one token)
+    max_answer_bytes: int = 1_048_576  # a larger answer body is not read (a bad answer)
 
 
 DEFAULT_TARGETS: dict[str, dict] = {

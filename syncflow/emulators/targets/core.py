@@ -7,13 +7,35 @@ must cope with is the same, so it lives here once."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from aiohttp import web
+
+
+# Answer modes: how a success answer about one record (by external id) is spoiled after the
+# write was applied — what a misbehaving target, proxy or gateway answers.
+BODY_MODES: dict[str, str] = {
+    "bad_charset": "200 whose body is not valid in the charset it declares (utf-8)",
+    "html": "200 with an HTML page where JSON was expected",
+    "huge": "200 with a JSON body of more than 2 MiB",
+    "odd_status": "status 999 with the usual body",
+    "garbage_status": "a status line that is not HTTP, then the connection closes",
+}
+ITEM_MODES: dict[str, str] = {
+    "long_ref": "the target's id for the record is 320 characters long",
+    "item_not_object": "the record's answer (a batch result) is a string, not an object",
+    "item_text_status": "the record's batch result has a non-numeric http_status",
+    "item_odd_status": "the record's batch result has http_status 999",
+    "item_wrong_index": "the record's batch result names another operation's index",
+}
+ANSWER_MODES = {**BODY_MODES, **ITEM_MODES}
+HUGE_BYTES = 2 * 1024 * 1024 + 100
 
 
 @dataclass
@@ -30,14 +52,21 @@ class Faults:
     retry_after_s: float = 1.0
     force_429_s: float = 0.0  # answer 429 to everything for this many seconds from now
     next_429: int = 0  # the next N service requests answer 429, deterministically
+    # external id → answer mode (ANSWER_MODES): every success answer about that record is spoiled
+    answer_modes: dict[str, str] = field(default_factory=dict)
 
     def update(self, values: dict[str, Any]) -> None:
-        """Apply a POST /_emulator/faults body; unknown names are refused."""
+        """Apply a POST /_emulator/faults body; unknown names and answer modes are refused."""
         known = {f.name: f.type for f in fields(self)}
         for name, value in values.items():
             if name not in known:
                 raise ValueError(f"unknown fault {name!r}")
-            setattr(self, name, int(value) if name in ("fail_next", "next_429") else float(value))
+            if name == "answer_modes":
+                if not isinstance(value, dict) or any(m not in ANSWER_MODES for m in value.values()):
+                    raise ValueError(f"answer_modes maps external ids to one of {', '.join(ANSWER_MODES)}")
+                self.answer_modes = {str(k): str(v) for k, v in value.items()}
+            else:
+                setattr(self, name, int(value) if name in ("fail_next", "next_429") else float(value))
 
 
 @dataclass
@@ -187,6 +216,45 @@ class EmulatorState:
     def remember(self, key: str | None, status: int, body: dict[str, Any]) -> None:
         if key and 200 <= status < 300:
             self.answers[key] = (status, body)
+
+    # -- spoiled answers (Faults.answer_modes) -------------------------------------------------
+    def shape(self, external_id: str, answer: dict[str, Any]) -> Any:
+        """One record's success answer (a whole body, or one batch result) as its item mode
+        spoils it; unchanged when it has none."""
+        mode = self.faults.answer_modes.get(external_id)
+        if mode not in ITEM_MODES:
+            return answer
+        self.count("bad_answers")
+        if mode == "long_ref":
+            return {**answer, "id": f"{answer.get('id', '')}-" + "x" * 300}
+        if mode == "item_not_object":
+            return "ok"
+        if mode == "item_text_status":
+            return {**answer, "http_status": "fine", "status": "mostly"}
+        if mode == "item_odd_status":
+            return {**answer, "http_status": 999}
+        return {**answer, "index": int(answer.get("index", 0)) + 1000}  # item_wrong_index
+
+    def respond(self, request: web.Request, external_ids: Iterable[str], body: Any, status: int) -> web.Response:
+        """A success answer about these records, spoiled as the first body mode among them says."""
+        mode = next((m for i in external_ids if (m := self.faults.answer_modes.get(i)) in BODY_MODES), None)
+        if mode is None:
+            return web.json_response(body, status=status)
+        self.count("bad_answers")
+        if mode == "bad_charset":
+            raw = json.dumps(body).encode()[:-1] + b', "note": "caf\xe9 \xff\xfe"}'
+            return web.Response(body=raw, status=status, headers={"Content-Type": "application/json; charset=utf-8"})
+        if mode == "html":
+            return web.Response(text="<html><body><h1>Welcome</h1><p>Please sign in.</p></body></html>",
+                                status=200, content_type="text/html")
+        if mode == "huge":
+            return web.json_response({**body, "padding": "x" * HUGE_BYTES}, status=status)
+        if mode == "odd_status":
+            return web.json_response(body, status=999)
+        if request.transport is not None:  # garbage_status
+            request.transport.write(b"HTTP/1.1 abc Fine\r\nContent-Length: 2\r\n\r\n{}")
+            request.transport.close()
+        raise asyncio.CancelledError()
 
     # -- inspection ---------------------------------------------------------------------------
     def received_json(self) -> list[dict[str, Any]]:

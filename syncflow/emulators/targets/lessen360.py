@@ -8,7 +8,9 @@ and a batch endpoint that applies operations in order and answers for each one.
            → 200 {"results": [{"index", "status": "ok"|"error", "http_status", "id" | "error"}]}
 
 Resources: locations, residents, work_orders, attachments. The whole batch counts against the
-rate limit once per operation. Errors: {"error": {"code", "message", "fields" | "missing"}}."""
+rate limit once per operation. Errors: {"error": {"code", "message", "fields" | "missing"}}.
+A success about a record with an answer mode (core.ANSWER_MODES) is spoiled after the write:
+its own batch result (item modes), or the whole answer (body modes)."""
 
 from __future__ import annotations
 
@@ -100,6 +102,9 @@ def routes(state: EmulatorState, api_key: str) -> list[web.RouteDef]:
                 except ValueError:
                     raise _error(400, "bad_json", "body is not JSON") from None
             status, body = _operation(state, op)
+            if 200 <= status < 300:
+                external_id = op["external_id"]
+                return state.respond(request, [external_id], state.shape(external_id, body), status)
             return web.json_response(body, status=status)
         except Rejection as r:
             return web.json_response(r.body, status=r.status, headers=r.headers)
@@ -115,14 +120,18 @@ def routes(state: EmulatorState, api_key: str) -> list[web.RouteDef]:
             if not isinstance(ops, list) or not ops or len(ops) > MAX_BATCH:
                 raise _error(400, "validation_failed", f"operations must be a list of 1..{MAX_BATCH}")
             await state.guard(request, cost=len(ops))
-            results = []
+            results: list[Any] = []
+            external_ids: list[str] = []
             for index, op in enumerate(ops):
-                status, answer = _operation(state, op if isinstance(op, dict) else {})
+                op = op if isinstance(op, dict) else {}
+                status, answer = _operation(state, op)
                 if 200 <= status < 300:
-                    results.append({"index": index, "status": "ok", "http_status": status, **answer})
+                    external_id = str(op.get("external_id"))
+                    external_ids.append(external_id)
+                    results.append(state.shape(external_id, {"index": index, "status": "ok", "http_status": status, **answer}))
                 else:
                     results.append({"index": index, "status": "error", "http_status": status, **answer})
-            return web.json_response({"results": results})
+            return state.respond(request, external_ids, {"results": results}, 200)
         except Rejection as r:
             return web.json_response(r.body, status=r.status, headers=r.headers)
 

@@ -4,7 +4,8 @@
     DELETE /api/v2/{collection}/{externalId}   delete (200; 404 when unknown)
 
 Collections: locations, tenants, work-orders, documents. Every write carries an
-`Idempotency-Key` header. Errors: {"error": {"code", "message", "details" | "missing"}}."""
+`Idempotency-Key` header. Errors: {"error": {"code", "message", "details" | "missing"}}.
+A success about a record with an answer mode (core.ANSWER_MODES) is spoiled after the write."""
 
 from __future__ import annotations
 
@@ -65,8 +66,9 @@ def routes(state: EmulatorState, token: str) -> list[web.RouteDef]:
             collection = collection_of(request)
             await state.guard(request)
             key = request.headers.get("Idempotency-Key")
+            external_id = request.match_info["external_id"]
             if (answer := state.replay(key)) is not None:
-                return web.json_response(answer[1], status=answer[0])
+                return state.respond(request, [external_id], state.shape(external_id, answer[1]), answer[0])
             try:
                 body = await request.json()
             except ValueError:
@@ -74,11 +76,10 @@ def routes(state: EmulatorState, token: str) -> list[web.RouteDef]:
             if not isinstance(body, dict):
                 raise _error(400, "BAD_JSON", "body must be an object")
             _check(state, collection, body)
-            external_id = request.match_info["external_id"]
             status, ref = state.apply(collection, external_id, "upsert", key, body)
             answer_body = {"id": ref, "externalId": external_id, "collection": collection}
             state.remember(key, status, answer_body)
-            return web.json_response(answer_body, status=status)
+            return state.respond(request, [external_id], state.shape(external_id, answer_body), status)
         except Rejection as r:
             return web.json_response(r.body, status=r.status, headers=r.headers)
 
@@ -88,15 +89,15 @@ def routes(state: EmulatorState, token: str) -> list[web.RouteDef]:
             collection = collection_of(request)
             await state.guard(request)
             key = request.headers.get("Idempotency-Key")
-            if (answer := state.replay(key)) is not None:
-                return web.json_response(answer[1], status=answer[0])
             external_id = request.match_info["external_id"]
+            if (answer := state.replay(key)) is not None:
+                return state.respond(request, [external_id], state.shape(external_id, answer[1]), answer[0])
             if not state.holds(collection, external_id):
                 raise _error(404, "NOT_FOUND", f"{collection}/{external_id} does not exist")
             _, ref = state.apply(collection, external_id, "delete", key, None)
             answer_body = {"id": ref, "externalId": external_id, "deleted": True}
             state.remember(key, 200, answer_body)
-            return web.json_response(answer_body, status=200)
+            return state.respond(request, [external_id], state.shape(external_id, answer_body), 200)
         except Rejection as r:
             return web.json_response(r.body, status=r.status, headers=r.headers)
 

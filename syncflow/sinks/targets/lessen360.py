@@ -1,25 +1,53 @@
 """The Lessen360 client: records go in batches through POST /v1/batch (X-Api-Key); the answer
-carries one result per operation, so one batch can mix successes and typed errors."""
+carries one result per operation, so one batch can mix successes and typed errors. A result
+syncflow cannot read (not an object, no usable status, answering another operation) fails
+only its own record."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from syncflow.errors import TransientTargetError
-from syncflow.sinks.targets.base import Delivery, DeliveryResult, TargetClient, body_text, error_for
+from syncflow.errors import SyncflowError, TransientTargetError
+from syncflow.sinks.targets.base import (
+    BadAnswerError,
+    Delivery,
+    DeliveryResult,
+    TargetClient,
+    body_text,
+    error_for,
+    readable,
+    target_ref_of,
+)
 
 
 def lessen_error_parts(body: Any) -> tuple[str, list[tuple[str, str]]]:
-    """(reason, missing references) from a Lessen360 error body {"error": {"code", ...}}."""
+    """(reason, missing references) from a Lessen360 error body {"error": {"code", ...}};
+    any other body (text, HTML, another shape) is the reason as it is."""
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict):
         return body_text(body), []
     reason = f"{err.get('code', '')}: {err.get('message', '')}"
-    if fields := err.get("fields"):
+    fields = err.get("fields")
+    if isinstance(fields, dict) and fields:
         reason += " " + ", ".join(f"{k} {v}" for k, v in fields.items())
-    missing = [(m.get("resource", "?"), m.get("external_id", "?")) for m in err.get("missing") or [] if isinstance(m, dict)]
-    return reason, missing
+    missing = err.get("missing")
+    refs = [(str(m.get("resource", "?")), str(m.get("external_id", "?")))
+            for m in (missing if isinstance(missing, list) else []) if isinstance(m, dict)]
+    return readable(reason), refs
+
+
+def result_status(r: dict[str, Any]) -> int | None:
+    """A batch result's HTTP status: `http_status` as a whole number (or digits), else from
+    `status` ("ok" → 200, "error" → 500); None when neither is usable."""
+    value = r.get("http_status")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if value is None:
+        return {"ok": 200, "error": 500}.get(r.get("status"))  # type: ignore[arg-type]
+    return None
 
 
 def batch_operation(d: Delivery) -> dict[str, Any]:
@@ -43,21 +71,43 @@ class Lessen360Client(TargetClient):
 
     async def _batch(self, chunk: list[Delivery]) -> list[DeliveryResult]:
         try:
-            status, body, headers = await self.call("POST", "/v1/batch", json_body={"operations": [batch_operation(d) for d in chunk]})
+            answer = await self.call("POST", "/v1/batch", json_body={"operations": [batch_operation(d) for d in chunk]})
         except TransientTargetError as exc:
             return [DeliveryResult(d, error=exc) for d in chunk]
-        results = body.get("results") if isinstance(body, dict) else None
-        if status != 200 or not isinstance(results, list) or len(results) != len(chunk):
-            reason, missing = lessen_error_parts(body)
-            error = error_for(status if status != 200 else 502, reason, retry_after=headers.get("Retry-After"), missing=missing)
+        if answer.status != 200 or answer.problem is not None:
+            reason, missing = lessen_error_parts(answer.body)
+            error = error_for(answer.status, reason, retry_after=answer.headers.get("Retry-After"), missing=missing)
+            if error is None:  # a success whose body cannot be read
+                error = answer.unreadable(self.name) if answer.problem else BadAnswerError(
+                    f"lessen360 answered the batch with {answer.status}, not 200 with results: {reason}", answer.status)
             return [DeliveryResult(d, error=error) for d in chunk]
-        return [self._result(d, r) for d, r in zip(chunk, results)]
+        results = answer.body.get("results") if isinstance(answer.body, dict) else None
+        if not isinstance(results, list) or len(results) != len(chunk):
+            count = f"{len(results)} results" if isinstance(results, list) else "no results list"
+            error = BadAnswerError(f"lessen360 answered a batch of {len(chunk)} operations with {count}: {body_text(answer.body)}", 200)
+            return [DeliveryResult(d, error=error) for d in chunk]
+        return [self._result(i, d, r) for i, (d, r) in enumerate(zip(chunk, results))]
 
     @staticmethod
-    def _result(d: Delivery, r: dict[str, Any]) -> DeliveryResult:
-        status = int(r.get("http_status", 200 if r.get("status") == "ok" else 500))
+    def _result(index: int, d: Delivery, r: Any) -> DeliveryResult:
+        """One operation's result; anything unreadable fails this record alone."""
+        if not isinstance(r, dict):
+            return DeliveryResult(d, error=BadAnswerError(f"lessen360 batch result {index} is not an object: {body_text(r)}"))
+        if "index" in r and r["index"] != index:
+            return DeliveryResult(d, error=BadAnswerError(
+                f"lessen360 batch result {index} says it answers operation {body_text(r['index'])}: {body_text(r)}"))
+        status = result_status(r)
+        if status is None:
+            return DeliveryResult(d, error=BadAnswerError(
+                f"lessen360 batch result {index} has no usable status (http_status {readable(repr(r.get('http_status')), 100)}, "
+                f"status {readable(repr(r.get('status')), 100)})"))
         if d.op == "delete" and status == 404:  # already gone: the delete's effect holds
             return DeliveryResult(d, target_ref=None)
         reason, missing = lessen_error_parts(r)
         error = error_for(status, reason, missing=missing)
-        return DeliveryResult(d, error=error) if error else DeliveryResult(d, target_ref=r.get("id"))
+        if error is not None:
+            return DeliveryResult(d, error=error)
+        try:
+            return DeliveryResult(d, target_ref=target_ref_of(r.get("id")))
+        except SyncflowError as exc:
+            return DeliveryResult(d, error=exc)

@@ -5,20 +5,33 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from syncflow.errors import TransientTargetError
-from syncflow.sinks.targets.base import Delivery, DeliveryResult, TargetClient, body_text, error_for
+from syncflow.errors import SyncflowError, TransientTargetError
+from syncflow.sinks.targets.base import (
+    BadAnswerError,
+    Delivery,
+    DeliveryResult,
+    TargetClient,
+    body_text,
+    error_for,
+    readable,
+    target_ref_of,
+)
 
 
 def one_error_parts(body: Any) -> tuple[str, list[tuple[str, str]]]:
-    """(reason, missing references) from a ONE error body {"error": {"code", "message", ...}}."""
+    """(reason, missing references) from a ONE error body {"error": {"code", "message", ...}};
+    any other body (text, HTML, another shape) is the reason as it is."""
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict):
         return body_text(body), []
     reason = f"{err.get('code', '')}: {err.get('message', '')}"
-    if details := err.get("details"):
+    details = err.get("details")
+    if isinstance(details, list) and details:
         reason += " " + ", ".join(f"{d.get('field')} {d.get('issue')}" for d in details if isinstance(d, dict))
-    missing = [(m.get("collection", "?"), m.get("externalId", "?")) for m in err.get("missing") or [] if isinstance(m, dict)]
-    return reason, missing
+    missing = err.get("missing")
+    refs = [(str(m.get("collection", "?")), str(m.get("externalId", "?")))
+            for m in (missing if isinstance(missing, list) else []) if isinstance(m, dict)]
+    return readable(reason), refs
 
 
 class OneClient(TargetClient):
@@ -35,15 +48,24 @@ class OneClient(TargetClient):
         headers = {"Idempotency-Key": d.idempotency_key}
         try:
             if d.op == "delete":
-                status, body, resp_headers = await self.call("DELETE", path, headers=headers)
-                if status == 404:  # already gone: the delete's effect holds
+                answer = await self.call("DELETE", path, headers=headers)
+                if answer.status == 404:  # already gone: the delete's effect holds
                     return DeliveryResult(d, target_ref=None)
             else:
-                status, body, resp_headers = await self.call("PUT", path, json_body=d.payload, headers=headers)
+                answer = await self.call("PUT", path, json_body=d.payload, headers=headers)
         except TransientTargetError as exc:
             return DeliveryResult(d, error=exc)
-        reason, missing = one_error_parts(body)
-        error = error_for(status, reason, retry_after=resp_headers.get("Retry-After"), missing=missing)
+        reason, missing = one_error_parts(answer.body)
+        error = error_for(answer.status, reason, retry_after=answer.headers.get("Retry-After"), missing=missing)
         if error is not None:
             return DeliveryResult(d, error=error)
-        return DeliveryResult(d, target_ref=body.get("id") if isinstance(body, dict) else None)
+        if answer.problem is not None:
+            return DeliveryResult(d, error=answer.unreadable(self.name))
+        if not isinstance(answer.body, dict):
+            return DeliveryResult(d, error=BadAnswerError(
+                f"one answered {answer.status} with JSON that is not an object: {body_text(answer.body)}", answer.status))
+        try:
+            return DeliveryResult(d, target_ref=target_ref_of(answer.body.get("id")))
+        except SyncflowError as exc:
+            return DeliveryResult(d, error=exc)
+
