@@ -143,12 +143,6 @@ class EncodeError(BadInputError):
     category = "encode"
 
 
-class RecordTooLargeError(EncodeError):
-    """A record whose Kafka message would exceed the largest message a topic takes."""
-
-    category = "too-large"
-
-
 class SchemaMismatchError(DecodeError):
     """Data whose writer schema cannot be resolved to the requested reader schema."""
 

@@ -16,7 +16,7 @@ from typing import Any
 from syncflow.connectors.publish import RawPublisher, new_batch_number
 from syncflow.connectors.schemas import load_schema
 from syncflow.connectors.xml_records import element_to_record, local_name, parse_xml
-from syncflow.errors import EncodeError, FieldError, ValidationError
+from syncflow.errors import EncodeError, FieldError, TooLargeError, ValidationError
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.settings import Settings
 
@@ -251,6 +251,8 @@ def _prepare(publisher: RawPublisher, entity_type: str, row: Row,
         return None, exc.errors
     except EncodeError as exc:
         return None, [FieldError("schema", "(record)", None, str(exc))]
+    except TooLargeError as exc:
+        return None, [FieldError("size", "(record)", None, str(exc))]
 
 
 def _send(producer: ReliableProducer, batch: list[OutgoingRecord], progress: Callable[[int], None] | None) -> int:

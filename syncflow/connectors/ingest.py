@@ -29,8 +29,7 @@ from syncflow.connectors.observe import Observer, worker_observer
 from syncflow.connectors.publish import RawPublisher, new_batch_number, refused_as_too_large
 from syncflow.connectors.schemas import SOURCE_ENTITIES, check_record, load_schema
 from syncflow.connectors.xml_records import element_to_record, local_name, parse_xml
-from syncflow.errors import (ConfigError, EncodeError, RecordTooLargeError, SchemaRegistryUnavailableError,
-                             ValidationError)
+from syncflow.errors import ConfigError, EncodeError, SchemaRegistryUnavailableError, TooLargeError, ValidationError
 from syncflow.streams.metrics import add_ops_routes
 from syncflow.streams.producer import DeliveryError, OutgoingRecord, ReliableProducer
 from syncflow.streams.settings import Settings
@@ -207,7 +206,7 @@ async def _produce(request: web.Request, source: str, entity_type: str, records:
     for i, record in enumerate(records):
         try:
             prepared.append((publisher.prepare(entity_type, record, batch_number), record))
-        except RecordTooLargeError as exc:
+        except TooLargeError as exc:
             too_large.add(i, None, f"{exc}; it can never be accepted, do not send it again")
         except ValidationError as exc:
             for e in exc.errors:

@@ -15,10 +15,10 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from syncflow.connectors.schemas import check_record, load_schema, schema_name, source_id_of
-from syncflow.errors import BadInputError, EncodeError, FieldError, RecordTooLargeError, ValidationError
+from syncflow.errors import BadInputError, EncodeError, FieldError, TooLargeError, ValidationError
 from syncflow.streams import headers as h
 from syncflow.streams.avro import AvroCodec, codec_for
-from syncflow.streams.dead_letters import PREFIX, FailureContext, failure_headers
+from syncflow.streams.dead_letters import PREFIX, FailureContext, failure_headers, record_size
 from syncflow.streams.producer import DeliveryError, OutgoingRecord, ReliableProducer
 from syncflow.streams.settings import Settings
 from syncflow.streams.topics import SYNC_IN_DLQ, raw_key, raw_topic
@@ -53,12 +53,6 @@ class PublishResult:
     keys: list[str] = field(default_factory=list)
     rejected: int = 0
     rejected_by_category: Counter[str] = field(default_factory=Counter)
-
-
-def message_size(out: OutgoingRecord) -> int:
-    """Bytes of a Kafka message before compression: key, value and headers."""
-    headers = sum(len(k) + len(v or b"") for k, v in out.headers)
-    return len(out.key or b"") + len(out.value or b"") + headers
 
 
 def refused_as_too_large(exc: DeliveryError) -> bool:
@@ -120,10 +114,10 @@ class RawPublisher:
                                               f"is not valid text: {exc.reason}")]) from exc
         value = self.codec.encode(schema_name(self.source, entity_type), record, topic=self.topic)
         out = OutgoingRecord(self.topic, key, value, self.record_headers(entity_type, batch_number))
-        size, limit = message_size(out), self.settings.kafka_max_message_bytes
+        size, limit = record_size(out.key, out.value, out.headers), self.settings.kafka_max_message_bytes
         if size > limit:
-            raise RecordTooLargeError(f"{schema_name(self.source, entity_type)} {source_id[:200]!r}: {size} bytes "
-                                      f"encoded, over the {limit}-byte limit of one record on {self.topic}")
+            raise TooLargeError(f"{schema_name(self.source, entity_type)} {source_id[:200]!r}: {size} bytes "
+                                f"encoded, over the {limit}-byte limit of one record on {self.topic}", size, limit)
         return out
 
     def dead_letter(self, reject: Reject, batch_number: int) -> OutgoingRecord:
@@ -133,7 +127,7 @@ class RawPublisher:
         ctx = FailureContext(original_topic=self.topic, original_partition=-1, original_offset=-1,
                              original_timestamp_ms=int(time.time() * 1000),
                              consumer_group=f"connector.{self.source}", error=reject.error,
-                             rule="size" if isinstance(reject.error, RecordTooLargeError) else "schema")
+                             rule="size" if isinstance(reject.error, TooLargeError) else "schema")
         key = None
         if reject.source_id:
             key = raw_key(reject.entity_type, reject.source_id).encode("utf-8", "backslashreplace")
@@ -157,7 +151,7 @@ class RawPublisher:
         for record in records:
             try:
                 prepared.append((self.prepare(entity_type, record, batch_number), record))
-            except (ValidationError, EncodeError) as exc:
+            except (ValidationError, EncodeError, TooLargeError) as exc:
                 dead.append(Reject(record_payload(record), exc, entity_type,
                                    _maybe_source_id(self.source, entity_type, record)))
         refused = self.send_raw(prepared, entity_type)
@@ -191,8 +185,9 @@ class RawPublisher:
             except DeliveryError as exc:
                 if not refused_as_too_large(exc):
                     raise
-                error = RecordTooLargeError(f"{out.key.decode(errors='replace')[:200]}: {message_size(out)} bytes, "  # type: ignore[union-attr]
-                                            f"refused by the broker as too large for {out.topic}")
+                size = record_size(out.key, out.value, out.headers)
+                error = TooLargeError(f"{(out.key or b'').decode(errors='replace')[:200]}: {size} bytes, refused by "
+                                      f"the broker as too large for {out.topic}", size, self.settings.kafka_max_message_bytes)
                 refused[id(out)] = Reject(record_payload(record), error, entity_type,
                                           _maybe_source_id(self.source, entity_type, record))
         return refused
