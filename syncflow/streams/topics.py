@@ -26,6 +26,12 @@ def retry_topic(target: str, tier: int) -> str:
     return f"sync-out.{target}.retry.{tier}"
 
 
+def dependency_topic(target: str) -> str:
+    """A target's dependency-wait lane: records waiting for what they reference, all with one
+    delay (sync_out.dependency_retry_delay_s), apart from the retry tiers' longer delays."""
+    return f"sync-out.{target}.dependency"
+
+
 def target_dlq(target: str) -> str:
     return f"sync-out.{target}.dlq"
 
@@ -67,5 +73,6 @@ def catalogue(settings: Settings) -> list[TopicSpec]:
     for target in settings.sync_out.targets:
         for tier in range(1, settings.sync_out.max_attempts + 1):
             specs.append(TopicSpec(retry_topic(target, tier), t.retry_partitions, t.changes_retention_ms, config=sized))
+        specs.append(TopicSpec(dependency_topic(target), t.retry_partitions, t.changes_retention_ms, config=sized))
         specs.append(TopicSpec(target_dlq(target), t.dlq_partitions, t.dlq_retention_ms, config=sized))
     return specs

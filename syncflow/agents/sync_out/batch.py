@@ -29,7 +29,7 @@ from syncflow.agents.sync_out.events import ChangeEvent
 from syncflow.agents.sync_out.priority import Entry
 from syncflow.agents.sync_out.rate_limit import RateLimiter
 from syncflow.agents.sync_out.retry_gate import RETRY_DUE_HEADER
-from syncflow.agents.sync_out.state import Failed, Synced, SyncStateStore
+from syncflow.agents.sync_out.state import Failed, Synced, SyncStateStore, storable_text, target_ref_problem
 from syncflow.agents.sync_out.transform import Transformer
 from syncflow.errors import (
     DependencyNotMetError,
@@ -38,7 +38,7 @@ from syncflow.errors import (
     SyncflowError,
     TransientTargetError,
 )
-from syncflow.sinks.targets.base import Delivery, TargetClient
+from syncflow.sinks.targets.base import BadAnswerError, Delivery, DeliveryResult, TargetClient, UnusableAnswerError
 from syncflow.streams.dead_letters import FailureContext, carry_headers, failure_headers
 from syncflow.streams.headers import TRANSIENT_FAILURES, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
@@ -112,6 +112,7 @@ class BatchProcessor:
         *,
         group: str,
         retry_topics: list[str],
+        dependency_topic: str,
         dlq_topic: str,
         client: TargetClient,
         transformer: Transformer,
@@ -122,6 +123,7 @@ class BatchProcessor:
     ):
         self.target, self.target_settings, self.sync_out = target, target_settings, sync_out
         self.group, self.retry_topics, self.dlq_topic = group, retry_topics, dlq_topic
+        self.dependency_topic = dependency_topic  # the dependency-wait lane (one delay: see decisions.route_failure)
         self.client, self.transformer, self.state = client, transformer, state
         self.limiter, self.producer, self.outbound = limiter, producer, outbound
         # entity types this target receives: configured and with a transform rule
@@ -210,13 +212,22 @@ class BatchProcessor:
         if not to_send:
             return
         sending = {e.item.entity_key: e.item.event.version for e, _ in to_send}  # type: ignore[union-attr]
-        await asyncio.to_thread(self.state.record_sending, sending)  # type: ignore[arg-type]
+        claimed = await asyncio.to_thread(self.state.claim, sending)  # type: ignore[arg-type]
+        for entry, _ in to_send:
+            if entry.item.entity_key not in claimed:  # a newer version was sent meanwhile
+                result.done.append(entry)
+                result.note(entry, "stale", "stale")
+        to_send = [(e, d) for e, d in to_send if e.item.entity_key in claimed]
+        if not to_send:
+            return
         started = time.perf_counter()
-        answers = await self.client.deliver([d for _, d in to_send])
+        answers = await self._deliver([d for _, d in to_send])
         result.call_seconds = time.perf_counter() - started
         retry_after = 0.0
         for (entry, _), answer in zip(to_send, answers):
-            if answer.ok:
+            if answer.ok and answer.target_ref is not None and (problem := target_ref_problem(answer.target_ref)):
+                self._fail(out, result, entry, UnusableAnswerError(problem))
+            elif answer.ok:
                 self._synced(out, result, entry, answer.target_ref)
                 result.note(entry, "delivered", "delivered")
             elif isinstance(answer.error, RateLimitedError):
@@ -229,9 +240,26 @@ class BatchProcessor:
             await asyncio.to_thread(self.limiter.block_for, retry_after)
             result.not_before_s = max(result.not_before_s, time.monotonic() + retry_after)
 
+    async def _deliver(self, deliveries: list[Delivery]) -> list[DeliveryResult]:
+        """The client's answers, one per delivery. A client that raises or miscounts (a bug:
+        clients turn every answer into a result) fails this call's records as bad answers,
+        so they take the retry tiers instead of putting the whole batch back for ever."""
+        try:
+            answers = await self.client.deliver(deliveries)
+            if len(answers) == len(deliveries):
+                return answers
+            problem = f"the {self.target} client gave {len(answers)} results for {len(deliveries)} deliveries"
+        except Exception as exc:  # noqa: BLE001 - any client failure is this call's outcome
+            log.exception("%s client failed on %d deliveries", self.target, len(deliveries))
+            problem = f"the {self.target} client failed: {type(exc).__name__}: {exc}"
+        error = BadAnswerError(storable_text(problem)[:2000])
+        return [DeliveryResult(d, error=error) for d in deliveries]
+
     def _synced(self, out: _Outcomes, result: BatchResult, entry: Entry[Consumed], target_ref: str | None) -> None:
         event = entry.item.event
         assert event is not None
+        if target_ref is not None and target_ref_problem(target_ref):
+            target_ref = None  # an echo's source id that the column cannot hold (a delivery's was checked)
         out.synced.append(Synced((event.entity_type, event.entity_id), event.version, target_ref))
         out.raw_status.append((event.origin_source, event.entity_type, event.origin_source_id, self.target, "synced"))
         result.done.append(entry)
@@ -258,10 +286,11 @@ class BatchProcessor:
         )
         headers = [h for h in carry_headers(c.headers) if h[0] != TRANSIENT_FAILURES] + failure_headers(ctx)
         headers.append((TRANSIENT_FAILURES, str(transient).encode()))
-        if route.kind == "retry":
+        if route.kind in ("retry", "wait"):
             due_ms = int((now + route.delay_s) * 1000)
             headers.append((RETRY_DUE_HEADER, str(due_ms).encode()))
-            out.produce.append(OutgoingRecord(self.retry_topics[route.tier - 1], c.key, c.value, headers))
+            topic = self.retry_topics[route.tier - 1] if route.kind == "retry" else self.dependency_topic
+            out.produce.append(OutgoingRecord(topic, c.key, c.value, headers))
             status, next_retry = "retry", datetime.fromtimestamp(due_ms / 1000, tz=timezone.utc)
             result.note(entry, "retry", "retried", ctx.category, route.tier)
         else:
@@ -274,7 +303,7 @@ class BatchProcessor:
             out.failed.append(Failed(key, c.event.version, status, c.attempt, next_retry, message))
             out.raw_status.append((c.event.origin_source, c.event.entity_type, c.event.origin_source_id, self.target, status))
         log.info("%s %s:%s attempt %d → %s%s: %s", self.target, c.topic, c.offset, c.attempt, route.kind,
-                 f" tier {route.tier}" if route.kind == "retry" else "", error)
+                 f" tier {route.tier}" if route.kind == "retry" else "", storable_text(str(error))[:500])
         result.done.append(entry)
 
     async def _record(self, out: _Outcomes) -> None:

@@ -49,9 +49,10 @@ def waits_for_batch(missing: Collection[EntityKey], in_batch: Collection[EntityK
 
 @dataclass(frozen=True)
 class Route:
-    """Where a failed record goes: retry tier `tier` after `delay_s`, or the DLQ."""
+    """Where a failed record goes: retry tier `tier` after `delay_s`, the dependency-wait
+    lane after `delay_s` ("wait", tier 0), or the DLQ."""
 
-    kind: str  # "retry" | "dlq"
+    kind: str  # "retry" | "wait" | "dlq"
     tier: int = 0
     delay_s: float = 0.0
 
@@ -64,15 +65,16 @@ def route_failure(error: BaseException, attempt: int, settings: SyncOutSettings,
     """The route after attempt number `attempt` (1 = the first try) failed with `error`.
 
     Transient errors climb the retry tiers and land in the DLQ after the last one; a missing
-    dependency waits in the tiers up to dependency_max_attempts; anything else (4xx, bad
-    input, an unexpected error) goes to the DLQ at once. `transient_failures` counts only the
+    dependency waits in its own lane (one delay for every record there, so a wait never
+    queues behind a tier's longer delay) up to dependency_max_attempts; anything else (4xx,
+    bad input, an unexpected error) goes to the DLQ at once. `transient_failures` counts only the
     transient failures so far (this one included), so time spent waiting for a dependency
     does not use up the retries a later 5xx is owed; without it, `attempt` counts."""
     tiers = len(settings.retry_delays_s)
     if isinstance(error, DependencyNotMetError):
-        if attempt >= settings.dependency_max_attempts or tiers == 0:
+        if attempt >= settings.dependency_max_attempts:
             return DLQ
-        return Route("retry", min(attempt, tiers), settings.dependency_retry_delay_s)
+        return Route("wait", 0, settings.dependency_retry_delay_s)
     if isinstance(error, (TransientTargetError, SchemaRegistryUnavailableError)):
         n = attempt if transient_failures is None else transient_failures
         if n > tiers:

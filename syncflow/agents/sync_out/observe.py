@@ -59,7 +59,7 @@ class SyncOutObserver:
             else:
                 m.sync_out_failures.labels(t, o.entity_type, o.category or "internal").inc()
                 if o.kind == "retry":
-                    m.retries.labels(t, str(o.tier)).inc()
+                    m.retries.labels(t, str(o.tier) if o.tier else "dependency").inc()
                 else:
                     m.dlq_records.labels(self.dlq_topic, o.category or "internal").inc()
         for topic, n in done_per_topic.items():

@@ -52,9 +52,9 @@ def build_worker(
     engine = make_engine(settings)
     processor = BatchProcessor(
         target, target_settings, settings.sync_out,
-        group=topics.group, retry_topics=topics.retries, dlq_topic=topics.dlq,
+        group=topics.group, retry_topics=topics.tiers, dependency_topic=topics.dependency, dlq_topic=topics.dlq,
         client=client, transformer=transformer,
-        state=SyncStateStore(engine, target),
+        state=SyncStateStore(engine, target, settings.database_schema),
         limiter=RateLimiter(engine, target, target_settings.rate_per_minute, target_settings.rate_burst_s),
         producer=ReliableProducer(settings),
         outbound=OutboundStatusWriter(outbound, settings.sync_out.outbound_flush_s) if outbound is not None else None,

@@ -1,7 +1,13 @@
 """Sync-out's memory in the common database: which version of each entity a target holds
 (target_sync_state), written in batches, and per-entity advisory locks so two workers of a
 group never deliver the same entity at once (a retry tier and a changes topic can be owned
-by different workers)."""
+by different workers).
+
+The locks are session locks of one connection; their keys include the database schema, so
+workers of different schemas (tests, a demo) on the same entity ids do not block each other.
+The record of what is about to be sent (`claim`) runs on that same connection and checks, in
+the same statement, that the session still holds each entity's lock: a session lost to a
+database restart holds none, and nothing is sent on the strength of a lock it lost."""
 
 from __future__ import annotations
 
@@ -12,6 +18,10 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, text
 
 from syncflow.agents.sync_out.decisions import EntityKey
+from syncflow.errors import StoreUnavailableError
+from syncflow.sinks.common_db.models import TargetSyncState
+
+TARGET_REF_MAX: int = TargetSyncState.__table__.c.target_ref.type.length  # type: ignore[attr-defined]
 
 _LOCK = text(
     "SELECT k, pg_try_advisory_lock(hashtextextended(k, 0)) FROM unnest(CAST(:keys AS text[])) AS k"
@@ -47,14 +57,36 @@ _SYNCED = text(
     """
 )
 
+# The compare-and-set before a call: sent_version moves to the version about to be sent only
+# when no newer version was sent or delivered meanwhile; RETURNING says which rows it wrote (a
+# row not written is a stale version, not sent). With :check_locks, only entities whose
+# advisory lock this session holds are written (pg_locks shows a bigint key as classid = high
+# 32 bits, objid = low 32 bits, objsubid = 1), and each row says whether it was held.
 _SENDING = text(
     """
-    INSERT INTO target_sync_state AS s (entity_type, entity_id, target, sent_version, updated_at)
-    SELECT k.entity_type, k.entity_id, :target, k.version, now()
-      FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[]), CAST(:versions AS int[])) AS k(entity_type, entity_id, version)
-    ON CONFLICT (entity_type, entity_id, target) DO UPDATE
-       SET sent_version = excluded.sent_version, updated_at = now()
-     WHERE s.sent_version < excluded.sent_version
+    WITH k AS (
+        SELECT * FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[]), CAST(:versions AS int[]),
+                             CAST(:lock_keys AS text[])) AS k(entity_type, entity_id, version, lock_key)
+    ), held AS (
+        SELECT k.entity_type, k.entity_id, k.version FROM k
+         WHERE NOT CAST(:check_locks AS boolean) OR EXISTS (
+               SELECT 1 FROM pg_locks l
+                WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted AND l.objsubid = 1
+                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND l.classid = ((hashtextextended(k.lock_key, 0) >> 32) & 4294967295)::oid
+                  AND l.objid = (hashtextextended(k.lock_key, 0) & 4294967295)::oid)
+    ), written AS (
+        INSERT INTO target_sync_state AS s (entity_type, entity_id, target, sent_version, updated_at)
+        SELECT h.entity_type, h.entity_id, :target, h.version, now() FROM held h
+        ON CONFLICT (entity_type, entity_id, target) DO UPDATE
+           SET sent_version = excluded.sent_version, updated_at = now()
+         WHERE s.sent_version <= excluded.sent_version AND s.synced_version < excluded.sent_version
+        RETURNING s.entity_type, s.entity_id
+    )
+    SELECT k.entity_type, k.entity_id, h.entity_id IS NOT NULL AS held, w.entity_id IS NOT NULL AS written
+      FROM k
+      LEFT JOIN held h ON h.entity_type = k.entity_type AND h.entity_id = k.entity_id
+      LEFT JOIN written w ON w.entity_type = k.entity_type AND w.entity_id = k.entity_id
     """
 )
 
@@ -69,6 +101,25 @@ _FAILURE = text(
      WHERE target_sync_state.synced_version < :version
     """
 )
+
+
+class LocksLostError(StoreUnavailableError):
+    """The lock session no longer holds an entity's lock (it was lost with its connection):
+    the batch is tried again on a new session, nothing is sent meanwhile."""
+
+
+def storable_text(value: str) -> str:
+    """Text PostgreSQL can hold: no NUL characters, no lone surrogates."""
+    return value.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def target_ref_problem(ref: str) -> str | None:
+    """Why target_sync_state.target_ref cannot hold the target's id, or None."""
+    if len(ref) > TARGET_REF_MAX:
+        return f"the target's id for the record has {len(ref)} characters; target_sync_state.target_ref holds at most {TARGET_REF_MAX}"
+    if storable_text(ref) != ref:
+        return f"the target's id for the record holds characters the database cannot store: {storable_text(ref)[:200]!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -91,13 +142,14 @@ class Failed:
 class SyncStateStore:
     """Reads and batched writes of one target's rows. Blocking: call off the event loop."""
 
-    def __init__(self, engine: Engine, target: str):
+    def __init__(self, engine: Engine, target: str, schema: str = "public"):
         self.engine = engine
         self.target = target
+        self.schema = schema  # settings.database_schema: part of every lock key
         self._lock_conn: Connection | None = None
 
     def _lock_key(self, key: EntityKey) -> str:
-        return f"sync-out|{self.target}|{key[0]}|{key[1]}"
+        return f"sync-out|{self.schema}|{self.target}|{key[0]}|{key[1]}"
 
     def lock(self, keys: list[EntityKey]) -> set[EntityKey]:
         """Try to lock the entities; returns those locked (others are busy in another worker)."""
@@ -153,15 +205,41 @@ class SyncStateStore:
             rows = conn.execute(_VERSIONS, params).all()
         return {(et, eid): synced for et, eid, synced, _ in rows}, {(et, eid): sent for et, eid, _, sent in rows}
 
-    def record_sending(self, versions: dict[EntityKey, int]) -> None:
-        """Before the call: these versions may reach the target from now on (committed first,
-        so no older version of these entities is sent after them, whatever happens next)."""
+    def record_sending(self, versions: dict[EntityKey, int]) -> set[EntityKey]:
+        """Compare-and-set of sent_version without locks (tools, another process): returns
+        the entities whose version was recorded; the others have a newer one already."""
         if not versions:
-            return
-        keys = sorted(versions)
+            return set()
         with self.engine.begin() as conn:
-            conn.execute(_SENDING, {"target": self.target, "types": [k[0] for k in keys], "ids": [k[1] for k in keys],
-                                    "versions": [versions[k] for k in keys]})
+            rows = conn.execute(_SENDING, self._sending_params(versions, check_locks=False)).all()
+        return {(et, eid) for et, eid, _, written in rows if written}
+
+    def claim(self, versions: dict[EntityKey, int]) -> set[EntityKey]:
+        """Before the call, on the lock session: record these versions as sent unless a newer
+        one was sent or delivered meanwhile (committed first, so no older version of these
+        entities is sent after them, whatever happens next). Returns the entities to send;
+        the others are stale. Raises LocksLostError when the session lost any of the locks."""
+        if not versions:
+            return set()
+        conn = self._lock_conn
+        if conn is None or conn.closed or conn.invalidated:
+            raise LocksLostError("the lock session was lost before the versions to send were recorded")
+        try:
+            rows = conn.execute(_SENDING, self._sending_params(versions, check_locks=True)).all()
+        except Exception:
+            self._drop_lock_connection()  # a lost session holds no locks; the next lock() reconnects
+            raise
+        lost = [(et, eid) for et, eid, held, _ in rows if not held]
+        if lost:
+            self._drop_lock_connection()
+            raise LocksLostError(f"the lock session no longer holds the locks of {len(lost)} entities, e.g. {lost[0][0]}:{lost[0][1]}")
+        return {(et, eid) for et, eid, _, written in rows if written}
+
+    def _sending_params(self, versions: dict[EntityKey, int], *, check_locks: bool) -> dict[str, object]:
+        keys = sorted(versions)
+        return {"target": self.target, "types": [k[0] for k in keys], "ids": [k[1] for k in keys],
+                "versions": [versions[k] for k in keys], "lock_keys": [self._lock_key(k) for k in keys],
+                "check_locks": check_locks}
 
     def record(self, synced: list[Synced], failed: list[Failed]) -> None:
         """Write the outcomes of one batch in one transaction. A version never moves back: an
@@ -185,7 +263,7 @@ class SyncStateStore:
                         {
                             "entity_type": f.key[0], "entity_id": f.key[1], "target": self.target,
                             "status": f.status, "attempts": f.attempts, "next_retry_time": f.next_retry_time,
-                            "last_error": f.error[:2000], "version": f.version,
+                            "last_error": storable_text(f.error[:2000]), "version": f.version,
                         }
                         for f in sorted(failed, key=lambda f: f.key)
                     ],

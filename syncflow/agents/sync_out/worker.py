@@ -29,7 +29,7 @@ from syncflow.errors import SyncflowError
 from syncflow.streams.avro import AvroCodec
 from syncflow.streams.dead_letters import read_failure_headers
 from syncflow.streams.settings import Settings
-from syncflow.streams.topics import changes_topic, retry_topic, sync_out_group, target_dlq
+from syncflow.streams.topics import changes_topic, dependency_topic, retry_topic, sync_out_group, target_dlq
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,15 @@ WORKER_KEY = web.AppKey("sync_out_worker", object)
 @dataclass(frozen=True)
 class SyncOutTopics:
     changes: list[str]
-    retries: list[str]  # index 0 = tier 1
+    tiers: list[str]  # retry tiers, index 0 = tier 1
+    dependency: str  # the dependency-wait lane
     dlq: str
     group: str
+
+    @property
+    def retries(self) -> list[str]:
+        """Every delayed topic the worker reads (the tiers, then the dependency lane)."""
+        return [*self.tiers, self.dependency]
 
 
 def sync_out_topics(settings: Settings, target: str) -> SyncOutTopics:
@@ -50,7 +56,8 @@ def sync_out_topics(settings: Settings, target: str) -> SyncOutTopics:
     entity_types = settings.sync_out.targets[target].entity_types
     return SyncOutTopics(
         changes=[changes_topic(e) + sfx for e in entity_types],
-        retries=[retry_topic(target, n) + sfx for n in range(1, len(settings.sync_out.retry_delays_s) + 1)],
+        tiers=[retry_topic(target, n) + sfx for n in range(1, len(settings.sync_out.retry_delays_s) + 1)],
+        dependency=dependency_topic(target) + sfx,
         dlq=target_dlq(target) + sfx,
         group=sync_out_group(target) + sfx,
     )

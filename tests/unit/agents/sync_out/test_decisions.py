@@ -79,11 +79,11 @@ def test_permanent_and_bad_input_go_to_the_dlq_at_once() -> None:
     assert route_failure(RuntimeError("bug"), 1, s).kind == "dlq"
 
 
-def test_dependency_waits_stay_in_the_last_tier_until_their_own_limit() -> None:
+def test_dependency_waits_go_to_their_own_lane_until_their_own_limit() -> None:
     s = SyncOutSettings(retry_delays_s=[1.0, 2.0], dependency_retry_delay_s=0.5, dependency_max_attempts=4)
     err = DependencyNotMetError([("location", "loc-1")])
     routes = [route_failure(err, a, s) for a in (1, 2, 3, 4)]
-    assert [(r.kind, r.tier) for r in routes] == [("retry", 1), ("retry", 2), ("retry", 2), ("dlq", 0)]
+    assert [(r.kind, r.tier) for r in routes] == [("wait", 0), ("wait", 0), ("wait", 0), ("dlq", 0)]
     assert all(r.delay_s == 0.5 for r in routes[:3])
 
 
