@@ -261,6 +261,31 @@ class RegistryCodec:
         return local if local is not None else version
 
 
+class FramedCodec:
+    """Reads both framings in one deployment, told apart by their first bytes (upstream
+    producers choose theirs): 0x00 is the Confluent wire format (resolved through the
+    registry), C3 01 Avro single-object encoding (resolved from the schema files). Writes
+    with the registry's framing when one is configured, else single-object."""
+
+    def __init__(self, single: SingleObjectCodec, registry: RegistryCodec | None = None):
+        self.single, self.registry = single, registry
+
+    def encode(self, schema_name: str, record: dict, *, topic: str | None = None) -> bytes:
+        return (self.registry or self.single).encode(schema_name, record, topic=topic)
+
+    def decode(self, data: bytes, *, topic: str | None = None, reader: str | None = None) -> DecodedRecord:
+        if isinstance(data, (bytes, bytearray, memoryview)) and bytes(data[:1]) == bytes([CONFLUENT_MAGIC]):
+            if self.registry is not None:
+                return self.registry.decode(data, topic=topic, reader=reader)
+            what = f"record on {topic}" if topic else "record"
+            schema_id = int.from_bytes(bytes(data[1:5]), "big") if len(data) >= CONFLUENT_HEADER.size else None
+            raise DecodeError(
+                f"{what}: Confluent wire format (magic byte 0x00, schema id {schema_id}) but no schema registry "
+                "is configured (settings.schema_registry_url); only single-object encoding can be read here"
+            )
+        return self.single.decode(data, topic=topic, reader=reader)
+
+
 def registry_client(url: str) -> SchemaRegistryClient:
     """A confluent-kafka SchemaRegistryClient (`mock://` gives its in-memory stand-in)."""
     if url.startswith("mock://"):
@@ -269,16 +294,16 @@ def registry_client(url: str) -> SchemaRegistryClient:
 
 
 def codec_for(settings: Settings, catalogue: SchemaCatalogue | None = None) -> AvroCodec:
-    """RegistryCodec when settings.schema_registry_url is set, else SingleObjectCodec."""
+    """A FramedCodec: both framings read; written with the registry when one is configured."""
     catalogue = catalogue if catalogue is not None else SchemaCatalogue.load(settings.schemas_dir)
-    if settings.schema_registry_url:
-        return RegistryCodec(catalogue, registry_client(settings.schema_registry_url))
-    return SingleObjectCodec(catalogue)
+    registry = RegistryCodec(catalogue, registry_client(settings.schema_registry_url)) if settings.schema_registry_url else None
+    return FramedCodec(SingleObjectCodec(catalogue), registry)
 
 
 __all__ = [
     "AvroCodec",
     "DecodedRecord",
+    "FramedCodec",
     "RegistryCodec",
     "SingleObjectCodec",
     "codec_for",

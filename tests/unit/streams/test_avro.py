@@ -299,10 +299,25 @@ def test_unknown_schema_name_or_non_dict_is_an_encode_error(make_codec: CodecFac
 
 # -- choice of format and speed ----------------------------------------------------------
 def test_codec_for_follows_the_settings() -> None:
-    assert isinstance(codec_for(Settings(schema_registry_url=None)), SingleObjectCodec)
+    plain = codec_for(Settings(schema_registry_url=None))
+    assert plain.encode(CHANGE_EVENT, change_event())[:2] == b"\xc3\x01"  # single-object without a registry
     codec = codec_for(Settings(schema_registry_url="mock://"))
-    assert isinstance(codec, RegistryCodec)
+    assert codec.encode(CHANGE_EVENT, change_event())[:1] == b"\x00"  # Confluent framing with one
     assert codec.decode(codec.encode(CHANGE_EVENT, change_event())).schema_name == CHANGE_EVENT
+
+
+def test_one_codec_reads_both_framings_told_apart_by_their_first_bytes() -> None:
+    codec = codec_for(Settings(schema_registry_url="mock://both-framings"))
+    single = codec_for(Settings(schema_registry_url=None)).encode(CHANGE_EVENT, change_event())
+    confluent = codec.encode(CHANGE_EVENT, change_event())
+    assert single[:2] == b"\xc3\x01" and confluent[:1] == b"\x00"
+    assert codec.decode(single).record == codec.decode(confluent).record
+
+
+def test_confluent_framing_without_a_registry_is_refused_saying_so() -> None:
+    confluent = codec_for(Settings(schema_registry_url="mock://no-registry-reader")).encode(CHANGE_EVENT, change_event())
+    with pytest.raises(DecodeError, match="no schema registry is configured"):
+        codec_for(Settings(schema_registry_url=None)).decode(confluent)
 
 
 def test_decoding_is_cheap(make_codec: CodecFactory, repo_catalogue: SchemaCatalogue) -> None:
