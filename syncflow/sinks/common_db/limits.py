@@ -148,7 +148,7 @@ def record_problems(record: EntityRecord) -> list[FieldError]:
         if value is not None and len(value) > limit:
             problems.append(FieldError(RULE, field, value, f"has {len(value)} characters; at most {limit} fit"))
     for column, parent in parent_ids(record.entity_type, record.entity, record.references).items():
-        if len(parent) > ENTITY_ID_MAX:
+        if record.entity.get(column) is None and len(parent) > ENTITY_ID_MAX:  # from references: no column check
             problems.append(FieldError(RULE, column, parent, f"has {len(parent)} characters; at most {ENTITY_ID_MAX} fit"))
     if _may_hold_bad_text(record):
         texts = [*_walk(record.entity, ""), *_walk(record.references, "references"), ("source_id", record.source_id)]
