@@ -143,3 +143,57 @@ def test_import_command_exit_status_and_summary(raw_settings, tmp_path: Path) ->
     wrong = runner.invoke(app, ["import", str(good), "--source", "lessen360", "--entity", "resident"])
     assert wrong.exit_code != 0
     assert on_topic(settings, "lessen360") == {f"attachment:{r['attachmentId']}": r for r in records}
+
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<Customers><Customer><PropertyCode>&lol3;</PropertyCode></Customer></Customers>"""
+
+
+def test_xml_with_a_dtd_is_rejected_never_expanded(raw_settings, tmp_path: Path) -> None:
+    settings = raw_settings("yardi")
+    bomb = tmp_path / "bomb.xml"
+    bomb.write_text(BILLION_LAUGHS)
+
+    refused = import_file(settings, bomb, "yardi", "resident")
+
+    assert (refused.published, refused.rejected) == (0, 1)
+    reject = json.loads(refused.rejects_path.read_text())
+    assert "DTD or entity declarations is not accepted" in reject["errors"][0]["reason"]
+    assert "lollol" not in refused.rejects_path.read_text()
+    records = rendered("yardi", "resident")[:2]
+    schema = load_schema(settings.schemas_dir, "yardi", "resident")
+    root = ET.Element("Customers")
+    for r in records:
+        root.append(record_to_element("Customer", r, schema))
+    good = tmp_path / "good.xml"
+    ET.ElementTree(root).write(good, encoding="utf-8", xml_declaration=True)
+    assert import_file(settings, good, "yardi", "resident").published == 2
+    assert set(on_topic(settings, "yardi")) == {f"resident:{r['Identification']['IDValue']}" for r in records}
+
+
+def test_json_lines_nobody_designed_for_are_rejected_the_rest_published(raw_settings, tmp_path: Path) -> None:
+    settings = raw_settings("realpage").model_copy(update={"kafka_max_message_bytes": 50_000})
+    records = rendered("realpage", "service_request")[:3]
+    lines = [
+        json.dumps(records[0]).encode(),
+        b"[" * 5000 + b"]" * 5000,  # deeper than the parser goes
+        json.dumps(dict(records[1], workOrderId="WO-X")).encode().replace(b"WO-X", b"WO-\xff\xfe"),  # not UTF-8
+        json.dumps(dict(records[1], problemDescription="lone \ud800")).encode(),
+        json.dumps(dict(records[1], problemDescription="x" * 60_000)).encode(),  # over the record limit
+        json.dumps(records[1]).encode(),
+        json.dumps(records[2]).encode(),
+    ]
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    summary = import_file(settings, path, "realpage", "service_request")
+
+    assert (summary.read, summary.published, summary.rejected) == (7, 3, 4)
+    rejects = {r["position"]: r["errors"][0]["reason"]
+               for r in map(json.loads, summary.rejects_path.read_text().splitlines())}
+    assert "nested too deeply" in rejects[2]
+    assert "surrogate" in rejects[3] and "surrogate" in rejects[4]
+    assert "50000-byte limit" in rejects[5]
+    assert on_topic(settings, "realpage") == {f"service_request:{r['workOrderId']}": r for r in records}
