@@ -96,7 +96,7 @@ def show(
     except OpsError as exc:
         raise _fail("show", exc) from exc
     kind, value = describe_value(record.value, _decoder(settings))
-    other = {k: v.decode(errors="replace") for k, v in record.headers if not k.startswith("syncflow.dlt.")}
+    other = {k: v.decode(errors="replace") if v is not None else None for k, v in record.headers if not k.startswith("syncflow.dlt.")}
     if as_json:
         typer.echo(json.dumps({**record.summary(), "failure": record.failure, "headers": other,
                                "value_kind": kind, "value": value}, indent=2))
@@ -110,7 +110,7 @@ def show(
     if other:
         headers = Table("header", "value")
         for k, v in other.items():
-            headers.add_row(k, v)
+            headers.add_row(k, "(null)" if v is None else v)
         console.print(headers)
     console.print(f"value ({kind}):")
     console.print(value, markup=False, highlight=False)
@@ -131,8 +131,10 @@ def redrive_(
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be redriven; send nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (audit lines go to stderr)."),
 ) -> None:
-    """Send records back to their original topic, once each; records redriven too often stay
-    parked and are reported (exit code 3 when any record is parked)."""
+    """Send records back to their original topic, once each. Records that cannot go back
+    (redriven too often, no or unreadable failure headers, original topic gone, tombstone,
+    refused by the broker) stay parked and are reported with the reason, and the rest still
+    go (exit code 3 when any record is parked)."""
     settings = get_settings()
     echo = (lambda line: print(line, file=sys.stderr)) if as_json else print
     audit = AuditLog(audit_file or settings.ops.audit_file, echo=echo)
@@ -150,6 +152,8 @@ def redrive_(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
+        for p in report.parked:
+            typer.echo(f"parked {p['topic']}[{p['partition']}]@{p['offset']} key {p['key']!r}: {p['reason']}")
         typer.echo(f"redriven {len(report.redriven)}, parked {len(report.parked)}, "
                    f"skipped by filter {report.skipped}, handled before {report.already_done}")
     if report.parked:

@@ -8,30 +8,38 @@ handled yet, and the commit metadata lists handled offsets beyond it (records a 
 passed over stay for a later run). Running it twice redrives nothing twice.
 
 A loop guard parks records already redriven settings.ops.max_redrives times: they are
-reported on every run and never produced again."""
+reported on every run and never produced again. Redrive never stops on one record: a record
+it cannot send back (no or unreadable failure headers, an original topic that no longer
+exists, a tombstone, a value replaced by a pointer, one the broker refuses, e.g. as too
+large) is parked the same way, with its reason in the audit log and the report."""
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from syncflow.errors import OpsError
 from syncflow.ops import offsets
-from syncflow.streams.dead_letters import carry_headers, read_failure_headers
+from syncflow.streams.dead_letters import PREFIX, carry_headers, read_failure_headers
 from syncflow.streams.headers import ENTITY_TYPE, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.records import Headers, KafkaRecord
 from syncflow.streams.settings import Settings
 
 REDRIVE_COUNT = "syncflow.redrive.count"  # not a dlt header: it survives carry_headers
+VALUE_REPLACED = PREFIX + "value.replaced"  # the DLQ copy's value points at the original
 REDRIVE_BATCH = 200
 MAX_METADATA_CHARS = 3000  # Kafka's offset.metadata.max.bytes is 4096 by default
+KAFKA_METADATA_MAX = 4000  # a margin below offset.metadata.max.bytes
+SEND_TIMEOUT_S = 150.0  # longer than the producer's message.timeout.ms: each record gets its own answer
+TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")  # what Kafka accepts as a topic name
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,21 @@ class DlqRecord(KafkaRecord):
     def redrive_count(self) -> int:
         value = header_value(self.headers, REDRIVE_COUNT)
         return int(value) if value and value.isdigit() else 0
+
+    def unreadable(self) -> str | None:
+        """Why the headers redrive relies on cannot be trusted, or None: a failure header or
+        the redrive counter that is not UTF-8 text (decoded, it would name a wrong topic or
+        defeat the loop guard), or a counter that is not a number."""
+        for key, value in self.headers:
+            if value is None or not (key.startswith(PREFIX) or key == REDRIVE_COUNT):
+                continue
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                return f"header {key} is not UTF-8 text"
+            if key == REDRIVE_COUNT and not text.isdigit():
+                return f"header {REDRIVE_COUNT} is not a number: {text[:40]!r}"
+        return None
 
     def summary(self) -> dict[str, object]:
         failure = self.failure
@@ -261,6 +284,59 @@ class AuditLog:
             self._echo(line)
 
 
+def park_reason(record: DlqRecord, destination: str | None, topics: set[str], max_redrives: int) -> str | None:
+    """Why `record` cannot be sent to `destination` (its original topic unless --to-topic),
+    or None when it can. `topics` are the topics that exist."""
+    if reason := record.unreadable():
+        return reason
+    if record.redrive_count >= max_redrives:
+        return f"already redriven {record.redrive_count} times"
+    if header_value(record.headers, VALUE_REPLACED) is not None:
+        return "its value only points at the original record (too large for the DLQ): replay that instead"
+    if not destination:
+        return "no original.topic header" if record.failure else "no failure headers"
+    if not TOPIC_NAME.match(destination):
+        return f"original.topic {destination[:80]!r} is not a topic name"
+    if destination not in topics:
+        return f"topic {destination} does not exist"
+    if record.value is None:
+        return "no value (a tombstone): nothing to send back"
+    return None
+
+
+def produce_each(producer: Producer, records: list[OutgoingRecord], timeout: float = SEND_TIMEOUT_S) -> list[str | None]:
+    """Send every record; per record None when the broker acknowledged it, else why it was
+    refused (by the producer, e.g. too large, or by the broker). Raises OpsError only when
+    the producer as a whole fails: no answer within `timeout`, or a fatal error."""
+    errors: list[str | None] = [None] * len(records)
+    fatal: list[KafkaError] = []
+
+    def on_delivery(index: int) -> Callable[[KafkaError | None, Message], None]:
+        def callback(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                errors[index] = f"the broker refused it: {err.name()}: {err.str()}"
+                if err.fatal():
+                    fatal.append(err)
+
+        return callback
+
+    for index, rec in enumerate(records):
+        while True:
+            try:
+                producer.produce(rec.topic, rec.value, rec.key, headers=rec.headers, on_delivery=on_delivery(index))
+                break
+            except BufferError:
+                producer.poll(0.1)
+            except KafkaException as exc:
+                errors[index] = f"the producer refused it: {exc.args[0].name()}: {exc.args[0].str()}"
+                break
+    remaining = producer.flush(timeout)
+    if remaining or fatal:
+        why = f"fatal producer error {fatal[0]}" if fatal else f"{remaining} record(s) not acknowledged within {timeout:g}s"
+        raise OpsError(f"redrive stopped: {why}; the records of this batch stay unhandled")
+    return errors
+
+
 def redrive(
     settings: Settings,
     topic: str,
@@ -274,12 +350,16 @@ def redrive(
     timeout: float = 15.0,
 ) -> RedriveReport:
     """Send matching, not yet handled records of `topic` back to their original topic, or to
-    `to_topic` (e.g. a target's first retry tier, so only that target's group sees them)."""
+    `to_topic` (e.g. a target's first retry tier, so only that target's group sees them).
+    Records that cannot go back are parked with their reason; the others still go."""
     max_redrives = settings.ops.max_redrives if max_redrives is None else max_redrives
     admin = offsets.admin_for(settings)
     marks = offsets.watermarks(admin, offsets.topic_partitions(admin, [topic]))
+    topics = offsets.existing_topics(admin)
+    if to_topic is not None and to_topic not in topics:
+        raise OpsError(f"--to-topic {to_topic!r} does not exist")
     consumer = _consumer(settings, settings.ops.redrive_group)
-    producer = ReliableProducer(settings)
+    producer = ReliableProducer(settings).raw
     report = RedriveReport()
     try:
         committed = consumer.committed([TopicPartition(t, p) for t, p in marks], timeout=timeout)
@@ -294,39 +374,49 @@ def redrive(
         seen: dict[offsets.TP, list[int]] = {tp: [] for tp in marks}
         batch: list[tuple[DlqRecord, dict[str, object]]] = []
 
+        def park(record: DlqRecord, reason: str) -> None:
+            entry = {"action": "parked", "reason": reason, **record.summary()}
+            report.parked.append(entry)
+            audit.write(entry)
+
         def send_batch() -> None:
-            """Produce the batch, then record it as handled and commit that at once, so a run
-            cut short is not redriven again; metadata size is checked before producing."""
-            after = {tp: done[tp] | {r.offset for r, _ in batch if (r.topic, r.partition) == tp} for tp in done}
+            """Produce the batch, then record what the broker took as handled and commit that
+            at once, so a run cut short is not redriven again; what it refused is parked. The
+            metadata size is checked before producing."""
             positions = {tp: offs[-1] + 1 for tp, offs in seen.items() if offs}
-            commits = _commits(seen, after, positions)
-            producer.send_all([OutgoingRecord(to_topic or r.original_topic or "", r.key, r.value, redrive_headers(r)) for r, _ in batch])
-            done.update(after)
-            for _, entry in batch:
+            _commits(seen, {tp: done[tp] | {r.offset for r, _ in batch if r.tp == tp} for tp in done}, positions)
+            outgoing = [OutgoingRecord(to_topic or r.original_topic or "", r.key, r.value, redrive_headers(r)) for r, _ in batch]
+            errors = produce_each(producer, outgoing)
+            for index, error in enumerate(errors):
+                if error is not None and len(outgoing) > 1:  # it may have shared a refused request: alone once more
+                    errors[index] = produce_each(producer, [outgoing[index]])[0]
+            for (record, entry), error in zip(batch, errors, strict=True):
+                if error is not None:
+                    park(record, error)
+                    continue
+                done[record.tp].add(record.offset)
                 report.redriven.append(entry)
                 audit.write(entry)
             batch.clear()
+            commits = _commits(seen, done, positions, limit=KAFKA_METADATA_MAX)
             if commits:
                 consumer.commit(offsets=commits, asynchronous=False)
 
         for n, record in enumerate(_read(consumer, starts, ends, timeout), start=1):
-            tp = (record.topic, record.partition)
-            seen[tp].append(record.offset)
-            if record.offset in done[tp]:
+            seen[record.tp].append(record.offset)
+            destination = to_topic or record.original_topic
+            if record.offset in done[record.tp]:
                 report.already_done += 1
             elif flt is not None and not flt.matches(record):
                 report.skipped += 1
-            elif record.redrive_count >= max_redrives or not (to_topic or record.original_topic):
-                reason = "no original.topic header" if not record.original_topic else f"already redriven {record.redrive_count} times"
-                entry = {"action": "parked", "reason": reason, **record.summary()}
-                report.parked.append(entry)
-                audit.write(entry)
+            elif reason := park_reason(record, destination, topics, max_redrives):
+                park(record, reason)
             elif dry_run:
-                entry = {"action": "would-redrive", **record.summary(), "to_topic": to_topic or record.original_topic}
+                entry = {"action": "would-redrive", **record.summary(), "to_topic": destination}
                 report.redriven.append(entry)
                 audit.write(entry)
             else:
-                entry = {"action": "redriven", **record.summary(), "to_topic": to_topic or record.original_topic,
+                entry = {"action": "redriven", **record.summary(), "to_topic": destination,
                          "redrive_count": record.redrive_count + 1}  # fmt: skip
                 batch.append((record, entry))
                 if len(batch) >= REDRIVE_BATCH:
@@ -335,7 +425,7 @@ def redrive(
                 on_progress(n, total)
         if batch:
             send_batch()
-        final = _commits(seen, done, ends)  # read to the end: commit past parked-free tails too
+        final = _commits(seen, done, ends, limit=KAFKA_METADATA_MAX)  # read to the end: commit past parked-free tails too
         if final and not dry_run:
             consumer.commit(offsets=final, asynchronous=False)
     finally:
@@ -343,15 +433,18 @@ def redrive(
     return report
 
 
-def _commits(seen: dict[offsets.TP, list[int]], done: dict[offsets.TP, set[int]], positions: dict[offsets.TP, int]) -> list[TopicPartition]:
-    """Offsets + handled-ranges metadata to commit for each partition read up to `positions`."""
+def _commits(seen: dict[offsets.TP, list[int]], done: dict[offsets.TP, set[int]], positions: dict[offsets.TP, int],
+             limit: int = MAX_METADATA_CHARS) -> list[TopicPartition]:
+    """Offsets + handled-ranges metadata to commit for each partition read up to `positions`.
+    Before producing, `limit` keeps room for records the broker may still refuse (parked,
+    they split a range); after, the broker's own limit applies."""
     commits = []
     for tp, offs in seen.items():
         if not offs or tp not in positions:
             continue
         commit, remember = advance(offs, done[tp], positions[tp])
         metadata = encode_ranges(remember)
-        if len(metadata) > MAX_METADATA_CHARS:
+        if len(metadata) > limit:
             raise OpsError(f"too many scattered handled records on {tp} to remember; redrive without a filter")
         commits.append(TopicPartition(tp[0], tp[1], commit, metadata=metadata))
     return commits

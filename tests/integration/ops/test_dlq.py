@@ -4,20 +4,24 @@ a redrive back to the original topic that happens once, and the loop guard."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 from typer.testing import CliRunner
 
 from syncflow.cli import dlq
 from syncflow.errors import PermanentTargetError, ValidationError
 from syncflow.ops import dead_letter_queue
-from syncflow.ops.dead_letter_queue import REDRIVE_COUNT
+from syncflow.ops.dead_letter_queue import REDRIVE_COUNT, VALUE_REPLACED
+from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.streams.dead_letters import PREFIX, FailureContext, failure_headers
 from syncflow.streams.headers import ENTITY_TYPE, TRACE_ID
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.settings import Settings
+from syncflow.streams.topics import TopicSpec
 from tests.integration.ops.conftest import consume_all, read_json
 
 runner = CliRunner()
@@ -140,3 +144,124 @@ def test_redrive_to_another_topic(cli_settings: Settings, topic_factory: Callabl
     [msg] = consume_all(cli_settings, retry, "check-" + retry, expected=1)
     assert (msg.key(), msg.value()) == (b"k", b"value-k")
     assert consume_all(cli_settings, original, "check-" + original, expected=1, timeout=2) == []
+
+
+# -- redrive never stops on one record ---------------------------------------------------------
+def put(settings: Settings, dlq_topic: str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes | None]]) -> None:
+    """One record on a DLQ exactly as given (any headers, even broken ones)."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    producer.produce(dlq_topic, value, key, headers=headers)
+    assert producer.flush(30) == 0
+
+
+def failure(original: str) -> list[tuple[str, bytes | None]]:
+    return list(failure_headers(FailureContext(original, 0, 7, 1_700_000_000_000, "sync-in", ValidationError([]))))
+
+
+def replaced(headers: list[tuple[str, bytes | None]], name: str, value: bytes) -> list[tuple[str, bytes | None]]:
+    return [(k, value if k == name else v) for k, v in headers]
+
+
+# name -> (value, headers of the bad record given its original topic, the reason redrive gives)
+BAD_RECORDS: dict[str, tuple[bytes | None, Callable[[str], list[tuple[str, bytes | None]]], str]] = {
+    "no failure headers": (b"v", lambda original: [(TRACE_ID, b"t")], "no failure headers"),
+    "no original.topic header": (
+        b"v", lambda original: [h for h in failure(original) if h[0] != PREFIX + "original.topic"], "no original.topic header"),
+    "garbled original.topic": (
+        b"v", lambda original: replaced(failure(original), PREFIX + "original.topic", b"raw yardi/../x"), "is not a topic name"),
+    "original.topic not UTF-8": (
+        b"v", lambda original: replaced(failure(original), PREFIX + "original.topic", original.encode() + b"\xff"),
+        f"header {PREFIX}original.topic is not UTF-8 text"),
+    "redrive count not UTF-8": (
+        b"v", lambda original: failure(original) + [(REDRIVE_COUNT, b"\xff\xfe")], f"header {REDRIVE_COUNT} is not UTF-8 text"),
+    "redrive count not a number": (
+        b"v", lambda original: failure(original) + [(REDRIVE_COUNT, b"-1")], f"header {REDRIVE_COUNT} is not a number"),
+    "tombstone": (None, failure, "no value (a tombstone)"),
+    "value replaced by a pointer": (
+        b'{"value.replaced": "..."}', lambda original: failure(original) + [(VALUE_REPLACED, b"pointer")], "only points at the original"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RECORDS))
+def test_redrive_parks_a_record_it_cannot_send_back_and_sends_the_rest(
+    case: str, cli_settings: Settings, topic_factory: Callable[..., str]
+) -> None:
+    dlq_topic, original = topic_factory("sync-in.dlq"), topic_factory("raw")
+    value, headers, reason = BAD_RECORDS[case]
+    park(cli_settings, dlq_topic, original, "before", ValidationError([]), "location")
+    put(cli_settings, dlq_topic, b"bad", value, headers(original))
+    park(cli_settings, dlq_topic, original, "after", ValidationError([]), "location")
+    assert_bad_parked_and_rest_redriven(cli_settings, dlq_topic, original, reason)
+
+
+def test_redrive_parks_a_record_whose_original_topic_no_longer_exists(
+    cli_settings: Settings, topic_factory: Callable[..., str], unique: Callable[[str], str]
+) -> None:
+    dlq_topic, original = topic_factory("sync-in.dlq"), topic_factory("raw")
+    gone = unique("raw-gone")
+    create_topics(cli_settings, [TopicSpec(gone, 1, 3600_000)])
+    park(cli_settings, dlq_topic, original, "before", ValidationError([]), "location")
+    park(cli_settings, dlq_topic, gone, "bad", ValidationError([]), "location")
+    park(cli_settings, dlq_topic, original, "after", ValidationError([]), "location")
+    delete_topics(cli_settings, [gone])
+    assert_bad_parked_and_rest_redriven(cli_settings, dlq_topic, original, f"topic {gone} does not exist")
+
+
+def test_redrive_parks_a_record_too_large_for_its_original_topic(
+    cli_settings: Settings, topic_factory: Callable[..., str], unique: Callable[[str], str]
+) -> None:
+    """The broker refuses it (the topic's max.message.bytes is now smaller than the record);
+    the small records sent in the same run still arrive."""
+    dlq_topic = topic_factory("sync-in.dlq")
+    original = unique("raw-small")
+    create_topics(cli_settings, [TopicSpec(original, 1, 3600_000, config={"max.message.bytes": "20000"})])
+    try:
+        park(cli_settings, dlq_topic, original, "before", ValidationError([]), "location")
+        put(cli_settings, dlq_topic, b"bad", os.urandom(60_000), failure(original))  # random: lz4 cannot shrink it
+        park(cli_settings, dlq_topic, original, "after", ValidationError([]), "location")
+        assert_bad_parked_and_rest_redriven(cli_settings, dlq_topic, original, "MSG_SIZE_TOO_LARGE")
+    finally:
+        delete_topics(cli_settings, [original])
+
+
+def assert_bad_parked_and_rest_redriven(settings: Settings, dlq_topic: str, original: str, reason: str) -> None:
+    """`before` and `after` go back once; `bad` is parked with `reason` in the output and the
+    audit log, on this run and the next."""
+    first = runner.invoke(dlq.app, ["redrive", dlq_topic, "--json"])
+    assert first.exit_code == 3, first.output
+    report = read_json(first.stdout)
+    assert (report["redriven"], report["parked"]) == (2, 1), report
+    [parked] = report["parked_records"]
+    assert parked["key"] == "bad" and reason in parked["reason"], parked
+
+    human = runner.invoke(dlq.app, ["redrive", dlq_topic])  # the next run: reported again, nothing resent
+    assert human.exit_code == 3, human.output
+    assert f"parked {dlq_topic}[0]@1 key 'bad': " in human.stdout and reason in human.stdout
+    assert "redriven 0, parked 1" in human.stdout
+
+    back = consume_all(settings, original, "check-" + original, expected=3, timeout=3)
+    assert sorted(m.key() for m in back) == [b"after", b"before"]
+    assert all(dict(m.headers())[REDRIVE_COUNT] == b"1" for m in back)
+    audit = [json.loads(line) for line in Path(settings.ops.audit_file).read_text().splitlines()]
+    assert [a["key"] for a in audit if a["action"] == "redriven"] == ["before", "after"]
+    parked_lines = [a for a in audit if a["action"] == "parked"]
+    assert len(parked_lines) == 2 and all(a["key"] == "bad" and reason in a["reason"] for a in parked_lines)
+
+
+def test_own_headers_that_are_not_utf8_go_back_byte_for_byte(cli_settings: Settings, topic_factory: Callable[..., str]) -> None:
+    dlq_topic, original = topic_factory("sync-in.dlq"), topic_factory("raw")
+    put(cli_settings, dlq_topic, b"k", b"v", [(TRACE_ID, b"\xff\x00binary"), ("empty", None)] + failure(original))
+    result = runner.invoke(dlq.app, ["redrive", dlq_topic, "--json"])
+    assert result.exit_code == 0, result.output
+    assert read_json(result.stdout)["redriven"] == 1
+    shown = runner.invoke(dlq.app, ["show", dlq_topic, "-p", "0", "-o", "0"])
+    assert shown.exit_code == 0, shown.output
+    [msg] = consume_all(cli_settings, original, "check-" + original, expected=1)
+    assert msg.headers() == [(TRACE_ID, b"\xff\x00binary"), (REDRIVE_COUNT, b"1")]
+
+
+def test_redrive_to_a_missing_topic_is_refused_before_reading(cli_settings: Settings, topic_factory: Callable[..., str]) -> None:
+    dlq_topic, original = topic_factory("sync-in.dlq"), topic_factory("raw")
+    park(cli_settings, dlq_topic, original, "k", ValidationError([]), "location")
+    result = runner.invoke(dlq.app, ["redrive", dlq_topic, "--to-topic", original + "-missing"])
+    assert result.exit_code == 1 and "does not exist" in result.output

@@ -1,5 +1,5 @@
 """DLQ records without a broker: fields read from headers, filters, value display, the
-redrive headers and the bookkeeping of handled offsets."""
+redrive headers, why a record is parked and the bookkeeping of handled offsets."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from syncflow.errors import PermanentTargetError, ValidationError
 from syncflow.ops.dead_letter_queue import (
     REDRIVE_COUNT,
+    VALUE_REPLACED,
     AuditLog,
     DlqFilter,
     DlqRecord,
@@ -16,6 +17,7 @@ from syncflow.ops.dead_letter_queue import (
     decode_ranges,
     describe_value,
     encode_ranges,
+    park_reason,
     redrive_headers,
 )
 from syncflow.streams.dead_letters import PREFIX, FailureContext, failure_headers
@@ -88,3 +90,28 @@ def test_audit_log_appends_json_lines(tmp_path: Path) -> None:
     lines = [json.loads(x) for x in (tmp_path / "a" / "audit.jsonl").read_text().splitlines()]
     assert [x["action"] for x in lines] == ["redriven", "parked"]
     assert "time" in lines[0] and len(echoed) == 2
+
+
+def test_park_reasons_in_the_order_an_operator_needs_them() -> None:
+    topics = {"changes.location", "raw.yardi"}
+    good = record()
+    assert park_reason(good, "changes.location", topics, max_redrives=3) is None
+    not_utf8 = record(extra=[(REDRIVE_COUNT, b"\xff")])
+    assert park_reason(not_utf8, "changes.location", topics, 3) == f"header {REDRIVE_COUNT} is not UTF-8 text"
+    assert park_reason(record(extra=[(REDRIVE_COUNT, b"x1")]), "changes.location", topics, 3) == (
+        f"header {REDRIVE_COUNT} is not a number: 'x1'")
+    assert park_reason(record(extra=[(REDRIVE_COUNT, b"3")]), "changes.location", topics, 3) == "already redriven 3 times"
+    assert "points at the original" in str(park_reason(record(extra=[(VALUE_REPLACED, b"pointer")]), "changes.location", topics, 3))
+    bare = DlqRecord("sync-in.dlq", 0, 1, 2, b"k", b"v", [(TRACE_ID, b"t")])
+    assert park_reason(bare, bare.original_topic, topics, 3) == "no failure headers"
+    assert park_reason(good, "raw yardi", topics, 3) == "original.topic 'raw yardi' is not a topic name"
+    assert park_reason(good, "changes.gone", topics, 3) == "topic changes.gone does not exist"
+    tombstone = DlqRecord(good.topic, 0, 5, 999, b"k", None, good.headers)
+    assert park_reason(tombstone, "changes.location", topics, 3) == "no value (a tombstone): nothing to send back"
+
+
+def test_own_headers_may_be_binary_failure_headers_may_not() -> None:
+    assert record(extra=[(TRACE_ID, b"\xff\x00")]).unreadable() is None
+    garbled = DlqRecord("sync-in.dlq", 0, 1, 2, b"k", b"v", [(PREFIX + "original.topic", b"raw.\xffyardi")])
+    assert garbled.unreadable() == f"header {PREFIX}original.topic is not UTF-8 text"
+    assert garbled.summary()["original_topic"] == "raw.\ufffdyardi"  # still listable and showable
