@@ -54,12 +54,26 @@ def register_sync_in_agent(
     channel = app.topic(*topics.raw, key_serializer="raw", value_serializer="raw")
     batch_size, within = settings.sync_in.batch_size, settings.sync_in.batch_timeout_s
 
+    revoked = [False]  # set by a rebalance that takes partitions away while a batch fails
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked_partitions: Any, **_: Any) -> None:
+        revoked[0] = True
+
+    def give_up() -> bool:
+        return bool(app.should_stop or revoked[0])
+
     # concurrency 1: faust #606 commits past in-flight messages with more; scale by workers.
     @app.agent(channel, name="sync-in", concurrency=1)
     async def sync_in(stream: faust.StreamT) -> None:
         async for events in stream.noack_take(batch_size, within=within):
+            revoked[0] = False
             messages = [raw_message(e) for e in events]
-            await handler.handle_until_done(messages)
+            if await handler.handle_until_done(messages, give_up) is None:
+                release_unacknowledged(app, events)
+                if app.should_stop:
+                    return
+                continue
             for event in events:
                 await stream.ack(event)
             if health is not None:
@@ -74,6 +88,16 @@ def register_sync_in_agent(
         await _sweep(sweeper)
         if health is not None:
             health.heartbeat()
+
+
+def release_unacknowledged(app: faust.App, events: list[EventT]) -> None:
+    """Let go of events without acknowledging them. Faust waits, at a stop or a rebalance,
+    until every event it handed out is acked; a batch given up on must neither be acked
+    (its offsets would be committed and the records lost) nor hold the worker forever.
+    Dropping them from the consumer's unacked set (faust 0.15's bookkeeping) is that."""
+    unacked = app.consumer._unacked_messages  # noqa: SLF001 - no public way to release
+    for event in events:
+        unacked.discard(event.message)
 
 
 async def _sweep(sweeper: OutboxRelay) -> None:

@@ -137,8 +137,12 @@ class SyncInHandler:
         self._observe(progress, result, time.perf_counter() - started)
         return result
 
-    async def handle_until_done(self, messages: Sequence[KafkaRecord]) -> BatchResult:
-        """Run the batch in a worker thread, retrying with backoff until it succeeds."""
+    async def handle_until_done(
+        self, messages: Sequence[KafkaRecord], give_up: Callable[[], bool] = lambda: False
+    ) -> BatchResult | None:
+        """Run the batch in a worker thread, retrying with backoff until it succeeds. A batch
+        still failing when `give_up()` turns true (the worker is stopping, or its partitions
+        moved) returns None: the caller leaves it unacknowledged for the next owner."""
         progress = BatchProgress(messages)
         delay = 0.2
         while True:
@@ -158,7 +162,13 @@ class SyncInHandler:
                 )
                 if self.metrics is not None:
                     self.metrics.retries.labels("sync-in", "batch").inc()
-                await asyncio.sleep(delay)
+                resume_at = time.monotonic() + delay
+                while time.monotonic() < resume_at and not give_up():
+                    await asyncio.sleep(min(0.2, delay))
+                if give_up():
+                    log.warning("sync-in leaves a failing batch of %d record(s) unacknowledged: the worker is "
+                                "stopping or its partitions moved; their next owner does it again", len(messages))
+                    return None
                 delay = min(delay * 2, self.retry_backoff_max_s)
                 continue
             self.state.failing_since, self.state.last_error, self.state.consecutive_failures = None, None, 0

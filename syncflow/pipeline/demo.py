@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,9 +244,11 @@ def feed_changes(settings: Settings, plan: DemoPlan, round_no: int) -> None:
 
 def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namespace = Namespace(),
              keep_running: bool = False, strict: bool = False, console: Console | None = None,
-             on_tick: Callable[[Supervisor, float], None] | None = None) -> Reconciliation:
+             on_tick: Callable[[Supervisor, float], None] | None = None,
+             injected: Mapping[str, tuple[str, ...]] | None = None) -> Reconciliation:
     """Run the pipeline in `namespace` until it reconciles or times out. `on_tick(supervisor,
-    elapsed)` is called every second (the fault-injection suite kills and restarts there)."""
+    elapsed)` is called every second (the fault-injection suite kills and restarts there);
+    `injected` names the bad records it produced and their DLQ categories (see reconcile)."""
     console = console or Console()
     settings = plan_settings(namespace.settings(base), plan)
     console.print(f"[bold]syncflow demo[/]: world seed {plan.seed}, {plan.volume} units, "
@@ -294,11 +296,11 @@ def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namesp
                 quiet = rounds_done >= plan.change_rounds and not any(progress.lag.values())
                 if quiet and now - last_check > 5:
                     last_check = now
-                    result = reconcile(settings, engine, rules, codec, strict=strict)
+                    result = reconcile(settings, engine, rules, codec, strict=strict, injected=injected)
                     if result.ok:
                         break
                 if now - started > plan.timeout_s:
-                    result = reconcile(settings, engine, rules, codec, strict=strict)
+                    result = reconcile(settings, engine, rules, codec, strict=strict, injected=injected)
                     break
                 time.sleep(1)
         console.print(summary_table(result))

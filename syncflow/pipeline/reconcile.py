@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +23,12 @@ from syncflow.errors import SyncflowError
 from syncflow.ops.dead_letter_queue import DlqRecord, read_dlq
 from syncflow.streams.avro import AvroCodec
 from syncflow.streams.dead_letters import read_failure_headers
+from syncflow.streams.headers import header_value
 from syncflow.streams.settings import Settings
 from syncflow.streams.topics import SYNC_IN_DLQ, target_dlq
 
 TRANSIENT_CATEGORIES = {"transient", "rate-limited"}
+INJECTED = "syncflow.injected"  # header naming a bad record a test produced on purpose
 SourceKey = tuple[str, str, str]  # source, entity_type, source_id
 EntityKey = tuple[str, str]  # entity_type, entity_id
 
@@ -100,8 +103,12 @@ def _dlq(settings: Settings, topic: str) -> list[DlqRecord]:
 
 
 def reconcile(settings: Settings, engine: Engine, rules: RulesEngine, codec: AvroCodec,
-              *, sources: list[SourceRecord] | None = None, strict: bool = True) -> Reconciliation:
+              *, sources: list[SourceRecord] | None = None, strict: bool = True,
+              injected: Mapping[str, tuple[str, ...]] | None = None) -> Reconciliation:
     """Every check, with counts for the summary. `problems` empty means all held.
+
+    `injected`: bad records produced straight to the raw topics (header INJECTED = their
+    name) and the DLQ categories each may have; every one must be in sync-in.dlq so.
 
     `strict`: a change parked in a target DLQ after its retries ran out on transient errors
     is a problem (the fault-injection suite's retries outlast its faults); otherwise it is
@@ -109,7 +116,7 @@ def reconcile(settings: Settings, engine: Engine, rules: RulesEngine, codec: Avr
     result = Reconciliation()
     sources = fetch_source_truth(settings) if sources is None else sources
     sync_in_dlq = _dlq(settings, SYNC_IN_DLQ + settings.sync_in.topic_suffix)
-    _check_sync_in(settings, engine, rules, codec, sources, sync_in_dlq, result)
+    _check_sync_in(settings, engine, rules, codec, sources, sync_in_dlq, result, injected or {})
     _check_versions(engine, result)
     for target in settings.sync_out.targets:
         transformer = Transformer.from_file(settings.sync_out.rules_file, target)
@@ -122,7 +129,8 @@ def reconcile(settings: Settings, engine: Engine, rules: RulesEngine, codec: Avr
 
 # -- sync-in -----------------------------------------------------------------------------
 def _check_sync_in(settings: Settings, engine: Engine, rules: RulesEngine, codec: AvroCodec,
-                   sources: list[SourceRecord], dlq: list[DlqRecord], result: Reconciliation) -> None:
+                   sources: list[SourceRecord], dlq: list[DlqRecord], result: Reconciliation,
+                   injected: Mapping[str, tuple[str, ...]]) -> None:
     c = result.counts
     dlq_keys = Counter((r.key or b"").decode() for r in dlq)
     heads = _master_heads(engine)
@@ -150,8 +158,18 @@ def _check_sync_in(settings: Settings, engine: Engine, rules: RulesEngine, codec
         else:
             c["source records current in common DB"] += 1
     c["sync-in.dlq records"] = len(dlq)
+    found: set[str] = set()
     for r in dlq:
-        key = (r.key or b"").decode()
+        if (case := header_value(r.headers, INJECTED)) is not None:
+            category = read_failure_headers(r.headers).get("error.category")
+            if category not in injected.get(case, ()):
+                result.problem(f"sync-in.dlq holds injected record {case} as {category}; expected {injected.get(case)}")
+            else:
+                found.add(case)
+                c["sync-in.dlq records explained"] += 1
+                c["injected bad records dead-lettered"] += 1
+            continue
+        key = (r.key or b"").decode(errors="replace")
         entity_type, _, source_id = key.partition(":")
         source = read_failure_headers(r.headers).get("original.topic", "").removeprefix("raw.")
         source = source.removesuffix(settings.sync_in.topic_suffix) if settings.sync_in.topic_suffix else source
@@ -159,6 +177,8 @@ def _check_sync_in(settings: Settings, engine: Engine, rules: RulesEngine, codec
             result.problem(f"sync-in.dlq holds {source} {key}, which its source never served invalid")
         else:
             c["sync-in.dlq records explained"] += 1
+    for case in sorted(set(injected) - found):
+        result.problem(f"injected bad record {case} is not in sync-in.dlq")
 
 
 def _entity_name(entity_type: str) -> str:

@@ -273,3 +273,41 @@ def test_every_kind_of_poison_is_dead_lettered_and_the_valid_records_around_it_f
             worker.proc.kill()
             worker.proc.wait()
         worker.log.close()
+
+
+def test_a_worker_whose_batch_keeps_failing_still_stops_when_asked(
+    world: tuple[Settings, str, Path], unique: Callable[[str], str]
+) -> None:
+    """A batch failing on infrastructure is retried (never skipped), and the worker stays
+    not-ready; SIGTERM must still stop it within its shutdown time, leaving the batch
+    unacknowledged for whoever takes the partition next."""
+    settings, suffix, tmp = world
+    codec = codec_for(settings)
+    topic = raw_topic("yardi") + suffix
+    entity = valid_pool()[0]
+    engine = make_engine(settings)
+    with engine.begin() as conn:  # the versions table goes away: every batch fails until it is back
+        conn.execute(text("ALTER TABLE data_versions RENAME TO data_versions_away"))
+    group = unique("sync-in-stuck")
+    worker = start_worker(settings, suffix, group, tmp)
+    try:
+        ReliableProducer(settings).send_all([OutgoingRecord(
+            topic, raw_key(entity.entity_type, entity.source_id).encode(),
+            codec.encode(schema_name("yardi", entity.entity_type), render(entity), topic=topic), [], partition=0)])
+        wait_for(lambda: "retrying" in tail(worker.log), 120, "the batch to fail and be retried", worker)
+        assert not worker.ready()
+        started = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        try:
+            code = worker.proc.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the worker did not stop within 45 s of SIGTERM:\n{tail(worker.log)}")
+        print(f"stopped in {time.monotonic() - started:.1f}s with exit code {code}")
+        raw_topics = [raw_topic(s) + suffix for s in SOURCES]
+        assert lag(settings, group, raw_topics) == 1  # the failing batch was not acknowledged
+    finally:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+            worker.proc.wait()
+        worker.log.close()
+        engine.dispose()
