@@ -31,8 +31,8 @@ test: stack
 unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-# The fault-injection run of the whole pipeline (kills, broker/database restarts, target
-# faults). Not part of `make test` yet: see the README's "Known problems".
+# The fault-injection run of the whole pipeline alone (kills, broker/database restarts, target
+# faults, poison records); `make test` runs it last.
 test-faults: stack
 	$(PY) -m pytest tests/faults -s $(PYTEST_ARGS)
 
