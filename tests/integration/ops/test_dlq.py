@@ -265,3 +265,47 @@ def test_redrive_to_a_missing_topic_is_refused_before_reading(cli_settings: Sett
     park(cli_settings, dlq_topic, original, "k", ValidationError([]), "location")
     result = runner.invoke(dlq.app, ["redrive", dlq_topic, "--to-topic", original + "-missing"])
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+# -- a redriven record that fails again ---------------------------------------------------------
+def test_a_redriven_record_that_fails_again_returns_to_the_dlq_with_its_count_until_parked(
+    cli_settings: Settings, unique: Callable[[str], str]
+) -> None:
+    """The real sync-in handler dead-letters an undecodable raw record; each redrive sends it
+    back to raw.<source>, sync-in fails it again and its DLQ copy carries the redrive count,
+    so after max_redrives the loop guard parks it instead of cycling forever."""
+    from syncflow.agents.sync_in_handler import BatchProgress
+    from syncflow.streams.app import build_sync_in, prepare_stores
+    from syncflow.streams.records import KafkaRecord
+    from syncflow.streams.topics import ENTITY_TYPES, SYNC_IN_DLQ, changes_topic, raw_topic
+
+    suffix = unique("")
+    raw, dlq_topic = raw_topic("yardi") + suffix, SYNC_IN_DLQ + suffix
+    names = [raw, dlq_topic] + [changes_topic(e) + suffix for e in ENTITY_TYPES]
+    create_topics(cli_settings, [TopicSpec(n, 1, 3600_000) for n in names])
+    s = cli_settings.model_copy(update={"sync_in": cli_settings.sync_in.model_copy(update={"topic_suffix": suffix})})
+    runtime = build_sync_in(s)
+    prepare_stores(s, runtime)
+    try:
+        put(s, raw, b"location:L1", b"not avro at all", [(TRACE_ID, b"trace-L1")])
+        counts: list[bytes | None] = []
+        for cycle in range(3):
+            [msg] = consume_all(s, raw, "sync-in-" + suffix, expected=1)  # what sync-in reads next
+            result = runtime.handler.process(BatchProgress([KafkaRecord(**KafkaRecord.fields_of(msg))]))
+            assert result.rejected == 1
+            dead = consume_all(s, dlq_topic, "dlq-" + suffix, expected=1)[-1]
+            headers = dict(dead.headers())
+            assert headers[PREFIX + "original.topic"] == raw.encode() and headers[TRACE_ID] == b"trace-L1"
+            counts.append(headers.get(REDRIVE_COUNT))
+            redriven = runner.invoke(dlq.app, ["redrive", dlq_topic, "--max-redrives", "2", "--json"])
+            report = read_json(redriven.stdout)
+            if cycle < 2:
+                assert (redriven.exit_code, report["redriven"], report["parked"]) == (0, 1, 0), redriven.output
+            else:
+                assert (redriven.exit_code, report["redriven"], report["parked"]) == (3, 0, 1), redriven.output
+                assert report["parked_records"][0]["reason"] == "already redriven 2 times"
+        assert counts == [None, b"1", b"2"]
+        assert consume_all(s, raw, "sync-in-" + suffix, expected=1, timeout=2) == []  # parked: not sent again
+    finally:
+        runtime.close()
+        delete_topics(cli_settings, names)
