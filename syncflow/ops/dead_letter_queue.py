@@ -27,14 +27,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from syncflow.errors import OpsError
 from syncflow.ops import offsets
-from syncflow.streams.dead_letters import PREFIX, carry_headers, read_failure_headers
+from syncflow.streams.dead_letters import PREFIX, VALUE_REPLACED, carry_headers, read_failure_headers
 from syncflow.streams.headers import ENTITY_TYPE, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.records import Headers, KafkaRecord
 from syncflow.streams.settings import Settings
 
 REDRIVE_COUNT = "syncflow.redrive.count"  # not a dlt header: it survives carry_headers
-VALUE_REPLACED = PREFIX + "value.replaced"  # the DLQ copy's value points at the original
 REDRIVE_BATCH = 200
 MAX_METADATA_CHARS = 3000  # Kafka's offset.metadata.max.bytes is 4096 by default
 KAFKA_METADATA_MAX = 4000  # a margin below offset.metadata.max.bytes

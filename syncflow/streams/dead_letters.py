@@ -74,6 +74,7 @@ def carry_headers(headers: list[tuple[str, bytes | None]] | None) -> list[tuple[
     return [(k, v) for k, v in headers or [] if not k.startswith(PREFIX) and v is not None]
 
 
+OWN_PREFIX = "syncflow."  # syncflow's own headers (the redrive count) survive every cut
 VALUE_REPLACED = PREFIX + "value.replaced"  # "pointer": the value is where the original sits
 RECORD_OVERHEAD = 512  # Kafka's per-record framing, and room for a header or two
 
@@ -96,7 +97,8 @@ def dead_letter(
     headers. A copy that would not fit the topic (a near-limit record plus failure headers)
     is still dead-lettered: its value becomes a pointer to where the original sits (topic,
     partition, offset) with a header saying so, and, if even that is too large, its key is
-    cut and its own headers dropped. Nothing is left out silently."""
+    cut and its own headers dropped but syncflow's own (the redrive count). Nothing is
+    left out silently."""
     failure = failure_headers(ctx)
     out = headers + failure
     if record_size(key, value, out) <= max_bytes:
@@ -111,5 +113,6 @@ def dead_letter(
     out = headers + failure + [(VALUE_REPLACED, b"pointer")]
     if record_size(key, pointer, out) > max_bytes:
         key = (key or b"")[:256]
-        out = failure + [(VALUE_REPLACED, b"pointer")]
+        own = [(k, v) for k, v in headers if k.startswith(OWN_PREFIX) and len(v) <= 256]  # e.g. the redrive count
+        out = own + failure + [(VALUE_REPLACED, b"pointer")]
     return OutgoingRecord(topic, key, pointer, out)
