@@ -33,7 +33,9 @@ async def test_every_version_delivered_once_in_order(so_settings, one_emulator, 
     w = await start_worker(s, "one")
     state = emulator_state(one_emulator)
     await wait_for(lambda: len(state.received) >= 60, what="60 deliveries")
-    await asyncio.sleep(0.5)
+    # every record consumed is finished and committed: nothing is left that could still be sent
+    await wait_for(lambda: w.worker.offsets.pending_count() == 0 and w.worker.offsets.committable() == {}
+                   and w.worker.stats["consumed"] == 60, what="every record finished")
     await w.stop()
     versions = delivered_versions(state)
     assert versions == {f"loc-{i}": [1, 2, 3] for i in range(20)}
@@ -112,11 +114,13 @@ async def test_stale_versions_are_skipped(so_settings, one_emulator, events, sta
     events.send([events.record("location", "loc-s", 2, location("s"))])
     w = await start_worker(s, "one")
     await wait_for(lambda: len(state.received) == 1, what="v2")
-    events.send([events.record("location", "loc-s", 1, location("s")), events.record("location", "loc-t", 1, location("t"))])
-    await wait_for(lambda: len(state.received) == 2, what="loc-t")
-    await asyncio.sleep(0.5)
+    events.send([events.record("location", "loc-s", 1, location("s")), events.record("location", "loc-t", 1, location("t")),
+                 events.record("location", "loc-s", 3, location("s"))])
+    # an entity's versions leave the buffer one at a time, lowest first: v3 delivered proves
+    # v1 was handled before it
+    await wait_for(lambda: delivered_versions(state).get("loc-s") == [2, 3] and len(state.received) == 3, what="loc-s v3, loc-t")
     await w.stop()
-    assert delivered_versions(state) == {"loc-s": [2], "loc-t": [1]}
+    assert delivered_versions(state) == {"loc-s": [2, 3], "loc-t": [1]}
     assert w.worker.stats["stale"] == 1
 
 
@@ -252,8 +256,9 @@ async def test_a_lost_database_session_is_survived(so_settings, one_emulator, ev
             assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
     finally:
         engine.dispose()
-    await wait_for(lambda: len(state.received) == 60, what="the rest after the lost session")
-    await asyncio.sleep(0.3)
+    await wait_for(lambda: len(state.received) >= 60, what="the rest after the lost session")
+    await wait_for(lambda: w.worker.offsets.pending_count() == 0 and w.worker.stats["consumed"] >= 60,
+                   what="every record finished")  # a doubled delivery would have come by now
     await w.stop()
     assert sorted(a.external_id for a in state.received) == sorted(f"loc-{i}" for i in range(60))
     assert w.worker.stats["batch-errors"] >= 1  # the loss was met, and survived
