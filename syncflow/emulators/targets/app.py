@@ -2,7 +2,8 @@
 
     GET  /_emulator/received   every applied request (entity, version, key, time, payload)
     GET  /_emulator/state      entity → version, counters, out-of-order deliveries, faults
-    POST /_emulator/faults     {"error_rate": 0.2, "force_429_s": 5, ...} (see core.Faults)
+    POST /_emulator/faults     {"error_rate": 0.2, "force_429_s": 5, "answer_modes": {"loc-1": "html"}, ...}
+                               (see core.Faults and core.ANSWER_MODES)
     POST /_emulator/reset      forget everything and clear the faults
 """
 
