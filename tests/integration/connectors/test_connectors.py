@@ -3,6 +3,9 @@ decoded records equal to what the emulator serves, across restarts, changes and 
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -124,21 +127,39 @@ async def test_unknown_property_is_reported_and_the_others_are_served(source, wo
     assert latest_by_key(settings, messages) == truth
 
 
-async def test_continuous_run_picks_up_changes_and_stops_on_request(start_emulator, source_settings) -> None:
-    import asyncio
+async def wait_until(condition: Callable[[], Awaitable[bool]], task: asyncio.Task[Any], what: str,
+                     timeout: float = 60.0) -> None:
+    """Poll `condition` while `task` runs; fail when the task ended or the time is up."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if task.done():
+            task.result()  # raises what ended it
+            pytest.fail(f"the connector returned before {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.1)
 
+
+async def test_continuous_run_picks_up_changes_and_stops_on_request(start_emulator, source_settings) -> None:
     emulator = await start_emulator("insight")
     settings = source_settings("insight", emulator.url)
+    topic = settings.connectors.sources["insight"].topic
+
+    async def on_topic(truth: dict[str, Any]) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return latest_by_key(settings, await asyncio.to_thread(read_topic, settings, topic)) == truth
+        return check
+
     stop = asyncio.Event()
     task = asyncio.create_task(run_connector(settings, "insight", stop=stop))
-    await asyncio.sleep(1.0)
+    await wait_until(await on_topic(await emulator_truth(emulator)), task, "the first pass on the topic")
     await _changes(emulator.url, 10)
-    await asyncio.sleep(1.0)
-    stop.set()
-    stats = await asyncio.wait_for(task, 10)
-    assert stats.passes >= 2
     truth = await emulator_truth(emulator)
-    assert latest_by_key(settings, read_topic(settings, settings.connectors.sources["insight"].topic)) == truth
+    await wait_until(await on_topic(truth), task, "a later pass with the changes")  # no restart: the run found them
+    stop.set()
+    stats = await asyncio.wait_for(task, 30)
+    assert stats.passes >= 2
+    assert latest_by_key(settings, read_topic(settings, topic)) == truth
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -169,12 +190,12 @@ async def test_records_changing_while_the_connector_pages_are_not_skipped(source
 @pytest.mark.parametrize("source", ["yardi", "realpage"])
 async def test_a_connector_cancelled_at_any_moment_resumes_without_loss(source, start_emulator,
                                                                        source_settings) -> None:
-    import asyncio
-
     emulator = await start_emulator(source, faults=Faults(latency_ms=100))
     settings = source_settings(source, emulator.url, page_size=4)
     task = asyncio.create_task(run_connector(settings, source, once=True))
-    await asyncio.sleep(0.45)
+    # cancelled once some pages are acknowledged and the pass is still running
+    await wait_until(lambda: asyncio.sleep(0, bool(CursorStore(settings.connectors.cursor_dir, source).all())),
+                     task, "a first acknowledged page")
     assert not task.done()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

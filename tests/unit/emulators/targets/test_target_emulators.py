@@ -4,6 +4,7 @@ answers, 429 with Retry-After, injected faults and the inspection API."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -84,15 +85,28 @@ async def test_one_delete_and_out_of_order_record(one) -> None:
 
 async def test_rate_limit_and_forced_429_carry_retry_after(one) -> None:
     _, s = one
+    forced_at = time.monotonic()  # the window starts after this
     async with s.post("/_emulator/faults", json={"force_429_s": 0.3, "retry_after_s": 2}) as r:
         assert r.status == 200
+    answers = []
+    while True:  # 429 for the whole window, then served again
+        async with s.put("/api/v2/locations/a", json=LOCATION, headers=ONE_AUTH) as r:
+            answers.append((r.status, r.headers.get("Retry-After"), time.monotonic() - forced_at))
+        if r.status != 429:
+            break
+        assert answers[-1][2] < 10, "the forced 429s never ended"
+        await asyncio.sleep(0.02)
+    status, _, after = answers[-1]
+    assert status == 201 and after >= 0.3  # not served before the window ended
+    assert all(a[:2] == (429, "2") for a in answers[:-1])
+    async with s.post("/_emulator/faults", json={"force_429_s": 30}) as r:
+        assert r.status == 200
     async with s.put("/api/v2/locations/a", json=LOCATION, headers=ONE_AUTH) as r:
-        assert r.status == 429 and r.headers["Retry-After"] == "2"
-    await asyncio.sleep(0.35)
-    async with s.post("/_emulator/faults", json={"rate_limit_per_minute": 60}) as r:
+        assert r.status == 429 and r.headers["Retry-After"] == "2"  # inside a window, whatever the load
+    async with s.post("/_emulator/faults", json={"force_429_s": 0, "rate_limit_per_minute": 1}) as r:
         assert r.status == 200
     statuses = []
-    for i in range(3):
+    for i in range(3):  # one token, the next in 60 s
         async with s.put(f"/api/v2/locations/b{i}", json=LOCATION, headers=ONE_AUTH) as r:
             statuses.append(r.status)
     assert statuses == [201, 429, 429]
