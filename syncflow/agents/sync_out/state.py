@@ -59,25 +59,26 @@ _SYNCED = text(
 
 # The compare-and-set before a call: sent_version moves to the version about to be sent only
 # when no newer version was sent or delivered meanwhile; RETURNING says which rows it wrote (a
-# row not written is a stale version, not sent). With :check_locks, only entities whose
-# advisory lock this session holds are written (pg_locks shows a bigint key as classid = high
-# 32 bits, objid = low 32 bits, objsubid = 1), and each row says whether it was held.
+# row not written is a stale version, not sent). With :check_locks, nothing is written unless
+# this session holds every entity's advisory lock, and each row says whether it was held
+# (pg_locks shows a bigint key as classid = its high 32 bits, objid = its low 32 bits,
+# objsubid = 1; this session's few locks are read once and compared as keys).
 _SENDING = text(
     """
     WITH k AS (
-        SELECT * FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[]), CAST(:versions AS int[]),
-                             CAST(:lock_keys AS text[])) AS k(entity_type, entity_id, version, lock_key)
+        SELECT u.entity_type, u.entity_id, u.version, hashtextextended(u.lock_key, 0) AS lock_id
+          FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[]), CAST(:versions AS int[]),
+                      CAST(:lock_keys AS text[])) AS u(entity_type, entity_id, version, lock_key)
+    ), mine AS (
+        SELECT (l.classid::bigint << 32) | l.objid::bigint AS lock_id FROM pg_locks l
+         WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted AND l.objsubid = 1
     ), held AS (
         SELECT k.entity_type, k.entity_id, k.version FROM k
-         WHERE NOT CAST(:check_locks AS boolean) OR EXISTS (
-               SELECT 1 FROM pg_locks l
-                WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted AND l.objsubid = 1
-                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                  AND l.classid = ((hashtextextended(k.lock_key, 0) >> 32) & 4294967295)::oid
-                  AND l.objid = (hashtextextended(k.lock_key, 0) & 4294967295)::oid)
+         WHERE NOT CAST(:check_locks AS boolean) OR k.lock_id IN (SELECT lock_id FROM mine)
     ), written AS (
         INSERT INTO target_sync_state AS s (entity_type, entity_id, target, sent_version, updated_at)
         SELECT h.entity_type, h.entity_id, :target, h.version, now() FROM held h
+         WHERE (SELECT count(*) FROM held) = (SELECT count(*) FROM k)  -- a lock lost: write nothing
         ON CONFLICT (entity_type, entity_id, target) DO UPDATE
            SET sent_version = excluded.sent_version, updated_at = now()
          WHERE s.sent_version <= excluded.sent_version AND s.synced_version < excluded.sent_version

@@ -139,3 +139,23 @@ def test_the_worker_locks_in_its_own_schema(so_settings) -> None:
     finally:
         worker.processor.close()
         worker._consumer.close()
+
+
+def test_a_claim_checks_each_lock_is_still_held(engine) -> None:
+    """The session is alive but no longer holds one entity's lock: nothing is claimed."""
+    from syncflow.agents.sync_out.state import LocksLostError
+
+    store = SyncStateStore(engine, "one", "schema_c")
+    held, lost = ("location", "loc-held"), ("location", "loc-lost")
+    try:
+        assert store.lock([held, lost]) == {held, lost}
+        assert store.claim({held: 1}) == {held}
+        store.unlock([lost])
+        with pytest.raises(LocksLostError, match="loc-lost"):
+            store.claim({held: 2, lost: 1})
+        assert store.lock_backend_pid() is None  # dropped: the next lock() opens a new session
+    finally:
+        store.close()
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT entity_id, sent_version FROM target_sync_state ORDER BY entity_id")).all()
+    assert [tuple(r) for r in rows] == [("loc-held", 1)]
