@@ -142,7 +142,10 @@ class SyncOutWorker:
             timeout = min(timeout, self._not_before - now)
         if (due := self.gate.next_due()) is not None:
             timeout = max(0.0, min(timeout, due - time.time()))
-        messages = await asyncio.to_thread(self._consumer.consume, self.settings.sync_out.batch_size, timeout)
+        # never more than the window has room for; at least one, since the consumer must be
+        # polled while the buffer is full (its partitions are paused then: nothing comes)
+        room = max(1, self.settings.sync_out.buffer_max - len(self.buffer))
+        messages = await asyncio.to_thread(self._consumer.consume, min(self.settings.sync_out.batch_size, room), timeout)
         for msg in messages:
             self._take_in(msg)
 
