@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -68,8 +69,17 @@ class SyncInSettings(BaseModel):
 class TargetSettings(BaseModel):
     """One target system. Adding a target is an entry here plus a transformer and client."""
 
+    # Where the target's API is served; a path prefix (https://gw.example.com/one) is kept in
+    # front of every request path (sinks/targets/base.join_url).
     base_url: str
-    api_key: str = "local-key"
+    api_key: str = "local-key"  # the static credential, unused when oauth2_token_url is set
+    # OAuth2 client credentials: a token from this endpoint, sent as a bearer token, refreshed
+    # oauth2_refresh_margin_s before it expires and once when the target answers 401.
+    oauth2_token_url: str | None = None
+    oauth2_client_id: str | None = None
+    oauth2_client_secret: SecretStr | None = None
+    oauth2_scope: str | None = None
+    oauth2_refresh_margin_s: float = 30.0
     rate_per_minute: float = 60.0
     entity_types: list[str] = ["location", "resident", "service_request", "attachment"]
     echo_suppression: bool = True
@@ -78,6 +88,20 @@ class TargetSettings(BaseModel):
     batch_max: int = 50  # records per call where the target's API takes batches
     rate_burst_s: float = 1.0  # bucket capacity in seconds of rate (at least one token)
     max_answer_bytes: int = 1_048_576  # a larger answer body is not read (a bad answer)
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        url = urlsplit(value)
+        if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+            raise ValueError(f"base_url must be an http(s) URL without query or fragment, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _oauth2_complete(self) -> "TargetSettings":
+        if self.oauth2_token_url and not (self.oauth2_client_id and self.oauth2_client_secret):
+            raise ValueError("oauth2_token_url needs oauth2_client_id and oauth2_client_secret")
+        return self
 
 
 DEFAULT_TARGETS: dict[str, dict] = {
