@@ -63,13 +63,25 @@ def register_sync_in_agent(
     def give_up() -> bool:
         return bool(app.should_stop or revoked[0])
 
+    in_batch = [False]  # while a batch is in hand, only its attempts prove the loop alive
+
+    def alive() -> None:
+        if health is not None:
+            health.heartbeat()
+
     # concurrency 1: faust #606 commits past in-flight messages with more; scale by workers.
     @app.agent(channel, name="sync-in", concurrency=1)
     async def sync_in(stream: faust.StreamT) -> None:
         async for events in stream.noack_take(batch_size, within=within):
             revoked[0] = False
             messages = [raw_message(e) for e in events]
-            if await handler.handle_until_done(messages, give_up) is None:
+            in_batch[0] = True
+            alive()
+            try:
+                result = await handler.handle_until_done(messages, give_up, alive)
+            finally:
+                in_batch[0] = False
+            if result is None:
                 release_unacknowledged(app, events)
                 if app.should_stop:
                     return
@@ -86,8 +98,8 @@ def register_sync_in_agent(
     @app.timer(interval=settings.sync_in.outbox_sweep_interval_s)
     async def sweep_outbox() -> None:
         await _sweep(sweeper)
-        if health is not None:
-            health.heartbeat()
+        if not in_batch[0]:  # idle: the timer proves the event loop turns
+            alive()
 
 
 def release_unacknowledged(app: faust.App, events: list[EventT]) -> None:

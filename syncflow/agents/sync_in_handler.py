@@ -138,17 +138,23 @@ class SyncInHandler:
         return result
 
     async def handle_until_done(
-        self, messages: Sequence[KafkaRecord], give_up: Callable[[], bool] = lambda: False
+        self,
+        messages: Sequence[KafkaRecord],
+        give_up: Callable[[], bool] = lambda: False,
+        alive: Callable[[], None] = lambda: None,
     ) -> BatchResult | None:
         """Run the batch in a worker thread, retrying with backoff until it succeeds. A batch
         still failing when `give_up()` turns true (the worker is stopping, or its partitions
-        moved) returns None: the caller leaves it unacknowledged for the next owner."""
+        moved) returns None: the caller leaves it unacknowledged for the next owner.
+        `alive()` is called whenever an attempt ends and while waiting to retry: a loop that
+        stops calling it is hung (an attempt that never returns), not merely failing."""
         progress = BatchProgress(messages)
         delay = 0.2
         while True:
             try:
                 result = await asyncio.to_thread(self.process, progress)
             except Exception as exc:  # noqa: BLE001 - anything left is an outage: retry, never skip
+                alive()
                 if progress.first_failure_ms is None:
                     progress.first_failure_ms = int(time.time() * 1000)
                 st = self.state
@@ -165,6 +171,7 @@ class SyncInHandler:
                 resume_at = time.monotonic() + delay
                 while time.monotonic() < resume_at and not give_up():
                     await asyncio.sleep(min(0.2, delay))
+                    alive()
                 if give_up():
                     log.warning("sync-in leaves a failing batch of %d record(s) unacknowledged: the worker is "
                                 "stopping or its partitions moved; their next owner does it again", len(messages))

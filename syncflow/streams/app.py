@@ -22,9 +22,18 @@ from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.migrate import migrate
 from syncflow.sinks.raw_store import RawRecordStore
 from syncflow.streams.avro import codec_for
-from syncflow.streams.health import HealthCheck, kafka_reachable, mongo_reachable, partitions_assigned, postgres_reachable
-from syncflow.streams.metrics import create_metrics
+from syncflow.streams.health import (
+    ErrorRate,
+    HealthCheck,
+    add_consumer_checks,
+    kafka_reachable,
+    mongo_reachable,
+    partitions_assigned,
+    postgres_reachable,
+)
+from syncflow.streams.metrics import SYNC_IN_FAILURES, SYNC_IN_REQUESTS, create_metrics, register_lag_collector
 from syncflow.streams.producer import ReliableProducer
+from syncflow.streams.security import faust_credentials
 from syncflow.streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,6 +115,7 @@ def make_app(settings: Settings, runtime: SyncInRuntime | None = None, *, datadi
     app = faust.App(
         group,
         broker=_brokers(settings),
+        broker_credentials=faust_credentials(settings),  # settings.kafka_security (TLS, SASL)
         datadir=str(datadir),
         store="memory://",
         autodiscover=False,
@@ -135,6 +145,10 @@ def _add_ops_pages(app: faust.App, runtime: SyncInRuntime) -> None:
     health.add("postgres", postgres_reachable(runtime.engine))
     health.add("mongo", mongo_reachable(runtime.raw_store.client))
     health.add("partitions", partitions_assigned(lambda: len(app.consumer.assignment())))
+    settings, group = runtime.settings, runtime.settings.sync_in.group_id
+    lag = register_lag_collector(runtime.registry, settings, {group: list(runtime.topics.raw)}, [runtime.topics.dlq])
+    rate = ErrorRate(runtime.registry, SYNC_IN_REQUESTS, SYNC_IN_FAILURES, settings.ops.error_rate_window_s)
+    add_consumer_checks(health, settings.ops, lambda: lag.total_lag(group), rate)
 
     async def pipeline() -> tuple[bool, str]:
         return runtime.handler.state.ok()

@@ -110,7 +110,9 @@ def kafka_reachable(settings: Settings) -> CheckFn:
     """A metadata request to the brokers."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    from syncflow.streams.security import kafka_client_config
+
+    admin = AdminClient(kafka_client_config(settings))
     timeout = settings.ops.check_timeout_s
 
     async def check() -> tuple[bool, str]:
@@ -231,3 +233,11 @@ def error_rate_below(rate: ErrorRate, max_rate: float, min_requests: int) -> Che
 def error_rate_ok(requests: float, failures: float, max_rate: float, min_requests: int) -> bool:
     """Too few requests say nothing; otherwise the failure share must stay at or under the limit."""
     return requests < min_requests or failures / requests <= max_rate
+
+
+def add_consumer_checks(health: HealthCheck, ops: OpsSettings, lag: Callable[[], int], rate: ErrorRate) -> None:
+    """The readiness checks every consuming role shares: progress (no stall while there is
+    lag), lag under `ops.max_lag`, and the failure share under `ops.max_error_rate`."""
+    health.add("progress", making_progress(health, lag, ops.stall_after_s))
+    health.add("lag", lag_below(lag, ops.max_lag))
+    health.add("error-rate", error_rate_below(rate, ops.max_error_rate, ops.error_rate_min_requests))

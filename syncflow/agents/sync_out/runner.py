@@ -19,8 +19,22 @@ from syncflow.agents.sync_out.state import SyncStateStore
 from syncflow.agents.sync_out.worker import SyncOutWorker, sync_out_topics
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.streams.avro import codec_for
-from syncflow.streams.health import HealthCheck, kafka_reachable, making_progress, partitions_assigned, postgres_reachable
-from syncflow.streams.metrics import SyncflowMetrics, add_ops_routes, create_metrics, register_lag_collector
+from syncflow.streams.health import (
+    ErrorRate,
+    HealthCheck,
+    add_consumer_checks,
+    kafka_reachable,
+    partitions_assigned,
+    postgres_reachable,
+)
+from syncflow.streams.metrics import (
+    SYNC_OUT_FAILURES,
+    SYNC_OUT_REQUESTS,
+    SyncflowMetrics,
+    add_ops_routes,
+    create_metrics,
+    register_lag_collector,
+)
 from syncflow.streams.producer import ReliableProducer
 from syncflow.streams.settings import Settings
 
@@ -73,7 +87,8 @@ def add_observability(settings: Settings, worker: SyncOutWorker, registry: Colle
     health.add("postgres", postgres_reachable(worker.processor.state.engine))
     health.add("partitions", partitions_assigned(lambda: len(worker.assigned)))
     health.add("target", target_reachable(worker.processor.target_settings.base_url, settings.ops.check_timeout_s))
-    health.add("progress", making_progress(health, lambda: lag.total_lag(topics.group), settings.ops.stall_after_s))
+    rate = ErrorRate(registry, SYNC_OUT_REQUESTS, SYNC_OUT_FAILURES, settings.ops.error_rate_window_s)
+    add_consumer_checks(health, settings.ops, lambda: lag.total_lag(topics.group), rate)
     add_ops_routes(worker.web_app, health, registry)
 
 

@@ -69,7 +69,8 @@ class Worker:
             return False
 
 
-def start_worker(settings: Settings, suffix: str, group: str, tmp: Path) -> Worker:
+def start_worker(settings: Settings, suffix: str, group: str, tmp: Path, **extra_env: str) -> Worker:
+    """A sync-in worker subprocess on the test's topics, schema and raw database."""
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -84,6 +85,7 @@ def start_worker(settings: Settings, suffix: str, group: str, tmp: Path) -> Work
     )
     if settings.schema_registry_url:
         env["SYNCFLOW_SCHEMA_REGISTRY_URL"] = settings.schema_registry_url
+    env.update(extra_env)
     log = (tmp / f"sync-in-{port}.log").open("w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "syncflow.cli.sync_in", "run", "--web-port", str(port), "--group-id", group,
