@@ -9,6 +9,6 @@ from syncflow.emulators.targets.app import (
     start_all_target_emulators,
     start_target_emulator,
 )
-from syncflow.emulators.targets.core import EmulatorState, Faults
+from syncflow.emulators.targets.core import EmulatorState, Faults, OAuth2Client
 
-__all__ = ["TARGET_APIS", "EmulatorState", "Faults", "build_app", "emulator_state", "emulator_url", "start_all_target_emulators", "start_target_emulator"]
+__all__ = ["TARGET_APIS", "EmulatorState", "Faults", "OAuth2Client", "build_app", "emulator_state", "emulator_url", "start_all_target_emulators", "start_target_emulator"]

@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import secrets
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+from urllib.parse import unquote
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 
 
 # Answer modes: how a success answer about one record (by external id) is spoiled after the
@@ -54,6 +56,10 @@ class Faults:
     next_429: int = 0  # the next N service requests answer 429, deterministically
     # external id → answer mode (ANSWER_MODES): every success answer about that record is spoiled
     answer_modes: dict[str, str] = field(default_factory=dict)
+    # an origin (http://host:port): every service and token request that passed authentication
+    # is answered with redirect_status and Location <redirect_to><the request's path>
+    redirect_to: str = ""
+    redirect_status: int = 307
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply a POST /_emulator/faults body; unknown names and answer modes are refused."""
@@ -65,8 +71,22 @@ class Faults:
                 if not isinstance(value, dict) or any(m not in ANSWER_MODES for m in value.values()):
                     raise ValueError(f"answer_modes maps external ids to one of {', '.join(ANSWER_MODES)}")
                 self.answer_modes = {str(k): str(v) for k, v in value.items()}
+            elif name == "redirect_to":
+                self.redirect_to = str(value).rstrip("/")
+            elif name == "redirect_status" and not 300 <= int(value) < 400:
+                raise ValueError("redirect_status is a 3xx status")
             else:
-                setattr(self, name, int(value) if name in ("fail_next", "next_429") else float(value))
+                setattr(self, name, int(value) if name in ("fail_next", "next_429", "redirect_status") else float(value))
+
+
+@dataclass
+class OAuth2Client:
+    """The one OAuth2 client the emulator knows (client credentials grant) and how long the
+    tokens it issues live."""
+
+    client_id: str
+    client_secret: str
+    token_ttl_s: float = 300.0
 
 
 @dataclass
@@ -119,6 +139,8 @@ class EmulatorState:
     answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     out_of_order: list[dict[str, Any]] = field(default_factory=list)
+    oauth2: OAuth2Client | None = None  # set: service calls need a bearer token it issued
+    access_tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry (monotonic)
     _tokens: float = 0.0
     _tokens_at: float = 0.0
     _forced_429_until: float = 0.0
@@ -130,6 +152,7 @@ class EmulatorState:
         self.answers.clear()
         self.counters.clear()
         self.out_of_order.clear()
+        self.access_tokens.clear()
         self._forced_429_until = 0.0
 
     def set_faults(self, values: dict[str, Any]) -> None:
@@ -146,11 +169,61 @@ class EmulatorState:
         entity = self.entities.get((entity_type, external_id))
         return entity is not None and not entity.deleted
 
+    # -- OAuth2 client credentials ------------------------------------------------------------
+    async def token_endpoint(self, request: web.Request) -> web.Response:
+        """POST <prefix>/oauth/token (RFC 6749 §4.4): the client authenticates with HTTP Basic
+        or client_id/client_secret in the form; answers a bearer token living token_ttl_s."""
+        self.count("token_requests")
+        if self.oauth2 is None:
+            return web.json_response({"error": "unsupported_grant_type", "error_description": "no OAuth2 here"}, status=400)
+        form = await request.post()
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        header = request.headers.get("Authorization", "")
+        if header.lower().startswith("basic "):
+            try:
+                basic = BasicAuth.decode(header)
+                client_id, secret = unquote(basic.login), unquote(basic.password)
+            except ValueError:
+                client_id = secret = None
+        if form.get("grant_type") != "client_credentials":
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        if (client_id, secret) != (self.oauth2.client_id, self.oauth2.client_secret):
+            self.count("token_refusals")
+            return web.json_response({"error": "invalid_client"}, status=401, headers={"WWW-Authenticate": 'Basic realm="token"'})
+        try:
+            self.redirect(request)
+        except Rejection as r:
+            return web.json_response(r.body, status=r.status, headers=r.headers)
+        token = secrets.token_urlsafe(24)
+        self.access_tokens[token] = time.monotonic() + self.oauth2.token_ttl_s
+        self.count("tokens_issued")
+        return web.json_response({"access_token": token, "token_type": "Bearer", "expires_in": self.oauth2.token_ttl_s},
+                                 headers={"Cache-Control": "no-store"})
+
+    def bearer_problem(self, request: web.Request) -> str | None:
+        """Why the request's bearer token is refused (unknown, expired), None when it is good."""
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else ""
+        expires = self.access_tokens.get(token)
+        if expires is None:
+            problem = "missing or unknown bearer token"
+        elif time.monotonic() >= expires:
+            problem = "expired bearer token"
+        else:
+            return None
+        self.count("tokens_refused")
+        return problem
+
+    def revoke_tokens(self) -> None:
+        """Forget every token issued (as a target does after a key rotation)."""
+        self.access_tokens.clear()
+
     # -- faults applied to every service request (per HTTP request, before any operation) --
     async def guard(self, request: web.Request, cost: int = 1) -> None:
         """Raise Rejection for 429/5xx, or misbehave (latency, hang, reset) as configured."""
         self.count("requests")
         f = self.faults
+        self.redirect(request)
         if f.next_429 > 0 or time.monotonic() < self._forced_429_until or not self._take_tokens(cost):
             f.next_429 = max(0, f.next_429 - 1)
             self.count("rate_limited")
@@ -176,6 +249,13 @@ class EmulatorState:
         if roll < f.error_rate:
             self.count("errors_5xx")
             raise Rejection(random.choice([500, 502, 503]), {"message": "internal error (injected)"})
+
+    def redirect(self, request: web.Request) -> None:
+        """Raise the redirect Faults.redirect_to asks for (nothing when it is empty)."""
+        if self.faults.redirect_to:
+            self.count("redirects")
+            location = self.faults.redirect_to + request.path_qs
+            raise Rejection(self.faults.redirect_status, {"message": f"moved to {location}"}, {"Location": location})
 
     def _capacity(self) -> float:
         return max(1.0, self.faults.rate_limit_per_minute / 60.0)

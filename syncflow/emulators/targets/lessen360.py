@@ -1,4 +1,5 @@
-"""The Lessen360 emulator: snake_case JSON, an `X-Api-Key` header, single-record endpoints
+"""The Lessen360 emulator: snake_case JSON, an `X-Api-Key` header (or, when the emulator has
+an OAuth2 client, a bearer token its token endpoint issued), single-record endpoints
 and a batch endpoint that applies operations in order and answers for each one.
 
     PUT    /v1/{resource}/{external_id}   upsert one record (Idempotency-Key header)
@@ -83,7 +84,10 @@ def _operation(state: EmulatorState, op: dict[str, Any]) -> tuple[int, dict[str,
 
 def routes(state: EmulatorState, api_key: str) -> list[web.RouteDef]:
     def authorize(request: web.Request) -> None:
-        if request.headers.get("X-Api-Key") != api_key:
+        if state.oauth2 is not None:  # a bearer token from the emulator's token endpoint
+            if (problem := state.bearer_problem(request)) is not None:
+                raise _error(401, "unauthorized", problem)
+        elif request.headers.get("X-Api-Key") != api_key:
             raise _error(401, "unauthorized", "missing or invalid X-Api-Key")
 
     async def single(request: web.Request) -> web.Response:

@@ -1,4 +1,5 @@
-"""The ONE emulator: a JSON REST API with bearer-token auth and camelCase bodies.
+"""The ONE emulator: a JSON REST API with bearer-token auth (the static token, or one issued
+by the OAuth2 token endpoint when the emulator has an OAuth2 client) and camelCase bodies.
 
     PUT    /api/v2/{collection}/{externalId}   create or replace (201 created / 200 updated)
     DELETE /api/v2/{collection}/{externalId}   delete (200; 404 when unknown)
@@ -51,7 +52,10 @@ def _check(state: EmulatorState, collection: str, body: dict[str, Any]) -> None:
 
 def routes(state: EmulatorState, token: str) -> list[web.RouteDef]:
     def authorize(request: web.Request) -> None:
-        if request.headers.get("Authorization") != f"Bearer {token}":
+        if state.oauth2 is not None:  # a bearer token from the emulator's token endpoint
+            if (problem := state.bearer_problem(request)) is not None:
+                raise _error(401, "UNAUTHORIZED", problem)
+        elif request.headers.get("Authorization") != f"Bearer {token}":
             raise _error(401, "UNAUTHORIZED", "missing or invalid bearer token")
 
     def collection_of(request: web.Request) -> str:

@@ -1,5 +1,11 @@
-"""What every target client shares: one aiohttp session, timeouts, auth headers, and the one
-mapping from an HTTP answer to a typed error, so the worker routes by error class only.
+"""What every target client shares: one aiohttp session, timeouts, authentication (a static
+key or OAuth2 client credentials), the one place a base URL and a request path are joined, and
+the one mapping from an HTTP answer to a typed error, so the worker routes by error class only.
+
+Redirects are never followed, neither by target calls nor by token requests: a write answered
+by a redirect did not happen, and a credential must not travel to wherever a Location header
+points (aiohttp drops `Authorization` on a cross-origin redirect, but not `X-Api-Key` or a
+client secret in a form body).
 
 Whatever a target answers — a body not valid in its charset, HTML where JSON was expected, a
 body larger than `max_answer_bytes`, a status no HTTP client expects — becomes an `Answer` or
@@ -14,6 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -189,6 +196,76 @@ def parse_answer(status: int, raw: bytes, complete: bool, content_type: str, cha
         return Answer(status, readable(text), headers, f"the body is not JSON ({what}): {readable(text, 200)}")
 
 
+def join_url(base_url: str, path: str) -> str:
+    """The URL of `path` at a target: the base URL's own path (a prefix such as /api behind a
+    gateway) is kept, with exactly one slash between it and the request path."""
+    return base_url.rstrip("/") + "/" + path.lstrip("/")
+
+
+class OAuth2Token:
+    """OAuth2 client credentials (RFC 6749 §4.4): a token fetched from the token endpoint with
+    the client id and secret (HTTP Basic), kept until `oauth2_refresh_margin_s` (at most half
+    its lifetime) before it expires, fetched again when it is due or when the target refused
+    it. Concurrent calls share one fetch."""
+
+    def __init__(self, settings: TargetSettings):
+        assert settings.oauth2_token_url and settings.oauth2_client_id and settings.oauth2_client_secret
+        self.settings = settings
+        self._token: str | None = None
+        self._renew_at = 0.0  # monotonic time from which the token is fetched again
+        self._lock = asyncio.Lock()
+        self.fetches = 0
+
+    async def token(self, session: aiohttp.ClientSession) -> str:
+        async with self._lock:
+            if self._token is None or time.monotonic() >= self._renew_at:
+                self._token, lifetime = await self._fetch(session)
+                margin = min(self.settings.oauth2_refresh_margin_s, lifetime / 2)
+                self._renew_at = time.monotonic() + lifetime - margin
+            return self._token
+
+    def refused(self, token: str) -> None:
+        """The target answered 401 to `token`: the next call fetches another (once, even when
+        several calls were refused with the same token)."""
+        if self._token == token:
+            self._token = None
+
+    async def _fetch(self, session: aiohttp.ClientSession) -> tuple[str, float]:
+        s = self.settings
+        url = s.oauth2_token_url
+        form = {"grant_type": "client_credentials"}
+        if s.oauth2_scope:
+            form["scope"] = s.oauth2_scope
+        # RFC 6749 §2.3.1: id and secret form-urlencoded, then HTTP Basic
+        secret = s.oauth2_client_secret.get_secret_value() if s.oauth2_client_secret else ""
+        auth = aiohttp.BasicAuth(quote(s.oauth2_client_id or "", safe=""), quote(secret, safe=""))
+        try:
+            async with session.post(url, data=form, auth=auth, allow_redirects=False, headers={"Accept": "application/json"}) as resp:
+                raw, complete = await read_capped(resp, s.max_answer_bytes)
+                answer = parse_answer(resp.status, raw, complete, resp.content_type, resp.charset, dict(resp.headers), s.max_answer_bytes)
+        except asyncio.TimeoutError as exc:
+            raise TransientTargetError(f"timeout after {s.timeout_s:g}s fetching an OAuth2 token from {url}") from exc
+        except aiohttp.ClientError as exc:
+            raise TransientTargetError(readable(f"connection error fetching an OAuth2 token from {url}: {type(exc).__name__}: {exc}")) from exc
+        self.fetches += 1
+        what = f"the token endpoint {url} answered {answer.status}"
+        if answer.status != 200:
+            error = error_for(answer.status, body_text(answer.body), retry_after=answer.headers.get("Retry-After"))
+            if isinstance(error, (RateLimitedError, TransientTargetError)):
+                raise error
+            raise PermanentTargetError(f"{what}, no token: {body_text(answer.body)}", answer.status)
+        body = answer.body if isinstance(answer.body, dict) else {}
+        token, lifetime = body.get("access_token"), body.get("expires_in", 3600)
+        if answer.problem is not None or not isinstance(token, str) or not token:
+            raise BadAnswerError(f"{what} without a usable access_token: {answer.problem or body_text(answer.body)}", answer.status)
+        if str(body.get("token_type", "bearer")).lower() != "bearer":
+            raise PermanentTargetError(f"{what} with token_type {body_text(body.get('token_type'))}, only bearer is supported")
+        try:
+            return token, max(0.0, float(lifetime))
+        except (TypeError, ValueError):
+            raise BadAnswerError(f"{what} with an unreadable expires_in: {body_text(lifetime)}", answer.status) from None
+
+
 class TargetClient(ABC):
     """Base of every target client. `deliver` never raises for a failing call: each result
     carries its own typed error, because one batch can mix outcomes."""
@@ -199,6 +276,7 @@ class TargetClient(ABC):
         self.settings = settings
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(max(1, settings.concurrency))
+        self.oauth2 = OAuth2Token(settings) if settings.oauth2_token_url else None
 
     async def __aenter__(self) -> "TargetClient":
         await self.start()
@@ -209,11 +287,11 @@ class TargetClient(ABC):
 
     async def start(self) -> None:
         if self._session is None:
+            # no base_url on the session: aiohttp would refuse one with a path not ending in
+            # "/", and an absolute request path would drop the prefix (join_url does both)
             self._session = aiohttp.ClientSession(
-                base_url=self.settings.base_url,
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
                 connector=aiohttp.TCPConnector(limit=max(1, self.settings.concurrency) * 2),
-                headers=self.auth_headers(),
             )
 
     async def close(self) -> None:
@@ -223,24 +301,40 @@ class TargetClient(ABC):
 
     @abstractmethod
     def auth_headers(self) -> dict[str, str]:
-        """Headers that authenticate every call."""
+        """Headers that authenticate every call with the static `api_key`."""
 
     @abstractmethod
     async def deliver(self, deliveries: list[Delivery]) -> list[DeliveryResult]:
         """Send the deliveries (different entities); one result per delivery, same order."""
 
+    def url(self, path: str) -> str:
+        return join_url(self.settings.base_url, path)
+
     async def call(self, method: str, path: str, *, json_body: Any = None, headers: dict[str, str] | None = None) -> Answer:
         """One HTTP call → its Answer, whatever the status or the body. Timeouts, connection
         failures and answers that are not HTTP become TransientTargetError. Redirects are not
-        followed: a write answered by a redirect did not happen."""
+        followed: a write answered by a redirect did not happen, and the credential stays
+        here. With OAuth2, a 401 fetches a new token and the call is made once more."""
         assert self._session is not None, "start() the client first"
-        limit = self.settings.max_answer_bytes
         async with self._slots:
-            try:
-                async with self._session.request(method, path, json=json_body, headers=headers, allow_redirects=False) as resp:
-                    raw, complete = await read_capped(resp, limit)
-                    return parse_answer(resp.status, raw, complete, resp.content_type, resp.charset, dict(resp.headers), limit)
-            except asyncio.TimeoutError as exc:
-                raise TransientTargetError(f"timeout after {self.settings.timeout_s:g}s calling {method} {path}") from exc
-            except aiohttp.ClientError as exc:
-                raise TransientTargetError(readable(f"connection error calling {method} {path}, no usable answer: {type(exc).__name__}: {exc}")) from exc
+            if self.oauth2 is None:
+                return await self._request(method, path, json_body, {**(headers or {}), **self.auth_headers()})
+            token = await self.oauth2.token(self._session)
+            answer = await self._request(method, path, json_body, {**(headers or {}), "Authorization": f"Bearer {token}"})
+            if answer.status != 401:
+                return answer
+            self.oauth2.refused(token)
+            token = await self.oauth2.token(self._session)
+            return await self._request(method, path, json_body, {**(headers or {}), "Authorization": f"Bearer {token}"})
+
+    async def _request(self, method: str, path: str, json_body: Any, headers: dict[str, str]) -> Answer:
+        assert self._session is not None
+        limit = self.settings.max_answer_bytes
+        try:
+            async with self._session.request(method, self.url(path), json=json_body, headers=headers, allow_redirects=False) as resp:
+                raw, complete = await read_capped(resp, limit)
+                return parse_answer(resp.status, raw, complete, resp.content_type, resp.charset, dict(resp.headers), limit)
+        except asyncio.TimeoutError as exc:
+            raise TransientTargetError(f"timeout after {self.settings.timeout_s:g}s calling {method} {path}") from exc
+        except aiohttp.ClientError as exc:
+            raise TransientTargetError(readable(f"connection error calling {method} {path}, no usable answer: {type(exc).__name__}: {exc}")) from exc

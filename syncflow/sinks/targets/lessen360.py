@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from syncflow.errors import SyncflowError, TransientTargetError
+from syncflow.errors import SyncflowError, TargetError
 from syncflow.sinks.targets.base import (
     BadAnswerError,
     Delivery,
@@ -72,7 +72,7 @@ class Lessen360Client(TargetClient):
     async def _batch(self, chunk: list[Delivery]) -> list[DeliveryResult]:
         try:
             answer = await self.call("POST", "/v1/batch", json_body={"operations": [batch_operation(d) for d in chunk]})
-        except TransientTargetError as exc:
+        except TargetError as exc:  # no answer, or no token to call with
             return [DeliveryResult(d, error=exc) for d in chunk]
         if answer.status != 200 or answer.problem is not None:
             reason, missing = lessen_error_parts(answer.body)

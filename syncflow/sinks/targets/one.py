@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from syncflow.errors import SyncflowError, TransientTargetError
+from syncflow.errors import SyncflowError, TargetError
 from syncflow.sinks.targets.base import (
     BadAnswerError,
     Delivery,
@@ -53,7 +53,7 @@ class OneClient(TargetClient):
                     return DeliveryResult(d, target_ref=None)
             else:
                 answer = await self.call("PUT", path, json_body=d.payload, headers=headers)
-        except TransientTargetError as exc:
+        except TargetError as exc:  # no answer, or no token to call with
             return DeliveryResult(d, error=exc)
         reason, missing = one_error_parts(answer.body)
         error = error_for(answer.status, reason, retry_after=answer.headers.get("Retry-After"), missing=missing)
