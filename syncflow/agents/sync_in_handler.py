@@ -36,6 +36,7 @@ from syncflow.sinks.common_db.repository import NewVersion, upsert_versions
 from syncflow.sinks.raw_store import Completed, Failed, RawDocument, RawRecordStore
 from syncflow.streams.avro import AvroCodec, DecodedRecord
 from syncflow.streams.dead_letters import FailureContext, carry_headers, dead_letter
+from syncflow.streams.logging import trace_context
 from syncflow.streams.metrics import SyncflowMetrics
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.records import KafkaRecord
@@ -181,6 +182,10 @@ class SyncInHandler:
             self.state.failing_since, self.state.last_error, self.state.consecutive_failures = None, None, 0
             self.state.batches += 1
             self.state.last_batch_at = time.monotonic()
+            log.info("sync-in batch: %d record(s), %d version(s) applied, %d unchanged, %d dead-lettered (attempt %d)",
+                     result.records, result.versions, result.unchanged, result.rejected, progress.attempts,
+                     extra={"records": result.records, "versions": result.versions, "unchanged": result.unchanged,
+                            "dead_lettered": result.rejected, "attempts": progress.attempts})
             return result
 
     def _stepper(self) -> Callable[[str], None]:
@@ -241,7 +246,9 @@ class SyncInHandler:
                   len(result.rejected), "; ".join(str(e) for e in result.rejected.values())[:2000])
         again = self.raw_store.upsert_raw_many(stubs, outcomes=stub_outcomes)
         for i, refusal in again.rejected.items():
-            log.error("raw store refused %s even without rawData: %s", stubs[i].key.doc_id, refusal)
+            key = stubs[i].key
+            log.error("raw store refused %s:%s:%s even without rawData: %s", key.source_system, key.entity_type,
+                      key.source_id, refusal, extra={"trace_id": stubs[i].trace_id})
 
     def _route_rejected(self, progress: BatchProgress) -> None:
         """DLQ records (acknowledged by Kafka); their raw documents are marked failed already."""
@@ -250,6 +257,11 @@ class SyncInHandler:
         if not todo:
             return
         self.producer.send_all([self._dead_letter(progress, r) for r in todo])
+        for r in todo:
+            msg = progress.messages[r.index]
+            with trace_context(msg.headers):
+                log.warning("sync-in dead-lettered %s (%s:%s:%s): %s: %s", _identity(msg, r), msg.topic, msg.partition,
+                            msg.offset, r.error.category, str(r.error)[:500])
         if self.metrics is not None:
             for r in todo:
                 source, entity_type = self._labels(progress.messages[r.index], r)
@@ -296,7 +308,8 @@ class SyncInHandler:
                 refusal = data_refusal(exc)
                 if refusal is None:
                     raise
-                log.warning("database refused %s:%s: %s", item.raw_key.source_system, item.raw_key.source_id, refusal)
+                log.warning("database refused %s:%s:%s: %s", item.raw_key.source_system, item.raw_key.entity_type,
+                            item.raw_key.source_id, refusal, extra={"trace_id": item.entity.trace_id})
                 prepared.rejected.append(Rejected(item.index, refusal, item.raw_key))
                 continue
             position = len(kept)
@@ -324,6 +337,14 @@ class SyncInHandler:
             m.sync_in_success.labels(a.raw_key.source_system, a.raw_key.entity_type).inc()
         for topic, n in Counter(msg.topic for msg in progress.messages).items():
             m.record_processed(self.group_id, topic, n)
+
+
+def _identity(msg: KafkaRecord, rejected: Rejected) -> str:
+    """`<source>:<entity_type>:<source_id>` of a rejected record, else its raw key as it came."""
+    if rejected.raw_key is not None:
+        k = rejected.raw_key
+        return f"{k.source_system}:{k.entity_type}:{k.source_id}"
+    return "key " + repr((msg.key or b"")[:200].decode(errors="replace"))
 
 
 def _field_errors(error: BadInputError) -> list[Any]:

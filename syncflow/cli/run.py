@@ -38,7 +38,11 @@ def emulators(
     invalid_rate: float = typer.Option(None, help="Share of source records that break a business rule."),
 ) -> None:
     """Every source and target emulator in one process (the demo and docker-compose use it)."""
-    asyncio.run(_serve_emulators(get_settings(), host=host, seed=seed, volume=volume, invalid_rate=invalid_rate))
+    from syncflow.streams.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings)
+    asyncio.run(_serve_emulators(settings, host=host, seed=seed, volume=volume, invalid_rate=invalid_rate))
 
 
 async def _serve_emulators(settings: Settings, *, host: str | None, **world: object) -> None:

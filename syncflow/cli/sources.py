@@ -4,7 +4,6 @@ ingest API."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 
 import typer
@@ -18,6 +17,7 @@ from syncflow.connectors.observe import connector_web_port, start_ops_server, wo
 from syncflow.connectors.runner import ConnectorStats, run_connector
 from syncflow.connectors.schemas import SOURCE_ENTITIES
 from syncflow.emulators.sources.runner import serve_all_source_emulators
+from syncflow.streams.logging import configure_logging
 from syncflow.streams.settings import Settings, get_settings
 
 app = typer.Typer(help="Source systems: emulators, connectors, push ingest, bulk import.", no_args_is_help=True)
@@ -77,6 +77,7 @@ def emulate(
 ) -> None:
     """Run the four source emulators over one world, on the ports of the sources' base URLs."""
     settings = get_settings()
+    configure_logging(settings)
     for source, src in settings.connectors.sources.items():
         console.print(f"{source}: {src.base_url}")
     try:
@@ -94,7 +95,7 @@ def connector(
     """Pull a source incrementally onto raw.<source>; exits 1 if a pass hit errors (with --once)."""
     _check_source(source)
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
     try:
         stats = asyncio.run(_run_connector_with_ops(settings, source, once))
     except KeyboardInterrupt:
@@ -123,7 +124,7 @@ async def _run_connector_with_ops(settings: Settings, source: str, once: bool) -
 def ingest() -> None:
     """Serve the push ingest API (POST /ingest/{source}/{entity_type})."""
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
     console.print(f"ingest API on http://{settings.ingest.host}:{settings.ingest.port}")
     try:
         asyncio.run(run_ingest(settings))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 
 import typer
 
+from syncflow.streams.logging import configure_logging
 from syncflow.streams.settings import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Deliver change events to target systems.")
@@ -38,7 +38,7 @@ def emulate(
 ) -> None:
     """Run the ONE and Lessen360 emulators on the ports of the targets' base_url settings."""
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
     asyncio.run(_emulate(settings, error_rate=error_rate, latency_ms=latency_ms, rate_limit_per_minute=rate_limit_per_minute))
 
 

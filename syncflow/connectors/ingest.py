@@ -2,6 +2,8 @@
 (a JSON object or list; Yardi may post XML). Answers 202 with the records' keys only once
 the broker has acknowledged every one of them, so nothing answered 202 is ever lost;
 anything else gets a clear 4xx/5xx and nothing of that request is produced as accepted.
+The request's trace (`X-Trace-Id`, a W3C `traceparent`, or `X-Request-Id`) becomes its
+records' `trace-id` header; without one each record gets its own; the answer lists them.
 
 401 bad key · 404 unknown source/entity · 413 body too large, or a record too large for the
 raw topic (never fits: do not send it again) · 415 wrong content type · 400 unreadable body
@@ -30,6 +32,7 @@ from syncflow.connectors.publish import RawPublisher, new_batch_number, refused_
 from syncflow.connectors.schemas import SOURCE_ENTITIES, check_record, load_schema
 from syncflow.connectors.xml_records import element_to_record, local_name, parse_xml
 from syncflow.errors import ConfigError, EncodeError, SchemaRegistryUnavailableError, TooLargeError, ValidationError
+from syncflow.streams.headers import REQUEST_ID, TRACE_ID, TRACEPARENT, header_value, trace_id_of_traceparent
 from syncflow.streams.metrics import add_ops_routes
 from syncflow.streams.producer import DeliveryError, OutgoingRecord, ReliableProducer
 from syncflow.streams.settings import Settings
@@ -201,11 +204,12 @@ async def _produce(request: web.Request, source: str, entity_type: str, records:
     settings = request.app[SETTINGS_KEY]
     publisher = request.app[PUBLISHERS_KEY][source]
     batch_number = new_batch_number()
+    trace_id = request_trace_id(request)
     bad, too_large = ErrorList(settings.ingest.max_errors_listed), ErrorList(settings.ingest.max_errors_listed)
     prepared: list[tuple[OutgoingRecord, Any]] = []
     for i, record in enumerate(records):
         try:
-            prepared.append((publisher.prepare(entity_type, record, batch_number), record))
+            prepared.append((publisher.prepare(entity_type, record, batch_number, trace_id), record))
         except TooLargeError as exc:
             too_large.add(i, None, f"{exc}; it can never be accepted, do not send it again")
         except ValidationError as exc:
@@ -233,8 +237,19 @@ async def _produce(request: web.Request, source: str, entity_type: str, records:
             too_large.add(index[out_id], None, f"{reject.error}; it can never be accepted, do not send it again")
         return too_large.response(413)
     keys = [out.key.decode() for out, _ in prepared if out.key is not None]
+    trace_ids = [header_value(out.headers, TRACE_ID) for out, _ in prepared if out.key is not None]
     request.app[OBSERVER_KEY].published(f"ingest.{source}", publisher.topic, len(keys))
-    return web.json_response({"accepted": len(keys), "keys": keys, "batch_number": batch_number}, status=202)
+    return web.json_response({"accepted": len(keys), "keys": keys, "trace_ids": trace_ids, "batch_number": batch_number},
+                             status=202)
+
+
+def request_trace_id(request: web.Request) -> str | None:
+    """The trace a pushing source names: its `X-Trace-Id`, else the trace id of its W3C
+    `traceparent`, else its `X-Request-Id` (None: each record gets a new one)."""
+    given = request.headers.get("X-Trace-Id") or trace_id_of_traceparent(request.headers.get(TRACEPARENT)) \
+        or request.headers.get(REQUEST_ID)
+    given = (given or "").strip()
+    return given[:100] if given and given.isprintable() else None
 
 
 async def health(request: web.Request) -> web.Response:

@@ -87,16 +87,18 @@ class RawPublisher:
         self.dlq_topic = dlq_topic_for(settings)
         self.ack_timeout_s = ack_timeout_s
 
-    def record_headers(self, entity_type: str, batch_number: int) -> list[tuple[str, bytes]]:
+    def record_headers(self, entity_type: str, batch_number: int, trace_id: str | None = None) -> list[tuple[str, bytes]]:
+        """The raw record's headers; its trace id is the one the source sent, else a new one
+        (each record gets its own: it is followed alone from here to every target)."""
         return [
             (h.SOURCE_SYSTEM, self.source.encode()),
             (h.ENTITY_TYPE, entity_type.encode()),
             (h.BATCH_NUMBER, str(batch_number).encode()),
             (h.EXTRACTION_TIME, datetime.now(UTC).isoformat(timespec="milliseconds").encode()),
-            (h.TRACE_ID, uuid.uuid4().hex.encode()),
+            (h.TRACE_ID, (trace_id or uuid.uuid4().hex).encode()),
         ]
 
-    def prepare(self, entity_type: str, record: object, batch_number: int) -> OutgoingRecord:
+    def prepare(self, entity_type: str, record: object, batch_number: int, trace_id: str | None = None) -> OutgoingRecord:
         """The Kafka record for one source record. Raises ValidationError (field errors)
         or EncodeError when it does not fit the source's schema."""
         schema = load_schema(self.settings.schemas_dir, self.source, entity_type)
@@ -113,7 +115,7 @@ class RawPublisher:
             raise ValidationError([FieldError("schema", "source id", source_id,
                                               f"is not valid text: {exc.reason}")]) from exc
         value = self.codec.encode(schema_name(self.source, entity_type), record, topic=self.topic)
-        out = OutgoingRecord(self.topic, key, value, self.record_headers(entity_type, batch_number))
+        out = OutgoingRecord(self.topic, key, value, self.record_headers(entity_type, batch_number, trace_id))
         size, limit = record_size(out.key, out.value, out.headers), self.settings.kafka_max_message_bytes
         if size > limit:
             raise TooLargeError(f"{schema_name(self.source, entity_type)} {source_id[:200]!r}: {size} bytes "

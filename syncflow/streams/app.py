@@ -183,7 +183,12 @@ def run_sync_in(settings: Settings, topics: SyncInTopics | None = None, *, logle
     runtime = build_sync_in(settings, topics)
     prepare_stores(settings, runtime)
     app = make_app(settings, runtime)
-    worker = faust.Worker(app, loglevel=loglevel or settings.log_level.lower(), redirect_stdouts=False)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel.upper())
+    # the root handler is configure_logging's (plain or JSON lines with the trace id): Faust
+    # would replace it with its own colour handler
+    worker = faust.Worker(app, loglevel=loglevel or settings.log_level.lower(), redirect_stdouts=False,
+                          override_logging=False)
     try:
         worker.execute_from_commandline()
     finally:

@@ -20,10 +20,11 @@ PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(trace_id)s] %(message)s"
 
 
 class TraceIdFilter(logging.Filter):
-    """Puts the current trace id (or "-") on every record as `trace_id`."""
+    """Puts the current trace id (or "-") on every record as `trace_id`, unless the line
+    names one itself (`extra={"trace_id": ...}`, for a line about one record of a batch)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.trace_id = trace_id_var.get() or "-"
+        record.trace_id = getattr(record, "trace_id", None) or trace_id_var.get() or "-"
         return True
 
 
@@ -51,7 +52,9 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(settings: Settings, stream: object = None) -> logging.Handler:
-    """Replace the root logger's handlers with one that writes to `stream` (stderr)."""
+    """Replace the root logger's handlers with one that writes to `stream` (stderr). Every
+    role calls it first thing (`syncflow run <role>`), so SYNCFLOW_LOG_JSON and
+    SYNCFLOW_LOG_LEVEL apply everywhere; the sync-in worker tells Faust not to replace it."""
     handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
     handler.addFilter(TraceIdFilter())
     handler.setFormatter(JsonFormatter() if settings.log_json else logging.Formatter(PLAIN_FORMAT))
@@ -66,8 +69,15 @@ def configure_logging(settings: Settings, stream: object = None) -> logging.Hand
 @contextmanager
 def trace_context(headers: list[tuple[str, bytes | None]] | None) -> Iterator[str | None]:
     """While a record is processed: its trace id (header TRACE_ID) on every log line."""
-    token = trace_id_var.set(header_value(headers, TRACE_ID))
+    with trace_scope(header_value(headers, TRACE_ID)) as trace_id:
+        yield trace_id
+
+
+@contextmanager
+def trace_scope(trace_id: str | None) -> Iterator[str | None]:
+    """While one record is handled: `trace_id` on every log line (a decoded change event's)."""
+    token = trace_id_var.set(trace_id)
     try:
-        yield trace_id_var.get()
+        yield trace_id
     finally:
         trace_id_var.reset(token)

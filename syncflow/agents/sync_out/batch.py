@@ -40,7 +40,7 @@ from syncflow.errors import (
 )
 from syncflow.sinks.targets.base import BadAnswerError, Delivery, DeliveryResult, TargetClient, UnusableAnswerError
 from syncflow.streams.dead_letters import FailureContext, carry_headers, failure_headers
-from syncflow.streams.headers import TRANSIENT_FAILURES, header_value
+from syncflow.streams.headers import TRACE_ID, TRANSIENT_FAILURES, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.records import KafkaRecord
 from syncflow.streams.settings import SyncOutSettings, TargetSettings
@@ -78,6 +78,8 @@ class Outcome:
     kind: str  # delivered | stale | echo | not-taken | retry | dlq | rate-limited
     category: str | None = None
     tier: int = 0
+    priority: int = 0  # the change event's, 0 when undecodable
+    changed_at_ms: int = 0  # ChangeEvent.changed_at_ms: the source's change time (freshness)
 
 
 @dataclass
@@ -90,9 +92,10 @@ class BatchResult:
     call_seconds: float = 0.0  # time spent in the target call, 0 when none was made
 
     def note(self, entry: Entry[Consumed], kind: str, count_as: str, category: str | None = None, tier: int = 0) -> None:
-        c = entry.item
+        c, e = entry.item, entry.item.event
         self.counts[count_as] += 1
-        self.outcomes.append(Outcome(c.event.entity_type if c.event else "?", c.topic, kind, category, tier))
+        self.outcomes.append(Outcome(e.entity_type if e else "?", c.topic, kind, category, tier,
+                                     e.priority if e else 0, e.changed_at_ms if e else 0))
 
 
 @dataclass
@@ -302,8 +305,11 @@ class BatchProcessor:
             message = f"{type(error).__name__}: {error}"
             out.failed.append(Failed(key, c.event.version, status, c.attempt, next_retry, message))
             out.raw_status.append((c.event.origin_source, c.event.entity_type, c.event.origin_source_id, self.target, status))
-        log.info("%s %s:%s attempt %d → %s%s: %s", self.target, c.topic, c.offset, c.attempt, route.kind,
-                 f" tier {route.tier}" if route.kind == "retry" else "", storable_text(str(error))[:500])
+        what = f"{c.event.entity_type}:{c.event.entity_id} v{c.event.version}" if c.event else "undecodable record"
+        log.log(logging.ERROR if route.kind == "dlq" else logging.WARNING,
+                "%s %s (%s:%s:%s) attempt %d → %s%s: %s", self.target, what, c.topic, c.partition, c.offset, c.attempt,
+                route.kind, f" tier {route.tier}" if route.kind == "retry" else "", storable_text(str(error))[:500],
+                extra={"trace_id": (c.event.trace_id if c.event else None) or header_value(c.headers, TRACE_ID)})
         result.done.append(entry)
 
     async def _record(self, out: _Outcomes) -> None:

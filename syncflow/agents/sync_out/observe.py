@@ -5,12 +5,17 @@ optional (tests and the benchmark run without them)."""
 from __future__ import annotations
 
 import asyncio
+import time
+import logging
 from collections import Counter
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 from syncflow.agents.sync_out.batch import BatchResult
 from syncflow.streams.health import CheckFn, HealthCheck
 from syncflow.streams.metrics import RateWindow, SyncflowMetrics
+
+log = logging.getLogger(__name__)
 
 SUCCESS_KINDS = frozenset({"delivered", "stale", "echo", "not-taken"})
 
@@ -24,10 +29,12 @@ class SyncOutObserver:
         rate_per_minute: float,
         metrics: SyncflowMetrics | None = None,
         health: HealthCheck | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.target, self.group, self.dlq_topic = target, group, dlq_topic
         self.rate_per_s = rate_per_minute / 60.0
         self.metrics, self.health = metrics, health
+        self.clock = clock
         self._delivered = RateWindow()
 
     def turn(self) -> None:
@@ -36,13 +43,14 @@ class SyncOutObserver:
             self.health.heartbeat()
 
     def batch(self, result: BatchResult, seconds: float) -> None:
-        """A batch finished after `seconds`."""
+        """A batch finished after `seconds`: one INFO line with its counts, metrics, progress."""
         if self.health is not None and result.done:
             self.health.progress()
+        self.log_batch(result, seconds)
         m = self.metrics
         if m is None:
             return
-        t = self.target
+        t, applied_s = self.target, self.clock()  # the batch's deliveries are confirmed and recorded now
         done_per_topic: Counter[str] = Counter()
         delivered = 0
         for o in result.outcomes:
@@ -56,6 +64,9 @@ class SyncOutObserver:
             if o.kind in SUCCESS_KINDS:
                 m.sync_out_success.labels(t, o.entity_type, o.kind).inc()
                 delivered += o.kind == "delivered"
+                if o.kind == "delivered" and o.changed_at_ms:
+                    m.freshness_seconds.labels(t, o.entity_type, str(o.priority)).observe(
+                        freshness_s(o.changed_at_ms, applied_s))
             else:
                 m.sync_out_failures.labels(t, o.entity_type, o.category or "internal").inc()
                 if o.kind == "retry":
@@ -68,6 +79,23 @@ class SyncOutObserver:
             m.external_latency_seconds.labels(t, "deliver").observe(result.call_seconds)
         if self.rate_per_s > 0:
             m.rate_limit_usage.labels(t).set(min(1.0, self._delivered.mark(delivered) / self.rate_per_s))
+
+
+    def log_batch(self, result: BatchResult, seconds: float) -> None:
+        c = result.counts
+        counts = {"delivered": c["delivered"], "skipped": c["stale"] + c["echo"] + c["not-taken"],
+                  "retried": c["retried"], "dead_lettered": c["dead-lettered"],
+                  "put_back": len(result.put_back)}
+        if not result.done and not counts["put_back"]:
+            return
+        log.info("sync-out %s batch: %d delivered, %d skipped, %d retried, %d dead-lettered, %d put back (%.0f ms)",
+                 self.target, *counts.values(), seconds * 1000, extra={"target": self.target, **counts})
+
+
+def freshness_s(changed_at_ms: int, applied_s: float) -> float:
+    """Seconds from the source's change to the target's confirmation; a source clock ahead
+    of ours counts as 0, not as a negative age."""
+    return max(0.0, applied_s - changed_at_ms / 1000.0)
 
 
 def target_reachable(base_url: str, timeout_s: float) -> CheckFn:

@@ -35,6 +35,7 @@ from syncflow.streams.metrics import (
     create_metrics,
     register_lag_collector,
 )
+from syncflow.streams.logging import configure_logging
 from syncflow.streams.producer import ReliableProducer
 from syncflow.streams.settings import Settings
 
@@ -119,5 +120,5 @@ async def serve_sync_out(settings: Settings, target: str, *, web_port: int | Non
 
 def run_sync_out(settings: Settings, target: str) -> None:
     """Process entry point of `syncflow run sync-out --target T`."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
     asyncio.run(serve_sync_out(settings, target))

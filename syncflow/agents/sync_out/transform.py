@@ -132,9 +132,11 @@ class Transformer:
         if rule is None:
             raise TransformError(f"{self.target} has no rule for entity type {event.entity_type!r}")
         if event.change_type == "delete":
-            return Delivery(event.entity_type, event.entity_id, event.version, "delete", rule.resource, None)
+            return Delivery(event.entity_type, event.entity_id, event.version, "delete", rule.resource, None,
+                            event.trace_id)
         try:
             payload = map_fields(rule.fields, event.snapshot)
         except Exception as exc:  # a conversion meeting a value it cannot take
             raise TransformError(f"{self.target}.{event.entity_type}: {type(exc).__name__}: {exc}") from exc
-        return Delivery(event.entity_type, event.entity_id, event.version, "upsert", rule.resource, payload)
+        return Delivery(event.entity_type, event.entity_id, event.version, "upsert", rule.resource, payload,
+                        event.trace_id)

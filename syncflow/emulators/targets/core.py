@@ -101,6 +101,8 @@ class Applied:
     time: float
     payload: dict[str, Any] | None
     target_ref: str
+    traceparent: str | None = None  # the trace the write came with (header, or the batch operation's)
+    request_id: str | None = None
 
 
 class Rejection(Exception):
@@ -280,8 +282,10 @@ class EmulatorState:
             return self.answers[key]
         return None
 
-    def apply(self, entity_type: str, external_id: str, op: str, key: str | None, payload: dict[str, Any] | None) -> tuple[int, str]:
-        """Change the state; returns (HTTP status, the target's own id)."""
+    def apply(self, entity_type: str, external_id: str, op: str, key: str | None, payload: dict[str, Any] | None,
+              trace: dict[str, str | None] | None = None) -> tuple[int, str]:
+        """Change the state; returns (HTTP status, the target's own id). `trace`: the
+        traceparent and request_id the write came with, kept in `received`."""
         version = version_from_key(key)
         current = self.entities.get((entity_type, external_id))
         if current is not None and version is not None and current.version is not None and version < current.version:
@@ -289,13 +293,20 @@ class EmulatorState:
         created = current is None or current.deleted
         ref = current.target_ref if current is not None else f"{self.ref_prefix}-{uuid.uuid4().hex[:12]}"
         self.entities[(entity_type, external_id)] = EntityState(version, ref, deleted=op == "delete")
-        self.received.append(Applied(entity_type, external_id, op, version, key, time.time(), payload, ref))
+        trace = trace or {}
+        self.received.append(Applied(entity_type, external_id, op, version, key, time.time(), payload, ref,
+                                     trace.get("traceparent"), trace.get("request_id")))
         self.count("applied")
         return (201 if created and op != "delete" else 200), ref
 
     def remember(self, key: str | None, status: int, body: dict[str, Any]) -> None:
         if key and 200 <= status < 300:
             self.answers[key] = (status, body)
+
+    @staticmethod
+    def trace_of(request: web.Request) -> dict[str, str | None]:
+        """The trace headers of a request (W3C traceparent, X-Request-Id)."""
+        return {"traceparent": request.headers.get("traceparent"), "request_id": request.headers.get("X-Request-Id")}
 
     # -- spoiled answers (Faults.answer_modes) -------------------------------------------------
     def shape(self, external_id: str, answer: dict[str, Any]) -> Any:

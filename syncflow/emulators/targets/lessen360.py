@@ -5,7 +5,7 @@ and a batch endpoint that applies operations in order and answers for each one.
     PUT    /v1/{resource}/{external_id}   upsert one record (Idempotency-Key header)
     DELETE /v1/{resource}/{external_id}   delete one record
     POST   /v1/batch   {"operations": [{"op": "upsert"|"delete", "resource", "external_id",
-                        "idempotency_key", "data"}]}
+                        "idempotency_key", "data", "traceparent", "request_id"}]}
            → 200 {"results": [{"index", "status": "ok"|"error", "http_status", "id" | "error"}]}
 
 Resources: locations, residents, work_orders, attachments. The whole batch counts against the
@@ -52,9 +52,13 @@ def _check(state: EmulatorState, resource: str, data: dict[str, Any]) -> None:
         raise _error(422, "reference_not_found", "a referenced record is unknown", missing=missing)
 
 
-def _operation(state: EmulatorState, op: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """Apply one operation; returns (HTTP status it would have had alone, answer body)."""
+def _operation(state: EmulatorState, op: dict[str, Any], call_trace: dict[str, str | None] | None = None) -> tuple[int, dict[str, Any]]:
+    """Apply one operation; returns (HTTP status it would have had alone, answer body). Its
+    trace: the operation's own traceparent/request_id, else the call's headers."""
     key = op.get("idempotency_key")
+    trace = {"traceparent": op.get("traceparent"), "request_id": op.get("request_id")}
+    if not trace["traceparent"] and not trace["request_id"]:
+        trace = call_trace or {}
     if (answer := state.replay(key)) is not None:
         return answer
     try:
@@ -66,13 +70,13 @@ def _operation(state: EmulatorState, op: dict[str, Any]) -> tuple[int, dict[str,
         if kind == "delete":
             if not state.holds(resource, external_id):
                 raise _error(404, "not_found", f"{resource}/{external_id} does not exist")
-            status, ref = state.apply(resource, external_id, "delete", key, None)
+            status, ref = state.apply(resource, external_id, "delete", key, None, trace)
         elif kind == "upsert":
             data = op.get("data")
             if not isinstance(data, dict):
                 raise _error(400, "validation_failed", "data must be an object", fields={"data": "must be an object"})
             _check(state, resource, data)
-            status, ref = state.apply(resource, external_id, "upsert", key, data)
+            status, ref = state.apply(resource, external_id, "upsert", key, data, trace)
         else:
             raise _error(400, "validation_failed", f"unknown op {kind!r}", fields={"op": "upsert or delete"})
     except Rejection as r:
@@ -105,7 +109,7 @@ def routes(state: EmulatorState, api_key: str) -> list[web.RouteDef]:
                     op["data"] = await request.json()
                 except ValueError:
                     raise _error(400, "bad_json", "body is not JSON") from None
-            status, body = _operation(state, op)
+            status, body = _operation(state, op, state.trace_of(request))
             if 200 <= status < 300:
                 external_id = op["external_id"]
                 return state.respond(request, [external_id], state.shape(external_id, body), status)
@@ -128,7 +132,7 @@ def routes(state: EmulatorState, api_key: str) -> list[web.RouteDef]:
             external_ids: list[str] = []
             for index, op in enumerate(ops):
                 op = op if isinstance(op, dict) else {}
-                status, answer = _operation(state, op)
+                status, answer = _operation(state, op, state.trace_of(request))
                 if 200 <= status < 300:
                     external_id = str(op.get("external_id"))
                     external_ids.append(external_id)

@@ -5,7 +5,7 @@ by the OAuth2 token endpoint when the emulator has an OAuth2 client) and camelCa
     DELETE /api/v2/{collection}/{externalId}   delete (200; 404 when unknown)
 
 Collections: locations, tenants, work-orders, documents. Every write carries an
-`Idempotency-Key` header. Errors: {"error": {"code", "message", "details" | "missing"}}.
+`Idempotency-Key` header (and may carry `traceparent` / `X-Request-Id`, kept in `received`). Errors: {"error": {"code", "message", "details" | "missing"}}.
 A success about a record with an answer mode (core.ANSWER_MODES) is spoiled after the write."""
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def routes(state: EmulatorState, token: str) -> list[web.RouteDef]:
             if not isinstance(body, dict):
                 raise _error(400, "BAD_JSON", "body must be an object")
             _check(state, collection, body)
-            status, ref = state.apply(collection, external_id, "upsert", key, body)
+            status, ref = state.apply(collection, external_id, "upsert", key, body, state.trace_of(request))
             answer_body = {"id": ref, "externalId": external_id, "collection": collection}
             state.remember(key, status, answer_body)
             return state.respond(request, [external_id], state.shape(external_id, answer_body), status)
@@ -98,7 +98,7 @@ def routes(state: EmulatorState, token: str) -> list[web.RouteDef]:
                 return state.respond(request, [external_id], state.shape(external_id, answer[1]), answer[0])
             if not state.holds(collection, external_id):
                 raise _error(404, "NOT_FOUND", f"{collection}/{external_id} does not exist")
-            _, ref = state.apply(collection, external_id, "delete", key, None)
+            _, ref = state.apply(collection, external_id, "delete", key, None, state.trace_of(request))
             answer_body = {"id": ref, "externalId": external_id, "deleted": True}
             state.remember(key, 200, answer_body)
             return state.respond(request, [external_id], state.shape(external_id, answer_body), 200)

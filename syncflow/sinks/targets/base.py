@@ -31,6 +31,7 @@ from syncflow.errors import (
     SyncflowError,
     TransientTargetError,
 )
+from syncflow.streams.headers import REQUEST_ID, TRACEPARENT, traceparent
 from syncflow.streams.settings import TargetSettings
 
 DEFAULT_RETRY_AFTER_S = 1.0
@@ -62,10 +63,18 @@ class Delivery:
     op: str  # "upsert" | "delete"
     resource: str  # the target's name for the collection
     payload: dict[str, Any] | None
+    trace_id: str | None = None  # the record's trace id, from the source to this call
 
     @property
     def idempotency_key(self) -> str:
         return f"{self.entity_id}:{self.version}"
+
+    def trace_headers(self) -> dict[str, str]:
+        """`traceparent` (W3C, derived from the trace id; the span from the idempotency key)
+        and `X-Request-Id` (the trace id as it is) for the call; none without a trace id."""
+        if not self.trace_id:
+            return {}
+        return {TRACEPARENT: traceparent(self.trace_id, self.idempotency_key), REQUEST_ID: header_text(self.trace_id)}
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,12 @@ class DeliveryResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def header_text(value: str, limit: int = 200) -> str:
+    """A value an HTTP header can carry: printable ASCII, short."""
+    text = "".join(ch if " " <= ch <= "~" else "?" for ch in value)
+    return text[:limit]
 
 
 def parse_retry_after(value: str | None, default: float = DEFAULT_RETRY_AFTER_S) -> float:

@@ -1,7 +1,8 @@
 """The Lessen360 client: records go in batches through POST /v1/batch (X-Api-Key); the answer
 carries one result per operation, so one batch can mix successes and typed errors. A result
 syncflow cannot read (not an object, no usable status, answering another operation) fails
-only its own record."""
+only its own record. Each operation carries its record's trace (`traceparent`, `request_id`);
+the call carries them as headers too when all its operations belong to one trace."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 from typing import Any
 
 from syncflow.errors import SyncflowError, TargetError
+from syncflow.streams.headers import REQUEST_ID, TRACEPARENT
 from syncflow.sinks.targets.base import (
     BadAnswerError,
     Delivery,
@@ -52,9 +54,17 @@ def result_status(r: dict[str, Any]) -> int | None:
 
 def batch_operation(d: Delivery) -> dict[str, Any]:
     op: dict[str, Any] = {"op": d.op, "resource": d.resource, "external_id": d.entity_id, "idempotency_key": d.idempotency_key}
+    if trace := d.trace_headers():  # per operation: one batch call carries records of many traces
+        op["traceparent"], op["request_id"] = trace[TRACEPARENT], trace[REQUEST_ID]
     if d.op != "delete":
         op["data"] = d.payload
     return op
+
+
+def batch_trace_headers(chunk: list[Delivery]) -> dict[str, str]:
+    """The call's own trace headers when all its operations belong to one trace."""
+    traces = {d.trace_id for d in chunk}
+    return chunk[0].trace_headers() if len(traces) == 1 else {}
 
 
 class Lessen360Client(TargetClient):
@@ -71,7 +81,8 @@ class Lessen360Client(TargetClient):
 
     async def _batch(self, chunk: list[Delivery]) -> list[DeliveryResult]:
         try:
-            answer = await self.call("POST", "/v1/batch", json_body={"operations": [batch_operation(d) for d in chunk]})
+            answer = await self.call("POST", "/v1/batch", json_body={"operations": [batch_operation(d) for d in chunk]},
+                                     headers=batch_trace_headers(chunk))
         except TargetError as exc:  # no answer, or no token to call with
             return [DeliveryResult(d, error=exc) for d in chunk]
         if answer.status != 200 or answer.problem is not None:

@@ -1,4 +1,5 @@
-"""The ONE client: one PUT (upsert) or DELETE per record, bearer token, Idempotency-Key."""
+"""The ONE client: one PUT (upsert) or DELETE per record, bearer token, Idempotency-Key, and
+the record's trace (`traceparent`, `X-Request-Id`)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class OneClient(TargetClient):
 
     async def _one(self, d: Delivery) -> DeliveryResult:
         path = f"/api/v2/{d.resource}/{d.entity_id}"
-        headers = {"Idempotency-Key": d.idempotency_key}
+        headers = {"Idempotency-Key": d.idempotency_key, **d.trace_headers()}
         try:
             if d.op == "delete":
                 answer = await self.call("DELETE", path, headers=headers)

@@ -8,8 +8,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import re
 import shutil
 import subprocess
+import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -115,7 +118,7 @@ def test_backing_services_use_real_images_and_standard_ports() -> None:
 
 def test_every_role_runs_the_cli_and_uses_known_settings() -> None:
     services = _services()
-    roles = {name: s for name, s in services.items() if s.get("image") == "syncflow:local"}
+    roles = {name: s for name, s in services.items() if s.get("image") == "syncflow:local" and "command" in s}
     commands = {" ".join(s["command"]) for s in roles.values()}
     for role in ("run sync-in", "run sync-out --target one", "run sync-out --target lessen360", "run ingest"):
         assert role in commands
@@ -123,7 +126,7 @@ def test_every_role_runs_the_cli_and_uses_known_settings() -> None:
         assert f"run connector --source {source}" in commands
     for service in roles.values():
         for name in service["environment"]:
-            assert _setting_exists(name), name
+            assert name == "SYNCFLOW_ENV_FILE" or _setting_exists(name), name  # the env file Settings.load reads
 
 
 def _setting_exists(env_name: str) -> bool:
@@ -143,3 +146,111 @@ def _setting_exists(env_name: str) -> bool:
             annotation = typing.get_args(annotation)[1]
         model = annotation
     return True
+
+
+# -- hardening: loopback ports, no well-known credentials ------------------------------------
+
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+def _interpolate(text: str, env: dict[str, str] | None = None) -> str:
+    """Compose's ${VAR:-default} / ${VAR-default} / ${VAR} with `env` (empty: the defaults)."""
+    env = env or {}
+    return INTERPOLATION.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), text)
+
+
+def _published_host_ips(service: dict) -> list[str]:
+    """The host address of each published port ("" where it is published on every interface)."""
+    out = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            out.append(_interpolate(str(port.get("host_ip", ""))))
+            continue
+        parts = _interpolate(str(port)).split(":")
+        out.append(parts[0] if len(parts) == 3 else "")
+    return out
+
+
+def test_every_published_port_is_bound_to_loopback_by_default() -> None:
+    published = {name: _published_host_ips(s) for name, s in _services().items() if s.get("ports")}
+    assert {"kafka", "postgres", "mongo", "ingest", "grafana", "prometheus"} <= set(published)
+    assert {name: ips for name, ips in published.items() if set(ips) != {"127.0.0.1"}} == {}
+    # and the override publishes them elsewhere when asked
+    kafka = _services()["kafka"]["ports"][0]
+    assert _interpolate(kafka, {"SYNCFLOW_PUBLISH_HOST": "0.0.0.0"}).startswith("0.0.0.0:")
+
+
+def test_a_port_published_on_every_interface_would_be_caught() -> None:
+    assert _published_host_ips({"ports": ["5432:5432"]}) == [""]
+    assert _published_host_ips({"ports": [{"target": 5432, "published": 5432}]}) == [""]
+    assert _published_host_ips({"ports": ["127.0.0.1:5432:5432"]}) == ["127.0.0.1"]
+
+
+CREDENTIAL_NAME = re.compile(r"API_KEY|PASSWORD$|SECRET|TOKEN", re.IGNORECASE)
+CREDENTIAL_IN_URL = re.compile(r"://[^/@\s]+:[^/@\s]+@")
+
+
+def _literal_credentials(services: dict) -> list[str]:
+    """Environment entries that give a credential a value written in the file (a password in
+    a URL included); `${VAR:?...}` (required from the caller) is not one."""
+    found = []
+    for name, service in services.items():
+        env = service.get("environment") or {}
+        pairs = env.items() if isinstance(env, dict) else (tuple(e.split("=", 1)) if "=" in e else (e, "") for e in env)
+        for key, value in pairs:
+            value = "" if value is None else str(value)
+            if value.startswith("${") and ":?" in value:
+                continue
+            if (CREDENTIAL_NAME.search(key) and not key.endswith("_FILE")) or CREDENTIAL_IN_URL.search(value):
+                found.append(f"{name}: {key}")
+    return found
+
+
+def test_no_credential_is_written_in_the_compose_file() -> None:
+    assert _literal_credentials(_services()) == []
+    assert _literal_credentials({"x": {"environment": {"POSTGRES_PASSWORD": "syncflow"}}}) == ["x: POSTGRES_PASSWORD"]
+    assert _literal_credentials({"x": {"environment": {"SYNCFLOW_DATABASE_URL": "postgresql://u:pw@db/x"}}}) != []
+    assert _literal_credentials({"x": {"environment": {"SYNCFLOW_SYNC_OUT__TARGETS__ONE__API_KEY": "${K:?set K}"}}}) == []
+
+
+def _run_keys_script(keys_dir: Path) -> None:
+    keys = _services()["keys"]
+    python, flag, script = keys["entrypoint"]
+    assert (python, flag) == ("python", "-c")
+    subprocess.run([sys.executable, "-c", script], env={**os.environ, "KEYS_DIR": str(keys_dir)}, check=True)
+
+
+def test_every_role_reads_the_generated_credentials_and_none_is_a_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    services = _services()
+    keys = services["keys"]
+    assert keys["restart"] == "no" and keys["volumes"] == ["keys:/keys"]
+    for name, service in services.items():
+        if service.get("image") == "syncflow:local" and name != "keys":
+            assert "keys:/keys:ro" in service["volumes"], name
+            assert service["environment"]["SYNCFLOW_ENV_FILE"] == "/keys/syncflow.env", name
+            assert service["depends_on"]["keys"] == {"condition": "service_completed_successfully"}, name
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/keys/postgres-password"
+    assert services["mongo"]["environment"]["MONGO_INITDB_ROOT_PASSWORD_FILE"] == "/keys/mongo-password"
+    assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/keys/grafana-password"
+
+    _run_keys_script(tmp_path)
+    first = (tmp_path / "syncflow.env").read_text()
+    _run_keys_script(tmp_path)  # generated once, then kept
+    assert (tmp_path / "syncflow.env").read_text() == first
+    defaults = Settings()
+    for name, value in services["sync-in"]["environment"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SYNCFLOW_ENV_FILE", str(tmp_path / "syncflow.env"))
+    monkeypatch.setenv("SYNCFLOW_STACK_DIR", str(tmp_path / "no-stack"))
+    loaded = Settings.load()
+    pg_password = (tmp_path / "postgres-password").read_text()
+    mongo_password = (tmp_path / "mongo-password").read_text()
+    assert loaded.database_url == f"postgresql+psycopg2://syncflow:{pg_password}@postgres:5432/syncflow"
+    assert f"syncflow:{mongo_password}@mongo:27017" in loaded.mongo_url
+    generated = [t.api_key for t in loaded.sync_out.targets.values()] + [s.api_key for s in loaded.connectors.sources.values()]
+    generated += list(loaded.ingest.api_keys.values())
+    known = {t.api_key for t in defaults.sync_out.targets.values()} | {s.api_key for s in defaults.connectors.sources.values()}
+    known |= set(defaults.ingest.api_keys.values()) | {"syncflow", "CHANGE-ME", ""}
+    assert len(generated) == 10 and len(set(generated)) == 10 and not set(generated) & known
+    assert set(loaded.ingest.api_keys) == set(defaults.ingest.api_keys)
+    assert all(len(k) >= 24 for k in generated + [pg_password, mongo_password])
