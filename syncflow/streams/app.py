@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from sqlalchemy import Engine
 
 from syncflow.agents.hashing import content_hash
-from syncflow.agents.outbox import OutboxRelay
+from syncflow.agents.outbox import OutboxRelay, outbox_backlog
 from syncflow.agents.rules import RulesEngine
 from syncflow.agents.sync_in import register_sync_in_agent
 from syncflow.agents.sync_in_handler import SyncInHandler
@@ -71,6 +71,7 @@ def build_sync_in(settings: Settings, topics: SyncInTopics | None = None) -> Syn
     registry = CollectorRegistry()
     metrics = create_metrics(registry)
     metrics.db_pools.watch("common_db", lambda: int(engine.pool.checkedout()))  # type: ignore[attr-defined]
+    metrics.backlogs.watch("outbox", outbox_backlog(engine))
     handler = SyncInHandler(
         topics=topics,
         group_id=settings.sync_in.group_id,
@@ -129,7 +130,7 @@ def make_app(settings: Settings, runtime: SyncInRuntime | None = None, *, datadi
         stream_buffer_maxsize=max(4096, 2 * settings.sync_in.batch_size),
         web_enabled=True,
         web_port=settings.sync_in.web_port,
-        web_bind="0.0.0.0",
+        web_bind=settings.bind_host,
         web_host="127.0.0.1",
     )
     register_sync_in_agent(app, settings, runtime.topics, runtime.handler, runtime.sweeper, runtime.health)

@@ -5,8 +5,8 @@ optional (tests and the benchmark run without them)."""
 from __future__ import annotations
 
 import asyncio
-import time
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from urllib.parse import urlparse

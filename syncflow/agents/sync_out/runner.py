@@ -65,6 +65,7 @@ def build_worker(
     client, transformer = binding_for(settings, target)
     topics = sync_out_topics(settings, target)
     engine = make_engine(settings)
+    writer = OutboundStatusWriter(outbound, settings.sync_out.outbound_flush_s) if outbound is not None else None
     processor = BatchProcessor(
         target, target_settings, settings.sync_out,
         group=topics.group, retry_topics=topics.tiers, dependency_topic=topics.dependency, dlq_topic=topics.dlq,
@@ -72,10 +73,12 @@ def build_worker(
         state=SyncStateStore(engine, target, settings.database_schema),
         limiter=RateLimiter(engine, target, target_settings.rate_per_minute, target_settings.rate_burst_s),
         producer=ReliableProducer(settings),
-        outbound=OutboundStatusWriter(outbound, settings.sync_out.outbound_flush_s) if outbound is not None else None,
+        outbound=writer,
     )
     if metrics is not None:
         metrics.db_pools.watch(f"sync-out.{target}", engine.pool.checkedout)  # type: ignore[attr-defined]
+        if writer is not None:
+            metrics.backlogs.watch(f"raw-store.{target}", writer.backlog)
     observer = SyncOutObserver(target, topics.group, topics.dlq, target_settings.rate_per_minute, metrics, health)
     return SyncOutWorker(settings, target, topics, codec_for(settings), processor, observer)
 
@@ -109,7 +112,7 @@ async def serve_sync_out(settings: Settings, target: str, *, web_port: int | Non
     runner = web.AppRunner(worker.web_app, access_log=None, handle_signals=False)
     await runner.setup()
     port = settings.sync_out.web_port if web_port is None else web_port
-    await web.TCPSite(runner, "0.0.0.0", port).start()
+    await web.TCPSite(runner, settings.bind_host, port).start()
     try:
         await worker.run()
     finally:

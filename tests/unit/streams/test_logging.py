@@ -47,3 +47,28 @@ def test_plain_lines_show_the_trace_id() -> None:
     lines = out.getvalue().splitlines()
     assert "[t-9] hello" in lines[0]
     assert "[-] bye" in lines[1]
+
+
+def test_a_line_about_one_record_of_a_batch_names_its_trace_id() -> None:
+    out = io.StringIO()
+    configure_logging(Settings(log_json=True), stream=out)
+    logging.getLogger("x").warning("record failed", extra={"trace_id": "rec-7"})
+    with trace_context([(TRACE_ID, b"outer")]):
+        logging.getLogger("x").warning("record failed", extra={"trace_id": "rec-8"})
+        logging.getLogger("x").warning("batch line")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line.get("trace_id") for line in lines] == ["rec-7", "rec-8", "outer"]
+
+
+def test_traceparent_is_w3c_and_derived_from_the_trace_id() -> None:
+    from syncflow.streams.headers import trace_id_of_traceparent, traceparent, w3c_trace_id
+
+    hex_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    tp = traceparent(hex_id, "loc-1:3")
+    version, trace, parent, flags = tp.split("-")
+    assert (version, trace, flags) == ("00", hex_id, "01") and len(parent) == 16
+    assert traceparent(hex_id, "loc-1:3") == tp  # a retried call names the same span
+    assert trace_id_of_traceparent(tp) == hex_id
+    other = w3c_trace_id("trace-loc-1")  # not hex: hashed, always to the same id
+    assert other == w3c_trace_id("trace-loc-1") and len(other) == 32 and int(other, 16) > 0
+    assert trace_id_of_traceparent("garbage") is None
