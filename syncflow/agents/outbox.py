@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from syncflow.agents.change_events import change_records
 from syncflow.sinks.common_db.engine import unit_of_work
@@ -68,3 +68,17 @@ class OutboxRelay:
         self._producer.send_all(change_records(versions, self._codec, self._topic_for), timeout=self._send_timeout_s)
         mark_published(session, [v.id for v in versions])
         return len(versions)
+
+
+def outbox_backlog(engine: Engine) -> Callable[[], tuple[int, float | None]]:
+    """The outbox backlog for the metrics: versions committed and not yet published, and the
+    age in seconds of the oldest (read through the partial index on unpublished rows)."""
+    query = text("SELECT count(*), extract(epoch FROM now() - min(created_date)) FROM data_versions "
+                 "WHERE published_at IS NULL")
+
+    def read() -> tuple[int, float | None]:
+        with engine.connect() as conn:
+            count, oldest = conn.execute(query).one()
+        return int(count), None if oldest is None else max(0.0, float(oldest))
+
+    return read

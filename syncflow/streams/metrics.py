@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -41,17 +42,25 @@ RATE_LIMITED = "syncflow_rate_limited"
 CONSUMER_LAG = "syncflow_consumer_lag"
 DLQ_DEPTH = "syncflow_dlq_depth"
 DB_CONNECTIONS_IN_USE = "syncflow_db_connections_in_use"
+FRESHNESS_SECONDS = "syncflow_freshness_seconds"
+BACKLOG = "syncflow_backlog"
+BACKLOG_OLDEST_SECONDS = "syncflow_backlog_oldest_seconds"
 
 METRIC_NAMES: tuple[str, ...] = (
     SYNC_IN_REQUESTS, SYNC_IN_SUCCESS, SYNC_IN_FAILURES, SYNC_IN_PROCESSING_SECONDS,
     SYNC_OUT_REQUESTS, SYNC_OUT_SUCCESS, SYNC_OUT_FAILURES, SYNC_OUT_PROCESSING_SECONDS,
     RECORDS_PROCESSED, PROCESSING_RATE, RETRIES, DLQ_RECORDS, EXTERNAL_LATENCY_SECONDS,
     RATE_LIMIT_USAGE, RATE_LIMITED, CONSUMER_LAG, DLQ_DEPTH, DB_CONNECTIONS_IN_USE,
+    FRESHNESS_SECONDS, BACKLOG, BACKLOG_OLDEST_SECONDS,
 )  # fmt: skip
 # Suffixes Prometheus adds in the exposition format (counter _total, histogram series).
 EXPOSITION_SUFFIXES = ("_total", "_created", "_bucket", "_sum", "_count")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Source change -> target applied: seconds to a day. The freshness SLO bounds in
+# deploy/prometheus/alerts.yml must be among these (a unit test checks).
+FRESHNESS_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+                     7200.0, 14400.0, 43200.0, 86400.0)  # fmt: skip
 LagRow = tuple[str, str, int, int]  # (group, topic, partition, lag)
 
 
@@ -104,6 +113,48 @@ class DbPoolCollector(Collector):
         yield family
 
 
+Backlog = tuple[int, float | None]  # (items waiting, age in seconds of the oldest, None when unknown)
+
+
+class BacklogCollector(Collector):
+    """Work accepted but not finished outside Kafka (the outbox, the raw store's status
+    writes), read on scrape from callables the worker registers, each cached `cache_s`; a
+    failing read keeps the last good value."""
+
+    def __init__(self, cache_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._reads: dict[str, Callable[[], Backlog]] = {}
+        self._last: dict[str, tuple[float | None, Backlog | None]] = {}
+        self.cache_s, self._clock = cache_s, clock
+        self._lock = threading.Lock()
+
+    def watch(self, queue: str, read: Callable[[], Backlog]) -> None:
+        self._reads[queue] = read
+
+    def read(self, queue: str) -> Backlog | None:
+        with self._lock:
+            at, value = self._last.get(queue, (None, None))
+            if at is not None and self._clock() - at < self.cache_s:
+                return value
+            try:
+                value = self._reads[queue]()
+            except Exception:  # noqa: BLE001 - a store hiccup must not break /metrics
+                pass
+            self._last[queue] = (self._clock(), value)
+            return value
+
+    def collect(self) -> Iterator[Metric]:
+        count = GaugeMetricFamily(BACKLOG, "Items accepted and not yet handed on, per queue", labels=["queue"])
+        oldest = GaugeMetricFamily(BACKLOG_OLDEST_SECONDS, "Age of the oldest item waiting, per queue", labels=["queue"])
+        for queue in list(self._reads):
+            value = self.read(queue)
+            if value is None:
+                continue
+            count.add_metric([queue], float(value[0]))
+            oldest.add_metric([queue], float(value[1] or 0.0))
+        yield count
+        yield oldest
+
+
 @dataclass
 class SyncflowMetrics:
     """The metric objects a worker updates. Labels: source/target, entity_type, category."""
@@ -125,6 +176,8 @@ class SyncflowMetrics:
     rate_limit_usage: Gauge
     rate_limited: Counter
     db_pools: DbPoolCollector
+    freshness_seconds: Histogram
+    backlogs: BacklogCollector
     _rates: dict[str, RateWindow] = field(default_factory=dict, init=False, repr=False)
 
     def record_processed(self, group: str, topic: str, n: int = 1) -> None:
@@ -170,10 +223,18 @@ def create_metrics(registry: CollectorRegistry) -> SyncflowMetrics:
         rate_limit_usage=Gauge(RATE_LIMIT_USAGE, "Share of the target's rate limit in use (0..1)", ["target"], registry=r),
         rate_limited=Counter(RATE_LIMITED, "429 answers from a target", ["target"], registry=r),
         db_pools=_registered(DbPoolCollector(), r),
+        freshness_seconds=Histogram(
+            FRESHNESS_SECONDS, "Source change time to target applied, per delivered change event",
+            ["target", "entity_type", "priority"], buckets=FRESHNESS_BUCKETS, registry=r,
+        ),
+        backlogs=_registered(BacklogCollector(), r),
     )  # fmt: skip
 
 
-def _registered(collector: DbPoolCollector, registry: CollectorRegistry) -> DbPoolCollector:
+C = TypeVar("C", bound=Collector)
+
+
+def _registered(collector: C, registry: CollectorRegistry) -> C:
     registry.register(collector)
     return collector
 

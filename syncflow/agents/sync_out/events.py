@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from syncflow.errors import BadInputError
@@ -36,6 +36,13 @@ class ChangeEvent:
     def event_id(self) -> str:
         return f"{self.entity_id}:{self.version}"
 
+    @property
+    def changed_at_ms(self) -> int:
+        """When the change happened, for the freshness metric: the snapshot's
+        `source_updated_at` (the source's own modified time), else `occurred_at` (when sync-in
+        committed the version: a pushed record without its own time was received just before)."""
+        return source_time_ms(self.snapshot.get("source_updated_at")) or self.occurred_at_ms
+
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "ChangeEvent":
         """From the codec's python form of io.syncflow.canonical.ChangeEvent."""
@@ -63,3 +70,19 @@ class ChangeEvent:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BadChangeEventError(f"change event lacks a usable {exc}") from exc
+
+
+def source_time_ms(value: Any) -> int:
+    """A snapshot's time (ISO-8601 text as json_safe writes it, or epoch milliseconds) as
+    epoch milliseconds; 0 when absent or unreadable."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, (int, float)):
+        return int(value) if value > 0 else 0
+    if not isinstance(value, str) or not value:
+        return 0
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return 0
+    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp() * 1000)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 from syncflow.agents.sync_out.batch import OutboundStatusSink
@@ -26,6 +27,7 @@ class OutboundStatusWriter:
     def __init__(self, sink: OutboundStatusSink, interval_s: float):
         self.sink, self.interval_s = sink, interval_s
         self._pending: dict[tuple[str, str, str, str], str] = {}
+        self._since: float | None = None  # monotonic time the oldest pending status arrived
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbound-status-writer", daemon=True)
@@ -35,15 +37,24 @@ class OutboundStatusWriter:
         with self._lock:
             for s, e, i, target, status in items:
                 self._pending[(s, e, i, target)] = status
+            if self._pending and self._since is None:
+                self._since = time.monotonic()
 
     def pending_count(self) -> int:
         with self._lock:
             return len(self._pending)
 
+    def backlog(self) -> tuple[int, float | None]:
+        """Statuses not written yet, and how long the oldest has waited (the raw-store backlog)."""
+        with self._lock:
+            since = self._since
+            return len(self._pending), None if since is None else time.monotonic() - since
+
     def flush(self) -> bool:
         """Write what is pending; on failure keep it (unless newer statuses came meanwhile)."""
         with self._lock:
             batch, self._pending = self._pending, {}
+            since, self._since = self._since, None
         if not batch:
             return True
         try:
@@ -53,6 +64,7 @@ class OutboundStatusWriter:
             log.warning("raw store outbound statuses: %d not written yet: %s", len(batch), exc)
             with self._lock:
                 self._pending = {**batch, **self._pending}
+                self._since = since
             return False
 
     def close(self, attempts: int = 3) -> None:

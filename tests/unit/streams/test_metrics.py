@@ -10,9 +10,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from syncflow.streams.health import HealthCheck
 from syncflow.streams.metrics import (
+    BACKLOG,
+    BACKLOG_OLDEST_SECONDS,
     CONSUMER_LAG,
     DLQ_DEPTH,
     METRIC_NAMES,
+    BacklogCollector,
     ConsumerLagCollector,
     RateWindow,
     add_ops_routes,
@@ -96,6 +99,30 @@ def test_lag_collector_caches_and_keeps_last_values_on_failure() -> None:
     assert registry.get_sample_value(CONSUMER_LAG, labels) == 7  # query failed: last values kept
     assert len(calls) == 2
     assert collector.total_lag("sync-in") == 7
+
+
+def test_backlog_collector_caches_and_keeps_last_values_on_failure() -> None:
+    clock = FakeClock()
+    answers: list[object] = [(12, 40.0), RuntimeError("database down"), (0, None)]
+
+    def read() -> tuple[int, float | None]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    collector = BacklogCollector(cache_s=5, clock=clock)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    collector.watch("outbox", read)
+    assert registry.get_sample_value(BACKLOG, {"queue": "outbox"}) == 12
+    assert registry.get_sample_value(BACKLOG_OLDEST_SECONDS, {"queue": "outbox"}) == 40
+    assert len(answers) == 2  # cached: one read for both gauges
+    clock.now += 6
+    assert registry.get_sample_value(BACKLOG, {"queue": "outbox"}) == 12  # read failed: last value kept
+    clock.now += 6
+    assert registry.get_sample_value(BACKLOG, {"queue": "outbox"}) == 0
+    assert registry.get_sample_value(BACKLOG_OLDEST_SECONDS, {"queue": "outbox"}) == 0  # nothing waits
 
 
 async def test_ops_routes_serve_metrics_health_and_ready() -> None:

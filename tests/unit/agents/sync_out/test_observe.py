@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from syncflow.agents.sync_out.batch import BatchResult, Outcome
+from syncflow.agents.sync_out.events import ChangeEvent
 from syncflow.agents.sync_out.observe import SyncOutObserver, target_reachable
 from syncflow.emulators.targets import emulator_url, start_target_emulator
 from syncflow.streams.health import HealthCheck
-from syncflow.streams.metrics import create_metrics
+from syncflow.streams.metrics import FRESHNESS_BUCKETS, create_metrics
 from syncflow.streams.settings import OpsSettings
 
 
@@ -44,6 +46,56 @@ def test_outcomes_become_metrics_and_progress() -> None:
     assert sample("syncflow_external_latency_seconds_count", target="one", operation="deliver") == 1
     assert 0 < sample("syncflow_rate_limit_usage_ratio", target="one") <= 1
     assert health.seconds_since_progress() < 5
+
+
+def change_event(snapshot: dict[str, object], occurred_at_ms: int = 1_700_000_900_000) -> ChangeEvent:
+    return ChangeEvent.from_record({
+        "event_id": "loc-1:1", "entity_type": "location", "entity_id": "loc-1", "version": 1, "change_type": "create",
+        "origin_source": "yardi", "origin_source_id": "1", "priority": 2, "snapshot": json.dumps(snapshot),
+        "occurred_at": occurred_at_ms,
+    })
+
+
+def test_change_time_is_the_sources_modified_time_else_the_commit_time() -> None:
+    # json_safe writes datetimes as ISO-8601 UTC with a Z; epoch milliseconds are read too
+    assert change_event({"source_updated_at": "2023-11-14T22:13:20Z"}).changed_at_ms == 1_700_000_000_000
+    assert change_event({"source_updated_at": "2023-11-14T22:13:20.250+00:00"}).changed_at_ms == 1_700_000_000_250
+    assert change_event({"source_updated_at": 1_700_000_000_000}).changed_at_ms == 1_700_000_000_000
+    # a record without its own time (a push that carried none): the version's commit time
+    assert change_event({"source_updated_at": None}).changed_at_ms == 1_700_000_900_000
+    assert change_event({"source_updated_at": "yesterday"}).changed_at_ms == 1_700_000_900_000
+    assert change_event({}).changed_at_ms == 1_700_000_900_000
+
+
+def test_freshness_is_observed_per_priority_for_deliveries_only() -> None:
+    registry = CollectorRegistry()
+    now = 1_700_000_000.0
+    observer = SyncOutObserver("one", "sync-out.one", "sync-out.one.dlq", 600, create_metrics(registry), clock=lambda: now)
+    changed = int(now * 1000)
+    result = BatchResult(outcomes=[
+        Outcome("location", "changes.location", "delivered", priority=1, changed_at_ms=changed - 4_000),
+        Outcome("location", "changes.location", "delivered", priority=1, changed_at_ms=changed - 90_000),
+        Outcome("location", "changes.location", "delivered", priority=5, changed_at_ms=changed - 5 * 3600_000),
+        Outcome("location", "changes.location", "delivered", priority=5, changed_at_ms=changed + 30_000),  # source clock ahead
+        Outcome("location", "changes.location", "stale", priority=1, changed_at_ms=changed - 1_000),
+        Outcome("location", "changes.location", "echo", priority=1, changed_at_ms=changed - 1_000),
+        Outcome("location", "changes.location", "retry", "transient", 1, priority=1, changed_at_ms=changed - 1_000),
+        Outcome("location", "changes.location", "rate-limited", "rate-limited", priority=1, changed_at_ms=changed - 1_000),
+    ])
+    observer.batch(result, 0.05)
+
+    def sample(suffix: str, priority: str, **labels: str) -> float | None:
+        return registry.get_sample_value(f"syncflow_freshness_seconds{suffix}",
+                                         {"target": "one", "entity_type": "location", "priority": priority, **labels})
+
+    assert sample("_count", "1") == 2 and sample("_sum", "1") == pytest.approx(94.0)
+    assert sample("_bucket", "1", le="5.0") == 1 and sample("_bucket", "1", le="60.0") == 1
+    assert sample("_bucket", "1", le="120.0") == 2
+    assert sample("_count", "5") == 2 and sample("_sum", "5") == pytest.approx(5 * 3600.0)
+    assert sample("_bucket", "5", le="1.0") == 1  # the one from the future counts as 0 s
+    assert sample("_bucket", "5", le="14400.0") == 1 and sample("_bucket", "5", le="43200.0") == 2
+    assert sample("_count", "2") is None
+    assert FRESHNESS_BUCKETS[0] <= 1.0 and FRESHNESS_BUCKETS[-1] >= 86400.0  # seconds to a day
 
 
 async def test_target_reachable_check() -> None:

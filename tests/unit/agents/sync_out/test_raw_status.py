@@ -55,3 +55,20 @@ def test_the_background_thread_writes_within_the_interval() -> None:
         time.sleep(0.01)
     writer.close()
     assert sink.writes == [[("insight", "resident", "7", "one", "synced")]]
+
+
+def test_backlog_counts_pending_statuses_and_ages_the_oldest_through_failed_writes() -> None:
+    sink = RecordingSink()
+    writer = OutboundStatusWriter(sink, interval_s=3600)
+    assert writer.backlog() == (0, None)
+    sink.down = True
+    writer.set_outbound_statuses([("yardi", "location", "1", "one", "retry")])
+    time.sleep(0.05)
+    writer.set_outbound_statuses([("yardi", "location", "2", "one", "retry")])
+    assert writer.flush() is False
+    count, oldest = writer.backlog()
+    assert count == 2 and oldest is not None and oldest >= 0.05  # the first status's age, kept through the failure
+    sink.down = False
+    assert writer.flush() is True
+    assert writer.backlog() == (0, None)
+    writer.close()
