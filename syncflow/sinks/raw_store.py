@@ -161,8 +161,9 @@ def _apply_outcome(doc: dict[str, Any], outcome: Outcome, now: datetime) -> None
     if isinstance(outcome, Completed):
         sync["inbound"] = COMPLETED
         doc["processedData"] = to_document(outcome.processed_data)
-        if outcome.version is not None:
+        if outcome.version is not None:  # a new version: every target has yet to get it
             doc["metadata"] = {**(doc.get("metadata") or {}), "version": outcome.version}
+            sync["outbound"] = {target: PENDING for target in sync.get("outbound") or {}}
         return
     sync["inbound"] = FAILED
     doc["errorLog"] = list(doc.get("errorLog") or []) + [{
@@ -201,7 +202,6 @@ class RawRecordStore:
         self._owns_client = client is None
         self._retention = timedelta(days=settings.raw_retention_days)
         self.collection: Collection = self._client[settings.mongo_database][COLLECTION]
-        self.outbound: Collection = self._client[settings.mongo_database][COLLECTION + "_outbound"]
         self.ttl_supported: bool | None = None
         # documents deleted for a rewrite whose insert did not go through: written first thing
         # on the next call, so a retried step finds them (collection name -> _id -> document)
@@ -233,7 +233,6 @@ class RawRecordStore:
         )
         self.collection.create_index([("metadata.hash", ASCENDING)], name="ix_hash")
         self.collection.create_index([("syncStatus.inbound", ASCENDING)], name="ix_inbound")
-        self.outbound.create_index([("rawId", ASCENDING)], name="ix_raw_id")
         try:
             self.collection.create_index([("expiresAfter", ASCENDING)], expireAfterSeconds=0, name="ttl_expires")
             self.ttl_supported = True
@@ -371,27 +370,25 @@ class RawRecordStore:
         log.info("raw store: wrote %d document(s) whose first insert was interrupted", len(docs))
 
     def set_outbound_statuses(self, items: Sequence[tuple[str, str, str, str, str]]) -> None:
-        """(source_system, entity_type, source_id, target, status) per item, for sync-out.
-
-        Kept in a sibling collection, one small document per (raw document, target), and
-        merged into syncStatus.outbound when a raw document is read: sync-out then never
-        rewrites the raw document that sync-in owns, and on FerretDB a bulk delete + insert
-        is far cheaper than one update per document."""
-        latest = {}
+        """(source_system, entity_type, source_id, target, status) per item, for sync-out:
+        `syncStatus.outbound.<target>` of each raw document in `client_raw_data`, so a plain
+        query reads it. One `$set` per document (FerretDB v1 stops answering update commands
+        with many statements and pushes down only a filter on one _id), sent on
+        `mongo_read_concurrency` connections at once. A document sync-in is rewriting at that
+        moment may miss one status: sync-out writes behind (raw_status.py), and the common
+        database's `entity_sync_status` is the truth."""
+        latest: dict[str, dict[str, str]] = {}
         for s, e, i, target, status in items:
-            raw_id = RawKey(s, e, i).doc_id
-            latest[f"{raw_id}\x1f{target}"] = {"_id": f"{raw_id}\x1f{target}", "rawId": raw_id,
-                                                "target": target, "status": status}
+            latest.setdefault(RawKey(s, e, i).doc_id, {})[f"syncStatus.outbound.{escape_key(target)}"] = status
         if not latest:
             return
-        self._replace(self.outbound, list(latest.values()))
-
-    def _with_outbound(self, doc: dict[str, Any]) -> dict[str, Any]:
-        statuses = {o["target"]: o["status"] for o in self.outbound.find({"rawId": doc["_id"]})}
-        if statuses:
-            sync = doc.setdefault("syncStatus", {})
-            sync["outbound"] = {**(sync.get("outbound") or {}), **statuses}
-        return doc
+        if self._readers is None:
+            self._readers = ThreadPoolExecutor(max(self._read_concurrency, 1), thread_name_prefix="raw-store-read")
+        collection = self.collection
+        updates = [self._readers.submit(collection.update_one, {"_id": doc_id}, {"$set": fields})
+                   for doc_id, fields in latest.items()]
+        for update in updates:
+            update.result()
 
     def find_failed(self, filter: Mapping[str, Any] | None = None, batch_size: int = 500) -> Iterator[dict[str, Any]]:
         """Failed raw documents (for reprocessing), rawData unescaped."""
@@ -404,8 +401,15 @@ class RawRecordStore:
         doc = self.collection.find_one(key.filter())
         if doc is not None:
             doc["rawData"] = from_document(doc.get("rawData") or {})
-            doc = self._with_outbound(doc)
         return doc
+
+    def find_by_trace_id(self, trace_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Raw documents whose latest record came with this trace id (`syncflow trace`; not
+        indexed: a scan on FerretDB, for an operator's one-off question)."""
+        docs = list(self.collection.find({"metadata.traceId": trace_id}, limit=limit))
+        for doc in docs:
+            doc["rawData"] = from_document(doc.get("rawData") or {})
+        return docs
 
     def purge_expired(self, now: datetime | None = None) -> int:
         """Delete documents past expiresAfter; works on any MongoDB-compatible server."""

@@ -44,9 +44,20 @@ def test_completed_failed_outbound_and_find_failed(store: RawRecordStore) -> Non
     outcomes = [Completed(key(0), {"entity_id": "loc-1"}, version=1),
                 Failed(key(1), "validation", [FieldError("required", "unit_code", None, "is missing")]), None]
     store.upsert_raw_many([RawDocument(key(i), {"i": i}, f"h{i}") for i in range(3)], outcomes=outcomes)
-    store.set_outbound_statuses([("yardi", "location", "u-0", "one", "synced"), ("yardi", "location", "u-0", "lessen360", "pending")])
+    store.set_outbound_statuses([("yardi", "location", "u-0", "one", "synced"), ("yardi", "location", "u-0", "lessen360", "failed")])
     done = store.find_one(key(0))
-    assert done is not None and done["syncStatus"] == {"inbound": "completed", "outbound": {"one": "synced", "lessen360": "pending"}}
+    assert done is not None and done["syncStatus"] == {"inbound": "completed", "outbound": {"one": "synced", "lessen360": "failed"}}
+    # a plain query on client_raw_data reads them, no merge needed
+    assert store.collection.count_documents({"syncStatus.outbound.one": "synced"}) == 1
+    # the record's next version: every target has yet to get it (pending), until sync-out says otherwise
+    store.upsert_raw_many([RawDocument(key(0), {"i": 0, "new": True}, "h0b")],
+                          outcomes=[Completed(key(0), {"entity_id": "loc-1"}, version=2)])
+    again = store.collection.find_one({"_id": key(0).doc_id})
+    assert again is not None and again["syncStatus"]["outbound"] == {"one": "pending", "lessen360": "pending"}
+    store.upsert_raw_many([RawDocument(key(0), {"i": 0, "new": True}, "h0b")],
+                          outcomes=[Completed(key(0), {"entity_id": "loc-1"}, version=None)])  # unchanged re-send
+    again = store.collection.find_one({"_id": key(0).doc_id})
+    assert again is not None and again["syncStatus"]["outbound"] == {"one": "pending", "lessen360": "pending"}
     assert done["processedData"] == {"entity_id": "loc-1"} and done["metadata"]["version"] == 1
     failed = list(store.find_failed())
     assert [d["sourceId"] for d in failed] == ["u-1"]

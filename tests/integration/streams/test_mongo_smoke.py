@@ -95,7 +95,6 @@ def test_the_indexes_the_raw_store_creates(settings: Settings, client: MongoClie
     assert info["uq_source_entity_id"]["key"] == [("sourceSystem", 1), ("entityType", 1), ("sourceId", 1)]
     assert info["ix_hash"]["key"] == [("metadata.hash", 1)]
     assert info["ix_inbound"]["key"] == [("syncStatus.inbound", 1)]
-    assert store.outbound.index_information()["ix_raw_id"]["key"] == [("rawId", 1)]
     expires = "ttl_expires" if store.ttl_supported else "ix_expires"
     assert info[expires]["key"] == [("expiresAfter", 1)]
 
@@ -115,3 +114,14 @@ def test_keys_with_dots_and_dollars_are_refused_raw_and_stored_escaped(raw_docs:
     stored = raw_docs.find_one({"_id": "escaped"})
     assert isinstance(stored["rawData"]["blob"], bytes | Binary)
     assert from_document(stored["rawData"]) == record
+
+
+def test_one_nested_field_set_by_id(raw_docs: Collection) -> None:
+    """What sync-out's outbound statuses rely on: `$set` of one nested field, filtered by _id,
+    leaving the rest of the document as it was."""
+    raw_docs.insert_one(doc("U1"))
+    result = raw_docs.update_one({"_id": doc("U1")["_id"]}, {"$set": {"syncStatus.outbound.one": "synced"}})
+    assert result.matched_count == 1
+    stored = raw_docs.find_one({"_id": doc("U1")["_id"]})
+    assert stored is not None and stored["syncStatus"]["outbound"] == {"one": "synced"}
+    assert stored["syncStatus"]["inbound"] == doc("U1")["syncStatus"]["inbound"]
