@@ -31,6 +31,8 @@ class ChangeEvent:
     references: dict[str, str] = field(default_factory=dict)
     occurred_at_ms: int = 0
     trace_id: str | None = None
+    # a forced resend (reconcile --heal, resync): the event_id is `entity_id:version/<resend id>`
+    resend: str = ""
 
     @property
     def event_id(self) -> str:
@@ -67,6 +69,7 @@ class ChangeEvent:
                 references={str(k): str(v) for k, v in (record.get("references") or {}).items() if v},
                 occurred_at_ms=occurred_ms,
                 trace_id=record.get("trace_id"),
+                resend=resend_of(record),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BadChangeEventError(f"change event lacks a usable {exc}") from exc
@@ -86,3 +89,12 @@ def source_time_ms(value: Any) -> int:
     except ValueError:
         return 0
     return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp() * 1000)
+
+
+def resend_of(record: dict[str, Any]) -> str:
+    """The resend id of a forced resend: its event_id is `<entity_id>:<version>/<resend id>`
+    (the plain event_id, the targets' idempotency key, with a suffix), so the target applies
+    the version again instead of answering from its idempotency store. "" for a plain event."""
+    event_id = str(record.get("event_id") or "")
+    plain = f"{record.get('entity_id')}:{record.get('version')}/"
+    return event_id[len(plain):] if event_id.startswith(plain) else ""

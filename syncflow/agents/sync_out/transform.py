@@ -133,10 +133,10 @@ class Transformer:
             raise TransformError(f"{self.target} has no rule for entity type {event.entity_type!r}")
         if event.change_type == "delete":
             return Delivery(event.entity_type, event.entity_id, event.version, "delete", rule.resource, None,
-                            event.trace_id)
+                            event.trace_id, event.resend)
         try:
             payload = map_fields(rule.fields, event.snapshot)
         except Exception as exc:  # a conversion meeting a value it cannot take
             raise TransformError(f"{self.target}.{event.entity_type}: {type(exc).__name__}: {exc}") from exc
         return Delivery(event.entity_type, event.entity_id, event.version, "upsert", rule.resource, payload,
-                        event.trace_id)
+                        event.trace_id, event.resend)

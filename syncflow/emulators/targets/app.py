@@ -5,6 +5,9 @@
     POST /_emulator/faults     {"error_rate": 0.2, "force_429_s": 5, "answer_modes": {"loc-1": "html"}, ...}
                                (see core.Faults and core.ANSWER_MODES)
     POST /_emulator/reset      forget everything and clear the faults
+    POST /_emulator/tamper     drift behind syncflow's back, one change or a list:
+                               {"action": "lose"|"corrupt"|"rollback", "collection", "external_id",
+                                "fields": {...} (corrupt)}  (see core.EmulatorState.tamper)
     POST /oauth/token          OAuth2 client credentials (when built with an OAuth2Client):
                                service calls then need a bearer token it issued, not expired
 
@@ -67,11 +70,24 @@ def build_app(name: str, credential: str = "local-key", *, prefix: str = "", oau
         state.reset()
         return web.json_response({"reset": True})
 
+    async def tamper(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            changes = body if isinstance(body, list) else [body]
+            done = [state.tamper(str(c["action"]), str(c["collection"]), str(c["external_id"]), c.get("fields"))
+                    for c in changes]
+        except LookupError as exc:
+            return web.json_response({"error": str(exc)}, status=404)
+        except (ValueError, TypeError, KeyError) as exc:
+            return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=400)
+        return web.json_response({"tampered": done})
+
     routes += [
         web.get("/_emulator/received", received),
         web.get("/_emulator/state", current),
         web.post("/_emulator/faults", set_faults),
         web.post("/_emulator/reset", reset),
+        web.post("/_emulator/tamper", tamper),
     ]
     app.add_routes([web.RouteDef(r.method, prefix + r.path, r.handler, r.kwargs) for r in routes])
     return app

@@ -118,7 +118,7 @@ def version_from_key(key: str | None) -> int | None:
     the emulator reads the version back to check ordering."""
     if not key or ":" not in key:
         return None
-    tail = key.rsplit(":", 1)[1]
+    tail = key.rsplit(":", 1)[1].split("/", 1)[0]  # a forced resend: `entity_id:version/<resend id>`
     return int(tail) if tail.isdigit() else None
 
 
@@ -127,6 +127,11 @@ class EntityState:
     version: int | None
     target_ref: str
     deleted: bool = False
+    payload: dict[str, Any] | None = None  # the body of the last upsert (None once deleted)
+    updated_at: float = 0.0
+
+
+TAMPER_ACTIONS = ("lose", "corrupt", "rollback")
 
 
 @dataclass
@@ -292,7 +297,9 @@ class EmulatorState:
             self.out_of_order.append({"entity_type": entity_type, "external_id": external_id, "version": version, "after": current.version})
         created = current is None or current.deleted
         ref = current.target_ref if current is not None else f"{self.ref_prefix}-{uuid.uuid4().hex[:12]}"
-        self.entities[(entity_type, external_id)] = EntityState(version, ref, deleted=op == "delete")
+        self.entities[(entity_type, external_id)] = EntityState(version, ref, deleted=op == "delete",
+                                                                payload=payload if op != "delete" else None,
+                                                                updated_at=time.time())
         trace = trace or {}
         self.received.append(Applied(entity_type, external_id, op, version, key, time.time(), payload, ref,
                                      trace.get("traceparent"), trace.get("request_id")))
@@ -346,6 +353,49 @@ class EmulatorState:
             request.transport.write(b"HTTP/1.1 abc Fine\r\nContent-Length: 2\r\n\r\n{}")
             request.transport.close()
         raise asyncio.CancelledError()
+
+    # -- the read side ------------------------------------------------------------------------
+    def page(self, entity_type: str, after: str | None, limit: int) -> tuple[list[tuple[str, EntityState]], str | None]:
+        """A page of the records of one collection, by external id (deleted ones included,
+        flagged), after the external id `after`; the cursor of the next page or None."""
+        ids = sorted(i for (t, i) in self.entities if t == entity_type and (after is None or i > after))
+        chosen = ids[:limit]
+        more = len(ids) > limit
+        return [(i, self.entities[(entity_type, i)]) for i in chosen], (chosen[-1] if more and chosen else None)
+
+    # -- drift behind syncflow's back (POST /_emulator/tamper) ---------------------------------
+    def tamper(self, action: str, entity_type: str, external_id: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Change a record without a request through the API (nothing lands in `received`):
+        `lose` forgets it, `corrupt` changes its content keeping its version (`fields` merged
+        into the payload; by default one field is changed), `rollback` puts back an older
+        version's content and version (the latest applied one below the current version).
+        Raises LookupError for an unknown record, ValueError for what cannot be done."""
+        if action not in TAMPER_ACTIONS:
+            raise ValueError(f"action is one of {', '.join(TAMPER_ACTIONS)}")
+        key = (entity_type, external_id)
+        current = self.entities.get(key)
+        if current is None:
+            raise LookupError(f"{entity_type}/{external_id} is not held")
+        self.count(f"tampered_{action}")
+        if action == "lose":
+            del self.entities[key]
+            return {"action": action, "entity_type": entity_type, "external_id": external_id}
+        if action == "corrupt":
+            if current.payload is None:
+                raise ValueError(f"{entity_type}/{external_id} has no content to corrupt (deleted)")
+            changes = fields if fields else {"name": f"{current.payload.get('name') or ''} (edited at the target)"}
+            current.payload = {**current.payload, **changes}
+            current.updated_at = time.time()
+            return {"action": action, "entity_type": entity_type, "external_id": external_id,
+                    "version": current.version, "fields": sorted(changes)}
+        older = [a for a in self.received if (a.entity_type, a.external_id) == key and a.version is not None
+                 and current.version is not None and a.version < current.version]
+        if not older:
+            raise ValueError(f"{entity_type}/{external_id} has no older version to roll back to")
+        back = older[-1]
+        current.version, current.deleted, current.payload = back.version, back.op == "delete", back.payload
+        current.updated_at = time.time()
+        return {"action": action, "entity_type": entity_type, "external_id": external_id, "version": back.version}
 
     # -- inspection ---------------------------------------------------------------------------
     def received_json(self) -> list[dict[str, Any]]:

@@ -4,6 +4,10 @@ and a batch endpoint that applies operations in order and answers for each one.
 
     PUT    /v1/{resource}/{external_id}   upsert one record (Idempotency-Key header)
     DELETE /v1/{resource}/{external_id}   delete one record
+    GET    /v1/{resource}?page_size=&page_token=   {"data": [record], "next_page_token"}
+    GET    /v1/{resource}/{external_id}   one record (404 when unknown)
+           record: {"id", "external_id", "version", "deleted", "updated_at", "data"}; version is
+           the one the last write's idempotency key named, data its body (null once deleted)
     POST   /v1/batch   {"operations": [{"op": "upsert"|"delete", "resource", "external_id",
                         "idempotency_key", "data", "traceparent", "request_id"}]}
            → 200 {"results": [{"index", "status": "ok"|"error", "http_status", "id" | "error"}]}
@@ -19,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from syncflow.emulators.targets.core import EmulatorState, Rejection
+from syncflow.emulators.targets.core import EmulatorState, EntityState, Rejection
 
 REQUIRED: dict[str, list[str]] = {
     "locations": ["property_code", "location_kind"],
@@ -143,7 +147,46 @@ def routes(state: EmulatorState, api_key: str) -> list[web.RouteDef]:
         except Rejection as r:
             return web.json_response(r.body, status=r.status, headers=r.headers)
 
+    def record(external_id: str, e: EntityState) -> dict[str, Any]:
+        return {"id": e.target_ref, "external_id": external_id, "version": e.version, "deleted": e.deleted,
+                "updated_at": e.updated_at, "data": e.payload}
+
+    def resource_of(request: web.Request) -> str:
+        resource = request.match_info["resource"]
+        if resource not in REQUIRED:
+            raise _error(404, "unknown_resource", f"unknown resource {resource!r}")
+        return resource
+
+    async def list_records(request: web.Request) -> web.Response:
+        try:
+            authorize(request)
+            resource = resource_of(request)
+            await state.guard(request)
+            try:
+                size = max(1, min(1000, int(request.query.get("page_size", "100"))))
+            except ValueError:
+                raise _error(400, "validation_failed", "page_size must be a number", fields={"page_size": "a number"}) from None
+            page, token = state.page(resource, request.query.get("page_token") or None, size)
+            return web.json_response({"data": [record(i, e) for i, e in page], "next_page_token": token})
+        except Rejection as r:
+            return web.json_response(r.body, status=r.status, headers=r.headers)
+
+    async def get(request: web.Request) -> web.Response:
+        try:
+            authorize(request)
+            resource = resource_of(request)
+            await state.guard(request)
+            external_id = request.match_info["external_id"]
+            entity = state.entities.get((resource, external_id))
+            if entity is None:
+                raise _error(404, "not_found", f"{resource}/{external_id} does not exist")
+            return web.json_response(record(external_id, entity))
+        except Rejection as r:
+            return web.json_response(r.body, status=r.status, headers=r.headers)
+
     return [
+        web.get("/v1/{resource}", list_records),
+        web.get("/v1/{resource}/{external_id}", get),
         web.put("/v1/{resource}/{external_id}", single),
         web.delete("/v1/{resource}/{external_id}", single),
         web.post("/v1/batch", batch),

@@ -3,6 +3,10 @@ by the OAuth2 token endpoint when the emulator has an OAuth2 client) and camelCa
 
     PUT    /api/v2/{collection}/{externalId}   create or replace (201 created / 200 updated)
     DELETE /api/v2/{collection}/{externalId}   delete (200; 404 when unknown)
+    GET    /api/v2/{collection}?limit=&cursor= a page of records: {"items": [record], "nextCursor"}
+    GET    /api/v2/{collection}/{externalId}   one record (404 when unknown)
+           record: {"id", "externalId", "version", "deleted", "updatedAt", "data"}; version is
+           the one the last write's Idempotency-Key named, data its body (null once deleted)
 
 Collections: locations, tenants, work-orders, documents. Every write carries an
 `Idempotency-Key` header (and may carry `traceparent` / `X-Request-Id`, kept in `received`). Errors: {"error": {"code", "message", "details" | "missing"}}.
@@ -14,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from syncflow.emulators.targets.core import EmulatorState, Rejection
+from syncflow.emulators.targets.core import EmulatorState, EntityState, Rejection
 
 REQUIRED: dict[str, list[str]] = {
     "locations": ["propertyCode", "kind"],
@@ -105,7 +109,40 @@ def routes(state: EmulatorState, token: str) -> list[web.RouteDef]:
         except Rejection as r:
             return web.json_response(r.body, status=r.status, headers=r.headers)
 
+    def record(external_id: str, e: EntityState) -> dict[str, Any]:
+        return {"id": e.target_ref, "externalId": external_id, "version": e.version, "deleted": e.deleted,
+                "updatedAt": e.updated_at, "data": e.payload}
+
+    async def list_records(request: web.Request) -> web.Response:
+        try:
+            authorize(request)
+            collection = collection_of(request)
+            await state.guard(request)
+            try:
+                limit = max(1, min(1000, int(request.query.get("limit", "100"))))
+            except ValueError:
+                raise _error(400, "BAD_QUERY", "limit must be a number") from None
+            page, cursor = state.page(collection, request.query.get("cursor") or None, limit)
+            return web.json_response({"items": [record(i, e) for i, e in page], "nextCursor": cursor})
+        except Rejection as r:
+            return web.json_response(r.body, status=r.status, headers=r.headers)
+
+    async def get(request: web.Request) -> web.Response:
+        try:
+            authorize(request)
+            collection = collection_of(request)
+            await state.guard(request)
+            external_id = request.match_info["external_id"]
+            entity = state.entities.get((collection, external_id))
+            if entity is None:
+                raise _error(404, "NOT_FOUND", f"{collection}/{external_id} does not exist")
+            return web.json_response(record(external_id, entity))
+        except Rejection as r:
+            return web.json_response(r.body, status=r.status, headers=r.headers)
+
     return [
+        web.get("/api/v2/{collection}", list_records),
+        web.get("/api/v2/{collection}/{external_id}", get),
         web.put("/api/v2/{collection}/{external_id}", put),
         web.delete("/api/v2/{collection}/{external_id}", delete),
     ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import hashlib
 import json
 import time
 from abc import ABC, abstractmethod
@@ -64,10 +65,13 @@ class Delivery:
     resource: str  # the target's name for the collection
     payload: dict[str, Any] | None
     trace_id: str | None = None  # the record's trace id, from the source to this call
+    resend: str = ""  # a forced resend (heal, resync): its id, so the target applies it again
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.entity_id}:{self.version}"
+        """`entity_id:version`; a forced resend adds `/<resend id>`: the target has seen the
+        plain key already and would answer it from its idempotency store without applying it."""
+        return f"{self.entity_id}:{self.version}" + (f"/{self.resend}" if self.resend else "")
 
     def trace_headers(self) -> dict[str, str]:
         """`traceparent` (W3C, derived from the trace id; the span from the idempotency key)
@@ -281,6 +285,36 @@ class OAuth2Token:
             raise BadAnswerError(f"{what} with an unreadable expires_in: {body_text(lifetime)}", answer.status) from None
 
 
+def payload_hash(payload: Any) -> str:
+    """The content hash of a payload as syncflow sends it or a target returns it (canonical
+    JSON: sorted keys, no spaces), so the two sides compare whatever their key order."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TargetRecord:
+    """One record as a target holds it (its read side): the external id (the canonical entity
+    id), the syncflow version it last applied (None when it cannot say), whether it is
+    deleted, and its content."""
+
+    external_id: str
+    version: int | None
+    deleted: bool
+    payload: dict[str, Any] | None
+    target_ref: str | None = None
+
+    @property
+    def content_hash(self) -> str | None:
+        return None if self.payload is None else payload_hash(self.payload)
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    records: list[TargetRecord]
+    next_cursor: str | None  # None: the last page
+
+
 class TargetClient(ABC):
     """Base of every target client. `deliver` never raises for a failing call: each result
     carries its own typed error, because one batch can mix outcomes."""
@@ -321,6 +355,28 @@ class TargetClient(ABC):
     @abstractmethod
     async def deliver(self, deliveries: list[Delivery]) -> list[DeliveryResult]:
         """Send the deliveries (different entities); one result per delivery, same order."""
+
+    # -- the read side (reconcile, resync): typed errors are raised, not returned ----------------
+    async def read_page(self, resource: str, cursor: str | None, limit: int) -> RecordPage:
+        """A page of the records of one resource, from `cursor` (None: the first page)."""
+        raise NotImplementedError(f"{self.name} has no read side")
+
+    async def read_record(self, resource: str, external_id: str) -> TargetRecord | None:
+        """One record by external id; None when the target does not hold it."""
+        raise NotImplementedError(f"{self.name} has no read side")
+
+    async def read_json(self, path: str, *, missing_ok: bool = False) -> Any:
+        """GET `path` → its JSON body; None for a 404 with `missing_ok`. Any other answer that
+        is not a readable 200 raises its typed error (429: RateLimitedError)."""
+        answer = await self.call("GET", path)
+        if missing_ok and answer.status == 404:
+            return None
+        error = error_for(answer.status, body_text(answer.body), retry_after=answer.headers.get("Retry-After"))
+        if error is not None:
+            raise error
+        if answer.problem is not None:
+            raise answer.unreadable(self.name)
+        return answer.body
 
     def url(self, path: str) -> str:
         return join_url(self.settings.base_url, path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from syncflow.errors import SyncflowError, TargetError
 from syncflow.streams.headers import REQUEST_ID, TRACEPARENT
@@ -15,7 +16,9 @@ from syncflow.sinks.targets.base import (
     BadAnswerError,
     Delivery,
     DeliveryResult,
+    RecordPage,
     TargetClient,
+    TargetRecord,
     body_text,
     error_for,
     readable,
@@ -122,3 +125,25 @@ class Lessen360Client(TargetClient):
             return DeliveryResult(d, target_ref=target_ref_of(r.get("id")))
         except SyncflowError as exc:
             return DeliveryResult(d, error=exc)
+
+    # -- the read side ------------------------------------------------------------------------
+    async def read_page(self, resource: str, cursor: str | None, limit: int) -> RecordPage:
+        query = urlencode({"page_size": limit, **({"page_token": cursor} if cursor else {})})
+        body = await self.read_json(f"/v1/{quote(resource)}?{query}")
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise BadAnswerError(f"lessen360 answered a page of {resource} without a data list: {body_text(body)}")
+        return RecordPage([lessen_record(i) for i in data], body.get("next_page_token") or None)
+
+    async def read_record(self, resource: str, external_id: str) -> TargetRecord | None:
+        body = await self.read_json(f"/v1/{quote(resource)}/{quote(external_id, safe='')}", missing_ok=True)
+        return None if body is None else lessen_record(body)
+
+
+def lessen_record(item: Any) -> TargetRecord:
+    """A Lessen360 record {"id", "external_id", "version", "deleted", "data"}."""
+    if not isinstance(item, dict) or not isinstance(item.get("external_id"), str):
+        raise BadAnswerError(f"lessen360 answered a record without an external_id: {body_text(item)}")
+    version, data = item.get("version"), item.get("data")
+    return TargetRecord(item["external_id"], version if isinstance(version, int) else None, bool(item.get("deleted")),
+                        data if isinstance(data, dict) else None, target_ref_of(item.get("id")))

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from syncflow.errors import SyncflowError, TargetError
 from syncflow.sinks.targets.base import (
     BadAnswerError,
     Delivery,
     DeliveryResult,
+    RecordPage,
     TargetClient,
+    TargetRecord,
     body_text,
     error_for,
     readable,
@@ -70,3 +73,24 @@ class OneClient(TargetClient):
         except SyncflowError as exc:
             return DeliveryResult(d, error=exc)
 
+    # -- the read side ------------------------------------------------------------------------
+    async def read_page(self, resource: str, cursor: str | None, limit: int) -> RecordPage:
+        query = urlencode({"limit": limit, **({"cursor": cursor} if cursor else {})})
+        body = await self.read_json(f"/api/v2/{quote(resource)}?{query}")
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise BadAnswerError(f"one answered a page of {resource} without an items list: {body_text(body)}")
+        return RecordPage([one_record(i) for i in items], body.get("nextCursor") or None)
+
+    async def read_record(self, resource: str, external_id: str) -> TargetRecord | None:
+        body = await self.read_json(f"/api/v2/{quote(resource)}/{quote(external_id, safe='')}", missing_ok=True)
+        return None if body is None else one_record(body)
+
+
+def one_record(item: Any) -> TargetRecord:
+    """A ONE record {"id", "externalId", "version", "deleted", "data"}."""
+    if not isinstance(item, dict) or not isinstance(item.get("externalId"), str):
+        raise BadAnswerError(f"one answered a record without an externalId: {body_text(item)}")
+    version, data = item.get("version"), item.get("data")
+    return TargetRecord(item["externalId"], version if isinstance(version, int) else None, bool(item.get("deleted")),
+                        data if isinstance(data, dict) else None, target_ref_of(item.get("id")))
