@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from syncflow.cli import demo, dlq, raw, replay, run, sources, stack, status, sync_out, topics
+from syncflow.cli import demo, dlq, raw, replay, run, sources, stack, status, sync_out, topics, trace
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="syncflow: property data integration on Kafka.")
 app.add_typer(run.app, name="run")
@@ -19,6 +19,7 @@ app.add_typer(raw.app, name="raw")
 app.add_typer(sources.app, name="sources")
 app.add_typer(sync_out.app, name="sync-out")
 app.command("demo")(demo.demo)
+app.command("trace", help="One record's whole path, from source to every target, as a timeline.")(trace.trace)
 app.command("import", help="Bulk-import a file of a source's records onto its raw topic.")(sources.import_command)
 
 
