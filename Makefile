@@ -5,9 +5,19 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 STAMP := .venv/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
+PROMTOOL := /usr/bin/promtool
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup stack demo test unit test-faults stack-down
-setup: $(STAMP)
+setup: $(STAMP) $(PROMTOOL)
+
+# promtool checks and unit-tests deploy/prometheus/ (tests/unit/deploy/test_alert_rules.py).
+# From Debian's prometheus package, installed only while /usr/bin/promtool is missing; the
+# package's own server is not wanted here, so it is stopped and disabled where systemd runs.
+$(PROMTOOL):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+	-@$(SUDO) systemctl disable --now prometheus >/dev/null 2>&1
 
 $(STAMP): pyproject.toml
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
