@@ -11,6 +11,7 @@ import asyncio
 import statistics
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,10 +120,12 @@ class ConsumeRun:
         return self.records / self.seconds if self.seconds > 0 else float("nan")
 
 
-def bare_consume(bootstrap_servers: str, topics: list[str], timeout_s: float = 300.0) -> ConsumeRun:
+def bare_consume(client: Mapping[str, Any] | str, topics: list[str], timeout_s: float = 300.0) -> ConsumeRun:
     """Read every record now on `topics` from the beginning with a plain consumer (no group
-    commits, no decoding); the clock runs from the assignment to the last record."""
-    c = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"bench-bare-{uuid.uuid4().hex}",
+    commits, no decoding); the clock runs from the assignment to the last record. `client` is
+    the base client config (syncflow.streams.security.kafka_client_config) or bootstrap servers."""
+    base = {"bootstrap.servers": client} if isinstance(client, str) else dict(client)
+    c = Consumer({**base, "group.id": f"bench-bare-{uuid.uuid4().hex}",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 10485760})
     try:

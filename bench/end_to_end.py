@@ -56,6 +56,7 @@ from syncflow.pipeline.reconcile import get_json  # noqa: E402
 from syncflow.pipeline.supervisor import RoleProcess, Supervisor  # noqa: E402
 from syncflow.sinks.common_db.engine import make_engine  # noqa: E402
 from syncflow.streams.admin import delete_topics  # noqa: E402
+from syncflow.streams.security import kafka_client_config  # noqa: E402
 from syncflow.streams.settings import Settings, local_stack_dir  # noqa: E402
 
 WORKER_PREFIXES = ("sync-in-", "sync-out-")
@@ -409,7 +410,7 @@ def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         run, peak, bare = run_pipeline(base, plan, namespace, args, run_dir)
-        consume = bare_consume(settings.kafka_bootstrap_servers, run.raw_topics)
+        consume = bare_consume(kafka_client_config(settings), run.raw_topics)
     finally:
         if not args.keep:
             cleanup(settings, namespace)

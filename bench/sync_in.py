@@ -44,6 +44,7 @@ from syncflow.streams.admin import create_topics, delete_topics  # noqa: E402
 from syncflow.streams.avro import codec_for  # noqa: E402
 from syncflow.streams.headers import ENTITY_TYPE, SOURCE_SYSTEM, TRACE_ID  # noqa: E402
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer  # noqa: E402
+from syncflow.streams.security import kafka_client_config  # noqa: E402
 from syncflow.streams.settings import Settings  # noqa: E402
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, TopicSpec, changes_topic, raw_key, raw_topic  # noqa: E402
 
@@ -80,7 +81,7 @@ def build_workload(settings: Settings, n: int, suffix: str, seed: int = 1) -> Wo
 
 
 def committed_to_end(settings: Settings, group: str, topics: list[str]) -> tuple[int, int]:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer(kafka_client_config(settings, **{"group.id": group, "enable.auto.commit": False}))
     try:
         tps = [TopicPartition(t, p) for t in topics for p in consumer.list_topics(t, timeout=10).topics[t].partitions]
         done = total = 0
@@ -264,7 +265,7 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
                 w.kill()
         log.close()
 
-    consume_rate = bare_consume(settings.kafka_bootstrap_servers, raw_topics).rate
+    consume_rate = bare_consume(kafka_client_config(settings), raw_topics).rate
     upsert_rate, upsert_rows = bare_upsert(settings, args.batch_size)
     raw_rate, raw_docs = bare_raw_insert(settings, args.batch_size)
     dlq = committed_to_end(settings, f"bench-dlq-{token}", [SYNC_IN_DLQ + suffix])[1]

@@ -50,6 +50,7 @@ from syncflow.streams.admin import create_topics, delete_topics  # noqa: E402
 from syncflow.streams.avro import codec_for  # noqa: E402
 from syncflow.streams.headers import PRIORITY  # noqa: E402
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer  # noqa: E402
+from syncflow.streams.security import kafka_client_config  # noqa: E402
 from syncflow.streams.settings import Settings  # noqa: E402
 from syncflow.streams.topics import TopicSpec, changes_topic  # noqa: E402
 
@@ -255,8 +256,8 @@ class Bench:
 
         codec = codec_for(s)
         topic = changes_topic("location") + s.sync_out.topic_suffix
-        c = Consumer({"bootstrap.servers": s.kafka_bootstrap_servers, "group.id": f"bench-read-{uuid.uuid4().hex}",
-                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c = Consumer(kafka_client_config(s, **{"group.id": f"bench-read-{uuid.uuid4().hex}",
+                                              "auto.offset.reset": "earliest", "enable.auto.commit": False}))
         c.subscribe([topic])
         occurred: dict[str, float] = {}
         deadline = time.monotonic() + 30

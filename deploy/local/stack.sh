@@ -10,6 +10,11 @@
 #   stack.sh stop SERVICE           stop one service
 #   stack.sh env                    print the connection settings file
 #
+# Kafka also listens with SASL_SSL (SCRAM-SHA-512) on 127.0.0.1:9094: a CA and a broker
+# certificate made here with openssl and a SCRAM user `syncflow` (added with Kafka's own
+# ConfigCommand), all kept in $SYNCFLOW_STACK_DIR/kafka/tls. stack.env names them with
+# SYNCFLOW_LOCAL_KAFKA_SASL_SSL_* (for tests; the settings' default stays the plaintext 9092).
+#
 # Downloads and builds are cached in $SYNCFLOW_CACHE (default ~/.cache/syncflow); data, logs
 # and pid files live in $SYNCFLOW_STACK_DIR (default /var/lib/syncflow as root, else
 # ~/.local/state/syncflow). The connection settings are written to $SYNCFLOW_STACK_DIR/stack.env.
@@ -24,6 +29,8 @@ PY="${SYNCFLOW_PYTHON:-$REPO/.venv/bin/python}"
 
 KAFKA_PORT="${SYNCFLOW_LOCAL_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${SYNCFLOW_LOCAL_KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_SASL_SSL_PORT="${SYNCFLOW_LOCAL_KAFKA_SASL_SSL_PORT:-9094}"
+KAFKA_SCRAM_USER=syncflow
 PG_PORT="${SYNCFLOW_LOCAL_PG_PORT:-5432}"
 MONGO_PORT="${SYNCFLOW_LOCAL_MONGO_PORT:-27017}"
 REGISTRY_PORT="${SYNCFLOW_LOCAL_REGISTRY_PORT:-8081}"
@@ -61,6 +68,21 @@ check_kafka() {
 import sys
 from confluent_kafka.admin import AdminClient
 md = AdminClient({"bootstrap.servers": f"127.0.0.1:{sys.argv[1]}"}).list_topics(timeout=3)
+assert md.brokers
+EOF
+}
+# the SASL_SSL listener, with the stack's CA and SCRAM user (host name checked: the broker
+# certificate names 127.0.0.1 and localhost)
+check_kafka_secure() {
+  local tls="$STACK/kafka/tls"
+  [ -f "$tls/ca.crt" ] && [ -f "$tls/$KAFKA_SCRAM_USER.password" ] || return 1
+  "$PY" - "$KAFKA_SASL_SSL_PORT" "$tls/ca.crt" "$KAFKA_SCRAM_USER" "$tls/$KAFKA_SCRAM_USER.password" <<'EOF'
+import sys
+from confluent_kafka.admin import AdminClient
+port, ca, user, pw = sys.argv[1:]
+md = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SASL_SSL",
+                  "ssl.ca.location": ca, "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": user,
+                  "sasl.password": open(pw).read().strip()}).list_topics(timeout=3)
 assert md.brokers
 EOF
 }
@@ -182,17 +204,67 @@ ensure_apicurio() {
 }
 
 # ---------------------------------------------------------------- kafka
+# A CA, a broker certificate for 127.0.0.1/localhost signed by it (PKCS#12 keystore for the
+# broker) and the SCRAM user's password, made once and kept in $STACK/kafka/tls (remade when
+# missing or when the broker certificate expires within 30 days).
+ensure_kafka_tls() {
+  local tls="$STACK/kafka/tls"
+  if [ -f "$tls/ca.crt" ] && [ -f "$tls/broker.p12" ] && [ -f "$tls/keystore.password" ] \
+     && [ -f "$tls/$KAFKA_SCRAM_USER.password" ] && openssl x509 -checkend 2592000 -noout -in "$tls/broker.crt" >/dev/null 2>&1; then
+    return
+  fi
+  command -v openssl >/dev/null || { log "stack: installing openssl"; apt_install openssl; }
+  log "stack: making the local CA and the Kafka broker certificate in $tls"
+  rm -rf "$tls"; mkdir -p "$tls"; chmod 700 "$tls"
+  local ext="$tls/broker.ext"
+  printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+    "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" > "$ext"
+  {
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=syncflow local stack CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout "$tls/ca.key" -out "$tls/ca.crt"
+    openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=localhost" -keyout "$tls/broker.key" -out "$tls/broker.csr"
+    openssl x509 -req -sha256 -days 825 -in "$tls/broker.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+      -CAcreateserial -extfile "$ext" -out "$tls/broker.crt"
+    head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$tls/keystore.password"
+    openssl pkcs12 -export -name broker -in "$tls/broker.crt" -inkey "$tls/broker.key" -certfile "$tls/ca.crt" \
+      -passout "file:$tls/keystore.password" -out "$tls/broker.p12"
+    head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$tls/$KAFKA_SCRAM_USER.password"
+  } >"$tls/openssl.log" 2>&1 || { cat "$tls/openssl.log" >&2; die "could not make the Kafka TLS files"; }
+  chmod 600 "$tls"/*.key "$tls"/*.password "$tls/broker.p12"
+  chmod 644 "$tls/ca.crt"
+}
+
+# The SCRAM-SHA-512 credential of the stack's user, set through the plaintext listener with
+# Kafka's ConfigCommand (kafka-configs); idempotent.
+ensure_kafka_scram_user() {
+  local dir="$STACK/kafka" tls="$STACK/kafka/tls"
+  check_kafka_secure >/dev/null 2>&1 && return
+  java -Xmx256m "-Dlog4j2.configurationFile=$dir/log4j2.properties" -cp "$KAFKA_LIBS/*" kafka.admin.ConfigCommand \
+    --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter --entity-type users --entity-name "$KAFKA_SCRAM_USER" \
+    --add-config "SCRAM-SHA-512=[iterations=8192,password=$(cat "$tls/$KAFKA_SCRAM_USER.password")]" >>"$dir/stdout.log" 2>&1 \
+    || fail_service "kafka (SCRAM user)" "$dir/stdout.log"
+  wait_for "kafka (SASL_SSL listener)" "$dir/kafka.log" 30 check_kafka_secure
+}
+
 start_kafka() {
   local dir="$STACK/kafka"; mkdir -p "$dir/data"
   cat > "$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$dir/tls/broker.p12
+listener.name.sasl_ssl.ssl.keystore.password=$(cat "$dir/tls/keystore.password")
+listener.name.sasl_ssl.ssl.key.password=$(cat "$dir/tls/keystore.password")
 log.dirs=$dir/data
 num.partitions=4
 default.replication.factor=1
@@ -231,6 +303,7 @@ EOF
   nohup java "${java_opts[@]}" -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 &
   echo $! > "$dir/pid"
   wait_for kafka "$dir/kafka.log" 90 check_kafka
+  ensure_kafka_scram_user
 }
 
 # ---------------------------------------------------------------- postgres
@@ -317,7 +390,7 @@ is_up() { # service
 
 start_one() { # service
   case $1 in
-    kafka) ensure_java; ensure_kafka_libs; start_kafka ;;
+    kafka) ensure_java; ensure_kafka_libs; ensure_kafka_tls; start_kafka ;;
     postgres) ensure_postgres_binaries; start_postgres ;;
     mongo) ensure_ferretdb; start_mongo ;;
     registry) ensure_java21; ensure_apicurio; start_registry ;;
@@ -334,7 +407,10 @@ stop_one() {
 }
 
 up_one() { # service: start only when it does not answer
-  if is_up "$1" >/dev/null 2>&1; then return; fi
+  if is_up "$1" >/dev/null 2>&1; then
+    if [ "$1" = kafka ]; then kafka_secure_or_restart; fi
+    return
+  fi
   # A process that is alive but not answering is given a moment, then replaced.
   if pid_alive "$STACK/$1/pid"; then
     if wait_for_quiet "$1"; then return; fi
@@ -342,6 +418,16 @@ up_one() { # service: start only when it does not answer
   fi
   log "stack: starting $1"
   start_one "$1"
+}
+
+kafka_secure_or_restart() { # a running broker: add the SCRAM user, or restart one started without SASL_SSL
+  check_kafka_secure >/dev/null 2>&1 && return
+  if [ -f "$STACK/kafka/tls/broker.p12" ] && grep -q "^listeners=.*SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT" "$STACK/kafka/server.properties" 2>/dev/null; then
+    ensure_kafka_libs; ensure_kafka_scram_user
+  else
+    log "stack: restarting kafka to add its SASL_SSL listener"
+    stop_one kafka; start_one kafka
+  fi
 }
 
 wait_for_quiet() { # service: up to 20 s for a live process to answer
@@ -357,12 +443,22 @@ write_env() {
   if [ -f "$STACK/registry/pid" ] && pid_alive "$STACK/registry/pid"; then
     registry_line="SYNCFLOW_LOCAL_SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
   fi
+  local secure_lines="# the SASL_SSL listener does not answer: SYNCFLOW_LOCAL_KAFKA_SASL_SSL_* unset"
+  if check_kafka_secure >/dev/null 2>&1; then
+    secure_lines="# Kafka's SASL_SSL listener (SCRAM-SHA-512), for tests: Settings does not read these names
+SYNCFLOW_LOCAL_KAFKA_SASL_SSL_BOOTSTRAP=127.0.0.1:$KAFKA_SASL_SSL_PORT
+SYNCFLOW_LOCAL_KAFKA_SASL_SSL_MECHANISM=SCRAM-SHA-512
+SYNCFLOW_LOCAL_KAFKA_SASL_SSL_CA_FILE=$STACK/kafka/tls/ca.crt
+SYNCFLOW_LOCAL_KAFKA_SASL_SSL_USERNAME=$KAFKA_SCRAM_USER
+SYNCFLOW_LOCAL_KAFKA_SASL_SSL_PASSWORD_FILE=$STACK/kafka/tls/$KAFKA_SCRAM_USER.password"
+  fi
   cat > "$STACK/stack.env" <<EOF
 # Written by deploy/local/stack.sh: where the local stack listens.
 SYNCFLOW_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
 SYNCFLOW_DATABASE_URL=postgresql+psycopg2://syncflow:syncflow@127.0.0.1:$PG_PORT/syncflow
 SYNCFLOW_MONGO_URL=mongodb://127.0.0.1:$MONGO_PORT/
 $registry_line
+$secure_lines
 EOF
 }
 
@@ -381,6 +477,7 @@ case $cmd in
     for s in $(services_for_up); do up_one "$s"; done
     write_env
     printf 'kafka     127.0.0.1:%s   (logs %s)\n' "$KAFKA_PORT" "$STACK/kafka"
+    printf 'kafka     127.0.0.1:%s   SASL_SSL, SCRAM-SHA-512 user %s, CA %s\n' "$KAFKA_SASL_SSL_PORT" "$KAFKA_SCRAM_USER" "$STACK/kafka/tls/ca.crt"
     printf 'postgres  127.0.0.1:%s   db/user/password syncflow (logs %s)\n' "$PG_PORT" "$STACK/postgres"
     printf 'mongo     127.0.0.1:%s  FerretDB/SQLite (logs %s)\n' "$MONGO_PORT" "$STACK/mongo"
     [ "${WITH_REGISTRY:-}" = 1 ] && printf 'registry  http://127.0.0.1:%s/apis/ccompat/v7 (logs %s)\n' "$REGISTRY_PORT" "$STACK/registry"

@@ -31,6 +31,7 @@ from syncflow.streams.dead_letters import PREFIX, VALUE_REPLACED, carry_headers,
 from syncflow.streams.headers import ENTITY_TYPE, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.records import Headers, KafkaRecord
+from syncflow.streams.security import kafka_client_config
 from syncflow.streams.settings import Settings
 
 REDRIVE_COUNT = "syncflow.redrive.count"  # not a dlt header: it survives carry_headers
@@ -135,13 +136,12 @@ def iso(ms: int) -> str:
 # -- reading -------------------------------------------------------------------------------
 def _consumer(settings: Settings, group: str | None) -> Consumer:
     return Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+        kafka_client_config(settings, **{
             "group.id": group or f"syncflow-dlq-reader-{uuid.uuid4().hex}",  # assign() only: never joins
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
-        }
+        })
     )
 
 

@@ -13,6 +13,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from syncflow.errors import OpsError
+from syncflow.streams.security import kafka_client_config
 from syncflow.streams.settings import Settings
 
 TP = tuple[str, int]  # (topic, partition)
@@ -34,7 +35,7 @@ def _retrying(call: Callable[[], T], attempts: int = 6) -> T:
 
 
 def admin_for(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    return AdminClient(kafka_client_config(settings))
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from syncflow.streams.security import kafka_client_config
 from syncflow.streams.settings import Settings
 from syncflow.streams.topics import TopicSpec, catalogue
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    return AdminClient(kafka_client_config(settings))
 
 
 def create_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout: float = 30.0) -> dict[str, str]:

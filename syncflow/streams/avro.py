@@ -33,6 +33,7 @@ from syncflow.errors import (
     UnknownSchemaError,
 )
 from syncflow.streams.schemas import SchemaCatalogue, SchemaVersion, make_version
+from syncflow.streams.security import SchemaRegistrySecuritySettings, registry_config
 from syncflow.streams.settings import Settings
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -286,17 +287,18 @@ class FramedCodec:
         return self.single.decode(data, topic=topic, reader=reader)
 
 
-def registry_client(url: str) -> SchemaRegistryClient:
-    """A confluent-kafka SchemaRegistryClient (`mock://` gives its in-memory stand-in)."""
+def registry_client(url: str, security: SchemaRegistrySecuritySettings | None = None) -> SchemaRegistryClient:
+    """A confluent-kafka SchemaRegistryClient (`mock://` gives its in-memory stand-in), with
+    the basic auth and TLS of `security` (settings.schema_registry_security)."""
     if url.startswith("mock://"):
         return SchemaRegistryClient.new_client({"url": url})
-    return SchemaRegistryClient({"url": url})
+    return SchemaRegistryClient(registry_config(url, security))
 
 
 def codec_for(settings: Settings, catalogue: SchemaCatalogue | None = None) -> AvroCodec:
     """A FramedCodec: both framings read; written with the registry when one is configured."""
     catalogue = catalogue if catalogue is not None else SchemaCatalogue.load(settings.schemas_dir)
-    registry = RegistryCodec(catalogue, registry_client(settings.schema_registry_url)) if settings.schema_registry_url else None
+    registry = RegistryCodec(catalogue, registry_client(settings.schema_registry_url, settings.schema_registry_security)) if settings.schema_registry_url else None
     return FramedCodec(SingleObjectCodec(catalogue), registry)
 
 

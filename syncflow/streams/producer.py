@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, Message, Producer
 
 from syncflow.streams.records import Headers
+from syncflow.streams.security import kafka_client_config
 from syncflow.streams.settings import Settings
 
 
 
 def producer_config(settings: Settings, **overrides: object) -> dict[str, object]:
-    cfg: dict[str, object] = {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+    cfg: dict[str, object] = kafka_client_config(settings)
+    cfg.update({
         "enable.idempotence": True,
         "acks": "all",
         "compression.type": "lz4",
@@ -24,7 +25,7 @@ def producer_config(settings: Settings, **overrides: object) -> dict[str, object
         "queue.buffering.max.messages": 500000,
         "message.timeout.ms": 120000,
         "message.max.bytes": settings.kafka_max_message_bytes,
-    }
+    })
     cfg.update(overrides)
     return cfg
 

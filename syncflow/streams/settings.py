@@ -4,6 +4,9 @@ Values come from, in order of precedence: keyword arguments, environment variabl
 `SYNCFLOW_` prefix (nested with `__`, e.g. `SYNCFLOW_SYNC_IN__BATCH_SIZE=1000`), the file
 named by `SYNCFLOW_ENV_FILE`, the local stack's `stack.env`, then the defaults below, which
 point at the local stack. Load it once at an entry point and pass it down.
+
+An unknown `SYNCFLOW_*` environment variable or env file key is refused, naming the nearest
+valid one (settings_check.py); `syncflow config check` prints what is in effect.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from syncflow.streams.security import KafkaSecuritySettings, SchemaRegistrySecuritySettings
+from syncflow.streams.settings_check import check_names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -172,10 +178,8 @@ DEFAULT_SOURCES: dict[str, dict] = {
 
 
 class ConnectorSettings(BaseModel):
-    cursor_dir: Path = Field(default_factory=lambda: local_stack_dir() / "cursors")
     dlq_topic: str | None = None  # override of sync-in.dlq for records that fit no schema
     ack_timeout_s: float = 60.0  # a page not acknowledged by then: pass stopped, cursor kept
-    emulator_host: str = "127.0.0.1"
     emulator_seed: int = 42
     emulator_volume: int = 200  # units in the emulated world
     emulator_invalid_rate: float = 0.02
@@ -188,7 +192,7 @@ class ConnectorSettings(BaseModel):
 
 
 class IngestSettings(BaseModel):
-    host: str = "127.0.0.1"
+    host: str | None = None  # the ingest API's interface; None: http_host
     port: int = 7080
     max_body_bytes: int = 5 * 1024 * 1024
     ack_timeout_s: float = 30.0  # answer 503 when the broker has not acknowledged by then
@@ -232,6 +236,11 @@ class Settings(BaseSettings):
     )
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # The interface every HTTP server of a role listens on (health and metrics, the ingest API,
+    # the emulators): loopback here; the container image sets SYNCFLOW_HTTP_HOST=0.0.0.0.
+    http_host: str = "127.0.0.1"
+    # TLS and SASL of every Kafka client (SYNCFLOW_KAFKA_SECURITY__PROTOCOL=SASL_SSL, ...): docs/deployment.md
+    kafka_security: KafkaSecuritySettings = KafkaSecuritySettings()
     # The largest record any topic takes: topics are created with a matching max.message.bytes,
     # producers with a matching message.max.bytes; a record that cannot fit is refused as too-large.
     kafka_max_message_bytes: int = 1_000_000
@@ -248,6 +257,7 @@ class Settings(BaseSettings):
     # insert attempt (a refused insert costs FerretDB a document-by-document retry); only a hint
     mongo_known_ids_max: int = 200_000
     schema_registry_url: str | None = None
+    schema_registry_security: SchemaRegistrySecuritySettings = SchemaRegistrySecuritySettings()
     schemas_dir: Path = REPO_ROOT / "avro_schemas"
     raw_retention_days: int = 30
     log_json: bool = False
@@ -259,6 +269,17 @@ class Settings(BaseSettings):
     connectors: ConnectorSettings = ConnectorSettings()
     ingest: IngestSettings = IngestSettings()
     ops: OpsSettings = OpsSettings()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, once every SYNCFLOW_* variable and env file key names a setting."""
+        files = getattr(dotenv_settings, "env_file", None) or []
+        check_names(settings_cls, os.environ, [files] if isinstance(files, (str, Path)) else files)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     @classmethod
     def load(cls, **overrides: object) -> "Settings":

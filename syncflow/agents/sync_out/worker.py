@@ -28,6 +28,7 @@ from syncflow.agents.sync_out.retry_gate import RetryGate, due_ms
 from syncflow.errors import SyncflowError
 from syncflow.streams.avro import AvroCodec
 from syncflow.streams.dead_letters import read_failure_headers
+from syncflow.streams.security import kafka_client_config
 from syncflow.streams.settings import Settings
 from syncflow.streams.topics import changes_topic, dependency_topic, retry_topic, sync_out_group, target_dlq
 
@@ -64,15 +65,14 @@ def sync_out_topics(settings: Settings, target: str) -> SyncOutTopics:
 
 
 def consumer_config(settings: Settings, group: str) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+    return kafka_client_config(settings, **{
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "session.timeout.ms": settings.sync_out.session_timeout_ms,
         "heartbeat.interval.ms": max(500, settings.sync_out.session_timeout_ms // 4),
         "partition.assignment.strategy": "roundrobin",
-    }
+    })
 
 
 class SyncOutWorker:
