@@ -8,6 +8,7 @@ key, the raw document holds the last record sent with that record's outcome."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -109,7 +110,7 @@ class Pipeline:
             out.append(OutgoingRecord(topic, raw_key(entity_type, source_id).encode(), value, headers))
         producer.send_all(out)
 
-    def start(self, group: str, batch_size: int = 100) -> subprocess.Popen:
+    def start(self, group: str, batch_size: int = 100, loglevel: str = "warning", **extra_env: str) -> subprocess.Popen:
         env = dict(os.environ)
         env.update(
             SYNCFLOW_KAFKA_BOOTSTRAP_SERVERS=self.settings.kafka_bootstrap_servers,
@@ -121,11 +122,12 @@ class Pipeline:
             SYNCFLOW_SYNC_IN__OUTBOX_SWEEP_INTERVAL_S="1.0",
             SYNCFLOW_SYNC_IN__SESSION_TIMEOUT_S="6",
             PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+            **extra_env,
         )
         log = (self.tmp / f"worker-{len(self.workers)}.log").open("w+")
         proc = subprocess.Popen(
             [sys.executable, "-m", "syncflow.cli.sync_in", "run", "--web-port", str(free_port()),
-             "--group-id", group, "--topic-suffix", self.suffix, "--loglevel", "warning"],
+             "--group-id", group, "--topic-suffix", self.suffix, "--loglevel", loglevel],
             cwd=self.tmp, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         self.workers.append((proc, log))
@@ -381,3 +383,40 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(pipeline: 
     duplicates = sum(len(r) - 1 for r in duplicated.values())
     print(f"kill test: {len(stream.records)} records, {total} versions, {duplicates} duplicate events "
           f"(all unpublished at a kill)")
+
+
+def test_json_log_lines_one_per_batch_and_each_dead_lettered_record_by_name_and_trace_id(
+        pipeline: Pipeline, unique: Callable[[str], str]) -> None:
+    """SYNCFLOW_LOG_JSON reaches the worker's log (Faust does not replace the handler): one
+    INFO line per batch with its counts, one warning per dead-lettered record naming it and
+    carrying its trace id."""
+    world = generate_world(seed=3, volume=4, invalid_rate=0.3)
+    stream = Stream(records=[(e.source, e.entity_type, e.source_id, render(e)) for e in world.entities.values()])
+    rules = RulesEngine.from_file(pipeline.settings.sync_in.rules_file)
+    invalid = {}
+    for i, (source, entity_type, source_id, record) in enumerate(stream.records):
+        try:
+            rules.transform(source, entity_type, record)
+        except ValidationError:
+            invalid[f"t{i}"] = f"{source}:{entity_type}:{source_id}"  # Pipeline.produce's trace ids
+    assert invalid, "the world must hold invalid records"
+    pipeline.produce(stream)
+    group = unique("sync-in-log")
+    pipeline.start(group, batch_size=20, loglevel="info", SYNCFLOW_LOG_JSON="true")
+    pipeline.wait(lambda: pipeline.caught_up(group), 90, "the worker to commit everything")
+    pipeline.stop_all()
+    log = pipeline.workers[-1][1]
+    log.flush()
+    log.seek(0)
+    lines = log.read().splitlines()
+    assert not [line for line in lines if line.startswith("[20")], "Faust's own log format took over"
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    batches = [e for e in entries if e["message"].startswith("sync-in batch:")]
+    assert batches and all(e["level"] == "INFO" and e["logger"] == "syncflow.agents.sync_in_handler" for e in batches)
+    assert sum(e["records"] for e in batches) == len(stream.records)
+    assert sum(e["dead_lettered"] for e in batches) == len(invalid)
+    assert sum(e["versions"] + e["unchanged"] for e in batches) == len(stream.records) - len(invalid)
+    dead = {e["trace_id"]: e["message"] for e in entries if e["level"] == "WARNING" and "dead-lettered" in e["message"]}
+    assert set(dead) == set(invalid)
+    for trace_id, identity in invalid.items():
+        assert identity in dead[trace_id], dead[trace_id]
