@@ -1,6 +1,7 @@
 """End-to-end benchmark: the whole pipeline on the local stack, source emulator to target
 emulator, run by the demo's own machinery (its plan, role set, supervisor and reset) in a
-namespace of its own (topics, groups, PostgreSQL schema, MongoDB database, cursors, ports).
+namespace of its own (topics, groups, PostgreSQL schema and its cursors, MongoDB database,
+ports).
 
     .venv/bin/python bench/end_to_end.py [--volume 600] [--rounds 5 --changes 40] [--json out.json]
 
@@ -404,8 +405,7 @@ def main(args: argparse.Namespace) -> int:
     base = Settings.load()
     token = uuid.uuid4().hex[:8]
     run_dir = local_stack_dir() / "bench" / f"end-to-end-{time.strftime('%Y%m%d-%H%M%S')}-{token}"
-    namespace = Namespace(suffix=f".bench-{token}", database_schema=f"bench_{token}", mongo_database=f"bench-{token}",
-                          cursor_dir=run_dir / "cursors")
+    namespace = Namespace(suffix=f".bench-{token}", database_schema=f"bench_{token}", mongo_database=f"bench-{token}")
     settings = plan_settings(namespace.settings(base), plan)
     started = time.monotonic()
     try:

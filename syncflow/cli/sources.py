@@ -111,7 +111,7 @@ def connector(
 async def _run_connector_with_ops(settings: Settings, source: str, once: bool) -> ConnectorStats:
     """The connector plus its /metrics, /health and /ready server (not for --once)."""
     observer = worker_observer(settings)
-    ops = None if once else await start_ops_server(observer, settings.bind_host,
+    ops = None if once else await start_ops_server(observer, settings.http_host,
                                                    connector_web_port(settings, source))
     try:
         return await run_connector(settings, source, once=once, observer=observer)
@@ -125,7 +125,7 @@ def ingest() -> None:
     """Serve the push ingest API (POST /ingest/{source}/{entity_type})."""
     settings = get_settings()
     configure_logging(settings)
-    console.print(f"ingest API on http://{settings.ingest.host or settings.bind_host}:{settings.ingest.port}")
+    console.print(f"ingest API on http://{settings.ingest.host or settings.http_host}:{settings.ingest.port}")
     try:
         asyncio.run(run_ingest(settings))
     except KeyboardInterrupt:

@@ -1,24 +1,25 @@
-"""Where each connector stream left off: one small JSON file per source under
-settings.connectors.cursor_dir, replaced atomically, so a restart continues from the last
-position the broker acknowledged.
+"""Where each connector stream left off: one row per source stream in the common database
+(table connector_cursors, syncflow/sinks/common_db/cursors.py), in the schema of
+settings.database_schema, shared by every replica of the connector. A connector started on
+any machine continues from the last position the broker acknowledged.
 
-Next to a time cursor the file keeps what was published inside the window the next pass
+Next to a time cursor the row keeps what was published inside the window the next pass
 re-reads (`cursor - overlap_s`, inclusive): raw key -> (modified ms, content digest). A
 re-read record whose fingerprint matches the last one published for its key is not sent
 again, so an idle connector stops re-publishing its cursor boundary every poll. Only an
 identical record is skipped, so the no-gap re-read still loses nothing; a record changed
-again within the same second differs in content and goes out. Files written before this
-had only "cursors" and still load (with nothing marked as published)."""
+again within the same second differs in content and goes out."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Engine
+
+from syncflow.sinks.common_db.cursors import load_cursors, save_cursor
 
 Fingerprint = tuple[int, str]  # (modified time in UTC epoch ms, content digest)
 
@@ -33,25 +34,27 @@ class CursorStore:
     """{stream name: cursor} for one source, plus per stream the fingerprints of records
     published inside its re-read window. A stream is e.g. 'mapl01/service_request'."""
 
-    def __init__(self, directory: Path, source: str):
-        self.path = Path(directory) / f"{source}.json"
+    def __init__(self, engine: Engine, source: str):
+        self.engine = engine
+        self.source = source
         self._cursors: dict[str, str] = {}
         self._published: dict[str, dict[str, Fingerprint]] = {}
-        self._read()
+        self.reload()
 
-    def _read(self) -> None:
-        if not self.path.exists():
-            return
-        data = json.loads(self.path.read_text())
-        self._cursors = {str(k): str(v) for k, v in data.get("cursors", {}).items()}
-        for stream, marks in (data.get("published") or {}).items():
+    def reload(self) -> None:
+        """Read the source's rows again (another replica may have moved them)."""
+        cursors: dict[str, str] = {}
+        published: dict[str, dict[str, Fingerprint]] = {}
+        for stream, (cursor, marks) in load_cursors(self.engine, self.source).items():
+            if cursor is not None:
+                cursors[stream] = cursor
             parsed: dict[str, Fingerprint] = {}
-            for key, mark in (marks or {}).items():
-                ms, _, digest = str(mark).partition(" ")
-                if ms.lstrip("-").isdigit() and digest:
-                    parsed[str(key)] = (int(ms), digest)
+            for key, mark in marks.items():
+                if isinstance(mark, list) and len(mark) == 2 and isinstance(mark[0], int) and isinstance(mark[1], str):
+                    parsed[key] = (mark[0], mark[1])
             if parsed:
-                self._published[str(stream)] = parsed
+                published[stream] = parsed
+        self._cursors, self._published = cursors, published
 
     def get(self, stream: str) -> str | None:
         return self._cursors.get(stream)
@@ -65,35 +68,17 @@ class CursorStore:
 
     def set(self, stream: str, cursor: str | None, published: Mapping[str, Fingerprint] | None = None) -> None:
         """Record and persist a stream's cursor (None: keep it) and, when given, replace its
-        published fingerprints; both in one atomic write (temp file, fsync, rename). Call it
-        only once the broker acknowledged what the cursor and fingerprints cover."""
-        cursors = dict(self._cursors)
-        marks = {k: dict(v) for k, v in self._published.items()}
-        if cursor is not None:
-            cursors[stream] = cursor
-        if published is not None:
-            if published:
-                marks[stream] = dict(published)
-            else:
-                marks.pop(stream, None)
-        if cursors == self._cursors and marks == self._published and self.path.exists():
+        published fingerprints; both in one row, one transaction. Call it only once the
+        broker acknowledged what the cursor and fingerprints cover."""
+        new_cursor = cursor if cursor is not None else self._cursors.get(stream)
+        marks = dict(published) if published is not None else self._published.get(stream, {})
+        if new_cursor == self._cursors.get(stream) and marks == self._published.get(stream, {}):
             return  # nothing new: no write
-        self._write(cursors, marks)
-        self._cursors, self._published = cursors, marks
-
-    def _write(self, cursors: dict[str, str], marks: dict[str, dict[str, Fingerprint]]) -> None:
-        data: dict[str, Any] = {"cursors": cursors}
+        save_cursor(self.engine, self.source, stream, new_cursor,
+                    {key: [ms, digest] for key, (ms, digest) in marks.items()})
+        if new_cursor is not None:
+            self._cursors[stream] = new_cursor
         if marks:
-            data["published"] = {s: {k: f"{ms} {digest}" for k, (ms, digest) in m.items()} for s, m in marks.items()}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+            self._published[stream] = marks
+        else:
+            self._published.pop(stream, None)

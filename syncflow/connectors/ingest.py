@@ -285,10 +285,10 @@ def make_ingest_app(settings: Settings, producer: ReliableProducer | None = None
 
 
 async def run_ingest(settings: Settings) -> None:
-    """Serve the ingest API on settings.ingest.host (else bind_host):port until cancelled."""
+    """Serve the ingest API on settings.ingest.host (else http_host):port until cancelled."""
     runner = web.AppRunner(make_ingest_app(settings, observer=worker_observer(settings)), access_log=None)
     await runner.setup()
-    host = settings.ingest.host or settings.bind_host
+    host = settings.ingest.host or settings.http_host
     await web.TCPSite(runner, host, settings.ingest.port).start()
     log.info("ingest API on http://%s:%d", host, settings.ingest.port)
     try:

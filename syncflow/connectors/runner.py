@@ -1,6 +1,7 @@
 """Run one source connector: incremental passes over the source's streams, each page
-produced to raw.<source> and acknowledged by the broker before its cursor is saved. A
-source error on one stream is logged and counted, and the pass goes on with the others.
+produced to raw.<source> and acknowledged by the broker before its cursor is saved (in the
+common database, shared by every replica: syncflow/connectors/cursor.py). A source error
+on one stream is logged and counted, and the pass goes on with the others.
 Records re-read in the overlap window that were already published unchanged are not sent
 again (see cursor.py), so an idle connector publishes nothing."""
 
@@ -9,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from confluent_kafka import KafkaException
+from sqlalchemy.exc import SQLAlchemyError
 
 from syncflow.connectors.base import SourceClient, unpublished, within_window
 from syncflow.connectors.cursor import CursorStore
@@ -24,6 +25,8 @@ from syncflow.connectors.publish import RawPublisher, new_batch_number
 from syncflow.connectors.realpage import RealPageClient
 from syncflow.connectors.yardi import YardiClient
 from syncflow.errors import ConfigError, SchemaRegistryUnavailableError, SourceError
+from syncflow.sinks.common_db.engine import make_engine
+from syncflow.sinks.common_db.migrate import migrate
 from syncflow.streams.producer import DeliveryError, ReliableProducer
 from syncflow.streams.settings import Settings, SourceSettings
 
@@ -69,6 +72,12 @@ async def run_pass(client: SourceClient, publisher: RawPublisher, cursors: Curso
     group = f"connector.{client.source}"
     batch_number = new_batch_number()
     try:
+        await asyncio.to_thread(cursors.reload)  # another replica may have moved them
+    except SQLAlchemyError as exc:
+        log.error("%s: cannot read cursors: %s; pass skipped", client.source, exc)
+        stats.error(f"cursors: {exc}")
+        return
+    try:
         streams = await client.streams()
     except SourceError as exc:
         log.error("%s: cannot list streams: %s", client.source, exc)
@@ -85,7 +94,8 @@ async def run_pass(client: SourceClient, publisher: RawPublisher, cursors: Curso
                 # acknowledged: now the cursor and what was sent inside the re-read window
                 cursor = page.cursor if page.cursor is not None else cursors.get(stream)
                 window = client.replay_from_ms(cursor) if cursor is not None else None
-                cursors.set(stream, page.cursor, None if window is None else within_window(published, marks, window))
+                await asyncio.to_thread(cursors.set, stream, page.cursor,
+                                        None if window is None else within_window(published, marks, window))
                 stats.pages += 1
                 stats.records_unchanged += len(page.records) - len(records)
                 stats.records_published += len(result.keys)
@@ -103,6 +113,12 @@ async def run_pass(client: SourceClient, publisher: RawPublisher, cursors: Curso
             log.error("%s: cannot produce: %s; pass stopped, cursor kept", client.source, exc)
             stats.error(f"{stream}: {exc}")
             return
+        except SQLAlchemyError as exc:
+            # published but not recorded: the next pass publishes the page again (sync-in
+            # drops the duplicates by content hash)
+            log.error("%s: cannot save the cursor: %s; pass stopped", client.source, exc)
+            stats.error(f"{stream}: {exc}")
+            return
 
 
 async def run_connector(settings: Settings, source: str, *, once: bool = False, max_pages: int | None = None,
@@ -114,7 +130,9 @@ async def run_connector(settings: Settings, source: str, *, once: bool = False, 
     if src is None:
         raise ConfigError(f"no settings for source {source!r}")
     stats = ConnectorStats(source)
-    cursors = CursorStore(Path(settings.connectors.cursor_dir), source)
+    await asyncio.to_thread(migrate, settings)  # the cursor table (idempotent, locked)
+    engine = make_engine(settings, pool_size=1)
+    cursors = await asyncio.to_thread(CursorStore, engine, source)
     producer = ReliableProducer(settings)
     publisher = RawPublisher(settings, source, producer, ack_timeout_s=settings.connectors.ack_timeout_s)
     stop = stop or asyncio.Event()
@@ -137,3 +155,4 @@ async def run_connector(settings: Settings, source: str, *, once: bool = False, 
                     pass
     finally:
         await asyncio.to_thread(producer.close, settings.connectors.ack_timeout_s)
+        engine.dispose()

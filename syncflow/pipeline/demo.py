@@ -129,8 +129,8 @@ def drop_state(settings: Settings, namespace: Namespace) -> None:
 
 
 def reset_state(settings: Settings, namespace: Namespace) -> None:
-    """A fresh day: the namespace's topics, groups, common database schema, raw store and
-    connector cursors start empty. `settings` are already the namespace's."""
+    """A fresh day: the namespace's topics, groups, common database schema (with the
+    connector cursors), raw store start empty. `settings` are already the namespace's."""
     drop_state(settings, namespace)
     create_topics(settings, namespace.topics(settings))
     engine = make_engine(settings)
@@ -141,9 +141,6 @@ def reset_state(settings: Settings, namespace: Namespace) -> None:
     store = RawRecordStore(settings)
     store.ensure_indexes()
     store.close()
-    cursor_dir = Path(settings.connectors.cursor_dir)
-    for f in cursor_dir.glob("*") if cursor_dir.exists() else []:
-        f.unlink()
 
 
 def _delete_groups(admin: AdminClient, groups: list[str], timeout: float = 90.0) -> None:

@@ -1,12 +1,11 @@
 """A namespace for one run of the whole pipeline: its own topics and consumer groups (a
-suffix), PostgreSQL schema, MongoDB database and connector cursors. The demo runs in the
-default namespace (the catalogue's names); a test runs in a fresh one, so it shares the
-stack with nothing."""
+suffix), PostgreSQL schema (which holds the connector cursors too) and MongoDB database.
+The demo runs in the default namespace (the catalogue's names); a test runs in a fresh one,
+so it shares the stack with nothing."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from syncflow.streams.settings import Settings
 from syncflow.streams.topics import SOURCES, SYNC_IN_DLQ, TopicSpec, catalogue, raw_topic
@@ -17,7 +16,6 @@ class Namespace:
     suffix: str = ""
     database_schema: str = "public"
     mongo_database: str = "syncflow"
-    cursor_dir: Path | None = None
 
     def env(self) -> dict[str, str]:
         """The environment that puts a role process in this namespace."""
@@ -25,8 +23,6 @@ class Namespace:
             "SYNCFLOW_DATABASE_SCHEMA": self.database_schema,
             "SYNCFLOW_MONGO_DATABASE": self.mongo_database,
         }
-        if self.cursor_dir is not None:
-            env["SYNCFLOW_CONNECTORS__CURSOR_DIR"] = str(self.cursor_dir)
         if self.suffix:
             env["SYNCFLOW_SYNC_IN__TOPIC_SUFFIX"] = self.suffix
             env["SYNCFLOW_SYNC_OUT__TOPIC_SUFFIX"] = self.suffix
@@ -43,7 +39,6 @@ class Namespace:
         connectors = base.connectors.model_copy(update={
             "sources": sources,
             "dlq_topic": SYNC_IN_DLQ + self.suffix if self.suffix else base.connectors.dlq_topic,
-            **({"cursor_dir": self.cursor_dir} if self.cursor_dir is not None else {}),
         })
         return base.model_copy(update={
             "database_schema": self.database_schema,

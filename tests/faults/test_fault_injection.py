@@ -90,8 +90,7 @@ class FaultSchedule:
 
 def test_pipeline_loses_and_duplicates_nothing_under_faults(stack: Settings, tmp_path: Path) -> None:
     token = uuid.uuid4().hex[:8]
-    namespace = Namespace(suffix=f".ft-{token}", database_schema=f"ft_{token}", mongo_database=f"ft-{token}",
-                          cursor_dir=tmp_path / "cursors")
+    namespace = Namespace(suffix=f".ft-{token}", database_schema=f"ft_{token}", mongo_database=f"ft-{token}")
     plan = DemoPlan(volume=1200, change_rounds=10, changes_per_round=200, round_interval_s=5,
                     retry_delays_s=(2.0, 5.0, 10.0, 20.0, 30.0), dependency_retry_delay_s=5.0,
                     dependency_max_attempts=40, target_error_rate=0.0, timeout_s=1500)

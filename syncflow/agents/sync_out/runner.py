@@ -112,7 +112,7 @@ async def serve_sync_out(settings: Settings, target: str, *, web_port: int | Non
     runner = web.AppRunner(worker.web_app, access_log=None, handle_signals=False)
     await runner.setup()
     port = settings.sync_out.web_port if web_port is None else web_port
-    await web.TCPSite(runner, settings.bind_host, port).start()
+    await web.TCPSite(runner, settings.http_host, port).start()
     try:
         await worker.run()
     finally:

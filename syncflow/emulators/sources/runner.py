@@ -62,7 +62,7 @@ async def start_all_source_emulators(settings: Settings, *, seed: int | None = N
     running = []
     for source, src in c.sources.items():
         port = urlparse(src.base_url).port or 80
-        running.append(await start_source_emulator(source, host or c.emulator_host, port, world,
+        running.append(await start_source_emulator(source, host or settings.http_host, port, world,
                                                    api_key=src.api_key, seed=world.seed + len(running)))
     return running
 

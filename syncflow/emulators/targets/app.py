@@ -107,7 +107,7 @@ async def start_target_emulator(name: str, host: str = "127.0.0.1", port: int = 
 
 async def start_all_target_emulators(settings: Settings, host: str | None = None, **faults: Any) -> list[web.AppRunner]:
     """Every configured target that has an emulator, on the port and under the path of its
-    base_url (bound to `host` when given, else to the base_url's host), with its api_key as
+    base_url (bound to `host` when given, else to settings.http_host), with its api_key as
     the credential, or its OAuth2 client when it has one (the token endpoint is then
     <base_url>/oauth/token, whatever oauth2_token_url says)."""
     runners = []
@@ -119,7 +119,7 @@ async def start_all_target_emulators(settings: Settings, host: str | None = None
         if target.oauth2_token_url and target.oauth2_client_id and target.oauth2_client_secret:
             oauth2 = OAuth2Client(target.oauth2_client_id, target.oauth2_client_secret.get_secret_value())
         runners.append(await start_target_emulator(
-            name, host or url.hostname or "127.0.0.1", url.port or 80, target.api_key, prefix=url.path, oauth2=oauth2, **faults))
+            name, host or settings.http_host, url.port or 80, target.api_key, prefix=url.path, oauth2=oauth2, **faults))
     return runners
 
 

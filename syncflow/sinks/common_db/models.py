@@ -199,6 +199,21 @@ class TargetSyncState(Base):
     updated_at: Mapped[datetime] = _now()
 
 
+class ConnectorCursor(Base):
+    """Where one connector stream left off (written by the connectors, once the broker
+    acknowledged what it covers), shared by every replica of the connector. `published`:
+    raw key -> [modified ms, content digest] of the records published inside the window the
+    next pass re-reads (see syncflow/connectors/cursor.py)."""
+
+    __tablename__ = "connector_cursors"
+
+    source_system: Mapped[str] = mapped_column(String(50), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(300), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    published: Mapped[dict[str, list[Any]]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    updated_at: Mapped[datetime] = _now()
+
+
 ENTITY_MODELS: dict[str, type[_EntityColumns]] = {
     "location": Location,
     "resident": Resident,

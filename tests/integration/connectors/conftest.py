@@ -1,6 +1,6 @@
 """Connector test fixtures: a source emulator on a free port, settings pointing a source
-at it with its own raw and dead-letter topics and cursor directory, and a reader that
-decodes everything on a topic."""
+at it with its own raw and dead-letter topics and PostgreSQL schema (where its cursors
+live), and a reader that decodes everything on a topic."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from syncflow.connectors.cursor import CursorStore
 from syncflow.emulators.sources import RunningEmulator, World, generate_world, start_source_emulator
+from syncflow.sinks.common_db.engine import make_engine
+from syncflow.sinks.common_db.migrate import migrate
 from syncflow.streams.avro import codec_for
 from syncflow.streams.settings import Settings
 
@@ -75,6 +77,16 @@ async def emulator_truth(emulator: RunningEmulator) -> dict[str, dict[str, Any]]
     return {f"{r['entity_type']}:{r['source_id']}": r["record"] for r in body["records"]}
 
 
+def saved_cursors(settings: Settings, source: str) -> dict[str, str]:
+    """stream -> cursor `source` has saved in the settings' schema (empty before its first run)."""
+    migrate(settings)
+    engine = make_engine(settings, pool_size=1)
+    try:
+        return CursorStore(engine, source).all()
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def world() -> World:
     return generate_world(seed=11, volume=40, invalid_rate=0.1)
@@ -95,9 +107,11 @@ async def start_emulator(world: World) -> AsyncIterator[Callable[..., Any]]:
 
 
 @pytest.fixture
-def source_settings(stack: Settings, topic_factory: Callable[..., str], tmp_path: Path) -> Callable[..., Settings]:
+def source_settings(settings: Settings, topic_factory: Callable[..., str]) -> Callable[..., Settings]:
     """source_settings(source, url, **source_overrides) -> Settings whose `source` reads from
-    `url` into its own raw topic (3 partitions) and dead-letter topic, with fast retries."""
+    `url` into its own raw topic (3 partitions) and dead-letter topic, with fast retries, and
+    keeps its cursors in the test's own schema."""
+    stack = settings
 
     def make(source: str, url: str, **overrides: Any) -> Settings:
         raw = topic_factory(f"raw.{source}", partitions=3)
@@ -106,7 +120,7 @@ def source_settings(stack: Settings, topic_factory: Callable[..., str], tmp_path
             "base_url": url, "api_key": "local-key", "topic": raw, "page_size": 7, "request_timeout_s": 2.0,
             "retry_attempts": 4, "retry_initial_s": 0.05, "retry_max_s": 0.2, "poll_interval_s": 0.2, **overrides})
         connectors = stack.connectors.model_copy(update={
-            "cursor_dir": tmp_path / "cursors", "dlq_topic": dlq, "sources": {**stack.connectors.sources, source: src}})
+            "dlq_topic": dlq, "sources": {**stack.connectors.sources, source: src}})
         return stack.model_copy(update={"connectors": connectors})
 
     return make

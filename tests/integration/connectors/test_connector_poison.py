@@ -15,14 +15,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from syncflow.connectors.cursor import CursorStore
 from syncflow.connectors.runner import run_connector
 from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.streams.dead_letters import PREFIX
 from syncflow.streams.settings import Settings
 from syncflow.streams.topics import TopicSpec
 
-from .conftest import latest_by_key, read_topic
+from .conftest import latest_by_key, read_topic, saved_cursors
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +114,7 @@ async def test_bad_records_are_dead_lettered_and_the_stream_moves_on(realpage, s
     assert dead["WO-3"]["error.category"] == "encode" and "surrogate" in dead["WO-3"]["exception.message"]
     assert dead["WO-4"]["error.category"] == "validation" and "permissionToEnter" in dead["WO-4"]["exception.message"]
     assert "expected a ServiceRequest record" in dead['"not a record"']["exception.message"]
-    cursors = CursorStore(settings.connectors.cursor_dir, "realpage").all()
+    cursors = saved_cursors(settings, "realpage")
     assert cursors["p1/service_request"] == str(ms("2025-12-01T11:00:00"))  # past the bad ones, not to 9999
 
     source.work_orders["p1"].append(work_order("WO-8", "2025-12-02T09:00:00"))
@@ -123,7 +122,7 @@ async def test_bad_records_are_dead_lettered_and_the_stream_moves_on(realpage, s
 
     assert again.errors == 0 and again.records_published == 1
     assert "service_request:WO-8" in latest_by_key(settings, read_topic(settings, raw_topic))
-    assert CursorStore(settings.connectors.cursor_dir, "realpage").all()["p1/service_request"] == str(
+    assert saved_cursors(settings, "realpage")["p1/service_request"] == str(
         ms("2025-12-02T09:00:00"))
 
 
@@ -147,7 +146,7 @@ async def test_a_record_the_broker_refuses_as_too_large_is_dead_lettered(realpag
         dead = dead_letters(settings)
         assert set(dead) == {"WO-2"} and dead["WO-2"]["error.category"] == "too-large"
         assert "refused by the broker as too large" in dead["WO-2"]["exception.message"]
-        assert CursorStore(settings.connectors.cursor_dir, "realpage").all()["p1/service_request"] == str(
+        assert saved_cursors(settings, "realpage")["p1/service_request"] == str(
             ms("2025-12-01T10:02:00"))
     finally:
         delete_topics(stack, [small])

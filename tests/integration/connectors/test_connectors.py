@@ -11,12 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from syncflow.connectors.cursor import CursorStore
 from syncflow.connectors.runner import run_connector
 from syncflow.emulators.sources import Faults
 from syncflow.streams import headers as h
 
-from .conftest import emulator_truth, latest_by_key, read_topic
+from .conftest import emulator_truth, latest_by_key, read_topic, saved_cursors
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +53,7 @@ async def test_restart_mid_run_with_changes_loses_nothing(source, start_emulator
     settings = source_settings(source, emulator.url)
     first = await run_connector(settings, source, once=True, max_pages=2)
     assert first.stopped_early and first.pages == 2
-    saved = CursorStore(settings.connectors.cursor_dir, source).all()
+    saved = saved_cursors(settings, source)
     assert saved, "the acknowledged pages' cursors are saved"
 
     await _changes(emulator.url, 25)  # updates, deletes and new records while stopped
@@ -194,19 +193,19 @@ async def test_a_connector_cancelled_at_any_moment_resumes_without_loss(source, 
     settings = source_settings(source, emulator.url, page_size=4)
     task = asyncio.create_task(run_connector(settings, source, once=True))
     # cancelled once some pages are acknowledged and the pass is still running
-    await wait_until(lambda: asyncio.sleep(0, bool(CursorStore(settings.connectors.cursor_dir, source).all())),
+    await wait_until(lambda: asyncio.sleep(0, bool(saved_cursors(settings, source))),
                      task, "a first acknowledged page")
     assert not task.done()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    partial = CursorStore(settings.connectors.cursor_dir, source).all()
+    partial = saved_cursors(settings, source)
     await _changes(emulator.url, 10)
     await run_connector(settings, source, once=True)
 
     truth = await emulator_truth(emulator)
     assert latest_by_key(settings, read_topic(settings, settings.connectors.sources[source].topic)) == truth
-    assert len(CursorStore(settings.connectors.cursor_dir, source).all()) > len(partial)
+    assert len(saved_cursors(settings, source)) > len(partial)
 
 
 async def test_records_that_fit_no_schema_go_to_the_dead_letter_topic(source_settings) -> None:
@@ -273,7 +272,7 @@ async def test_broker_unreachable_keeps_the_cursor_and_a_later_run_loses_nothing
         "connectors": settings.connectors.model_copy(update={"ack_timeout_s": 1.0})})
     failed = await run_connector(down, "lessen360", once=True)
     assert failed.errors == 1 and failed.records_published == 0 and "not acknowledged" in failed.error_messages[0]
-    assert CursorStore(settings.connectors.cursor_dir, "lessen360").all() == {}
+    assert saved_cursors(settings, "lessen360") == {}
 
     await run_connector(settings, "lessen360", once=True)
     truth = await emulator_truth(emulator)

@@ -1,17 +1,19 @@
 """Passes over an unchanged source publish nothing: what was already published in the
 overlap window is remembered next to the cursor and not sent again, while every change
 (even within the same second) still goes out, and nothing is remembered before the broker
-acknowledged it."""
+acknowledged it. Cursors and fingerprints live in the test's own schema of the common
+database; a new CursorStore per pass is a restarted connector."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, text
 
 from syncflow.connectors.base import Page, latest_modified_ms, unpublished
 from syncflow.connectors.cursor import CursorStore
@@ -21,8 +23,13 @@ from syncflow.connectors.publish import PublishResult
 from syncflow.connectors.realpage import RealPageClient
 from syncflow.connectors.runner import ConnectorStats, run_pass
 from syncflow.connectors.yardi import YardiClient
+from syncflow.sinks.common_db.cursors import save_cursor
+from syncflow.sinks.common_db.engine import make_engine
+from syncflow.sinks.common_db.migrate import migrate
 from syncflow.streams.producer import DeliveryError
-from syncflow.streams.settings import SourceSettings
+from syncflow.streams.settings import Settings, SourceSettings
+
+pytestmark = pytest.mark.integration
 
 T0 = int(datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp() * 1000)
 STREAM = "p1/service_request"
@@ -79,12 +86,28 @@ class FakePublisher:
         return PublishResult(keys=[f"{entity_type}:{r.get('ServiceRequestId') or r.get('ticket_id')}" for r in records])
 
 
-async def one_pass(client: Any, publisher: FakePublisher, cursor_dir: Path) -> list[str]:
-    """A pass as a (re)started connector runs it: cursors read from the file. Returns the
-    ids published by this pass."""
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    migrate(settings)
+    eng = make_engine(settings, pool_size=1)
+    yield eng
+    eng.dispose()
+
+
+def rows(engine: Engine, source: str) -> dict[str, tuple[str | None, dict[str, Any]]]:
+    """stream -> (cursor, published) as stored."""
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT stream, cursor, published FROM connector_cursors WHERE source_system = :s"),
+                             {"s": source}).all()
+    return {r.stream: (r.cursor, r.published) for r in found}
+
+
+async def one_pass(client: Any, publisher: FakePublisher, engine: Engine) -> list[str]:
+    """A pass as a (re)started connector runs it: cursors read from the database. Returns
+    the ids published by this pass."""
     before = len(publisher.sent)
     stats = ConnectorStats(client.source)
-    await run_pass(client, publisher, CursorStore(cursor_dir, client.source), stats)  # type: ignore[arg-type]
+    await run_pass(client, publisher, CursorStore(engine, client.source), stats)  # type: ignore[arg-type]
     sent = publisher.sent[before:]
     assert stats.records_published == len(sent)
     return sorted(r.get("ServiceRequestId") or r.get("ticket_id") for r in sent)
@@ -95,65 +118,65 @@ def boundary_records() -> list[dict[str, Any]]:
     return [request(i, T0 + (0 if i < 3 else 10_000 + (i % 3) * 1000)) for i in range(30)]
 
 
-async def test_a_second_pass_without_changes_publishes_nothing(tmp_path: Path) -> None:
+async def test_a_second_pass_without_changes_publishes_nothing(engine: Engine) -> None:
     client, publisher = FakeYardi(boundary_records()), FakePublisher()
-    assert len(await one_pass(client, publisher, tmp_path)) == 30
+    assert len(await one_pass(client, publisher, engine)) == 30
     for _ in range(3):
-        assert await one_pass(client, publisher, tmp_path) == []
+        assert await one_pass(client, publisher, engine) == []
 
-    saved = json.loads((tmp_path / "yardi.json").read_text())
-    assert saved["cursors"] == {STREAM: str(T0 + 12_000)}
+    cursor, published = rows(engine, "yardi")[STREAM]
+    assert cursor == str(T0 + 12_000)
     # only the records the next pass re-reads are remembered, not the whole stream
-    assert len(saved["published"][STREAM]) == 27
+    assert len(published) == 27
 
 
-async def test_changes_inside_the_overlap_window_are_published(tmp_path: Path) -> None:
+async def test_changes_inside_the_overlap_window_are_published(engine: Engine) -> None:
     client, publisher = FakeYardi(boundary_records()), FakePublisher()
-    await one_pass(client, publisher, tmp_path)
+    await one_pass(client, publisher, engine)
 
     client.put(request(5, T0 + 12_000, status="Closed"))  # changed again within the same second
     client.put(request(6, T0 + 12_500))  # a newer modified time inside the window (same second)
     client.put(request(1, T0 + 11_000))  # an old record moved into the window
     client.put(request(40, T0 + 12_000))  # a new record at the cursor time
-    assert await one_pass(client, publisher, tmp_path) == ["SR-1", "SR-40", "SR-5", "SR-6"]
-    assert await one_pass(client, publisher, tmp_path) == []
+    assert await one_pass(client, publisher, engine) == ["SR-1", "SR-40", "SR-5", "SR-6"]
+    assert await one_pass(client, publisher, engine) == []
 
     client.put(request(5, T0 + 12_000, status="Open"))  # back to the first content: a change too
-    assert await one_pass(client, publisher, tmp_path) == ["SR-5"]
+    assert await one_pass(client, publisher, engine) == ["SR-5"]
     assert publisher.sent[-1] == request(5, T0 + 12_000, status="Open")
 
 
-async def test_an_old_cursor_file_without_published_records_loads(tmp_path: Path) -> None:
-    (tmp_path / "yardi.json").write_text(json.dumps({"cursors": {STREAM: str(T0 + 12_000)}}, indent=1))
-    store = CursorStore(tmp_path, "yardi")
+async def test_a_cursor_without_published_records_loads(engine: Engine) -> None:
+    save_cursor(engine, "yardi", STREAM, str(T0 + 12_000), {})
+    store = CursorStore(engine, "yardi")
     assert store.all() == {STREAM: str(T0 + 12_000)} and store.published(STREAM) == {}
 
     client, publisher = FakeYardi(boundary_records()), FakePublisher()
-    assert len(await one_pass(client, publisher, tmp_path)) == 27  # the window, once, as before
-    assert await one_pass(client, publisher, tmp_path) == []
+    assert len(await one_pass(client, publisher, engine)) == 27  # the window, once, as before
+    assert await one_pass(client, publisher, engine) == []
 
 
-async def test_nothing_is_remembered_before_the_broker_acknowledged(tmp_path: Path) -> None:
+async def test_nothing_is_remembered_before_the_broker_acknowledged(engine: Engine) -> None:
     client, publisher = FakeYardi(boundary_records()), FakePublisher()
     publisher.down = True
-    await one_pass(client, publisher, tmp_path)
-    assert not (tmp_path / "yardi.json").exists()
+    await one_pass(client, publisher, engine)
+    assert rows(engine, "yardi") == {}
 
     publisher.down = False
-    assert len(await one_pass(client, publisher, tmp_path)) == 30
+    assert len(await one_pass(client, publisher, engine)) == 30
     client.put(request(7, T0 + 12_000, status="Closed"))
     publisher.down = True
-    await one_pass(client, publisher, tmp_path)
+    await one_pass(client, publisher, engine)
     publisher.down = False
-    assert await one_pass(client, publisher, tmp_path) == ["SR-7"]
+    assert await one_pass(client, publisher, engine) == ["SR-7"]
 
 
-async def test_remembered_records_are_pruned_as_the_cursor_moves(tmp_path: Path) -> None:
+async def test_remembered_records_are_pruned_as_the_cursor_moves(engine: Engine) -> None:
     client, publisher = FakeYardi(boundary_records()), FakePublisher()
-    await one_pass(client, publisher, tmp_path)
+    await one_pass(client, publisher, engine)
     client.put(request(2, T0 + 60_000))
-    assert await one_pass(client, publisher, tmp_path) == ["SR-2"]
-    assert CursorStore(tmp_path, "yardi").published(STREAM).keys() == {"service_request:SR-2"}
+    assert await one_pass(client, publisher, engine) == ["SR-2"]
+    assert CursorStore(engine, "yardi").published(STREAM).keys() == {"service_request:SR-2"}
 
 
 def test_unpublished_keeps_order_and_sends_a_key_again_only_when_it_differs() -> None:
@@ -165,17 +188,27 @@ def test_unpublished_keeps_order_and_sends_a_key_again_only_when_it_differs() ->
     assert again == [a, {"no": "id"}]  # unreadable id or time: always sent
 
 
-def test_cursor_file_round_trip_and_no_rewrite_when_unchanged(tmp_path: Path) -> None:
-    store = CursorStore(tmp_path, "lessen360")
+def updated_at(engine: Engine, source: str, stream: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT updated_at FROM connector_cursors WHERE source_system = :s AND stream = :t"),
+                            {"s": source, "t": stream}).scalar_one()
+
+
+def test_cursor_round_trip_per_source_and_no_rewrite_when_unchanged(engine: Engine) -> None:
+    store = CursorStore(engine, "lessen360")
+    assert store.get("work") is None
     store.set("work", json.dumps([T0, "W1"]), {"service_request:W1": (T0, "abc")})
-    mtime = (tmp_path / "lessen360.json").stat().st_mtime_ns
+    store.set("other", "7")
+    written = updated_at(engine, "lessen360", "work")
     store.set("work", json.dumps([T0, "W1"]), {"service_request:W1": (T0, "abc")})
-    assert (tmp_path / "lessen360.json").stat().st_mtime_ns == mtime
-    again = CursorStore(tmp_path, "lessen360")
-    assert again.all() == {"work": json.dumps([T0, "W1"])}
+    assert updated_at(engine, "lessen360", "work") == written
+    again = CursorStore(engine, "lessen360")
+    assert again.all() == {"work": json.dumps([T0, "W1"]), "other": "7"}
     assert again.published("work") == {"service_request:W1": (T0, "abc")}
+    assert CursorStore(engine, "yardi").all() == {}  # one source's rows only
     again.set("work", None, {})
-    assert "published" not in json.loads((tmp_path / "lessen360.json").read_text())
+    assert rows(engine, "lessen360")["work"] == (json.dumps([T0, "W1"]), {})
+    assert CursorStore(engine, "lessen360").published("work") == {}
 
 
 @pytest.mark.parametrize(("client_class", "cursor", "expected"), [
@@ -210,8 +243,8 @@ class FakeFeed:
         yield Page(stream, stream, self.items[start:], str(len(self.items)))
 
 
-async def test_a_feed_without_overlap_keeps_only_its_token(tmp_path: Path) -> None:
+async def test_a_feed_without_overlap_keeps_only_its_token(engine: Engine) -> None:
     publisher, feed = FakePublisher(), FakeFeed()
-    assert len(await one_pass(feed, publisher, tmp_path)) == 5
-    assert await one_pass(feed, publisher, tmp_path) == []
-    assert json.loads((tmp_path / "insight.json").read_text()) == {"cursors": {"service_request": "5"}}
+    assert len(await one_pass(feed, publisher, engine)) == 5
+    assert await one_pass(feed, publisher, engine) == []
+    assert rows(engine, "insight") == {"service_request": ("5", {})}
