@@ -51,6 +51,8 @@ async def test_delivered_changes_show_their_age_by_priority_on_metrics(so_settin
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         await wait_for(lambda: len(state.received) == 4, what="4 delivered")
+        # the target answered; the worker observes once it recorded the batch
+        await wait_for(lambda: w.worker.stats["delivered"] == 4, what="4 deliveries recorded")
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as resp:
             assert resp.status == 200
             text = await resp.text()
