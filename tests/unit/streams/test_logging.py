@@ -72,3 +72,14 @@ def test_traceparent_is_w3c_and_derived_from_the_trace_id() -> None:
     other = w3c_trace_id("trace-loc-1")  # not hex: hashed, always to the same id
     assert other == w3c_trace_id("trace-loc-1") and len(other) == 32 and int(other, 16) > 0
     assert trace_id_of_traceparent("garbage") is None
+
+
+def test_every_role_logs_through_configure_logging() -> None:
+    """No entry point sets up logging its own way (SYNCFLOW_LOG_JSON would not reach it)."""
+    from pathlib import Path
+
+    import syncflow
+
+    package = Path(syncflow.__file__).parent
+    own_way = [str(p.relative_to(package)) for p in package.rglob("*.py") if "basicConfig(" in p.read_text()]
+    assert own_way == []

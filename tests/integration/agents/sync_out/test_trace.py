@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -106,7 +107,8 @@ def stages(trace: dict[str, Any]) -> list[str]:
 
 
 async def test_trace_id_reaches_the_target_and_trace_shows_the_whole_path(
-        rig, one_emulator, start_worker, monkeypatch) -> None:
+        rig, one_emulator, start_worker, monkeypatch, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="syncflow.agents.sync_out")
     s, runtime = rig
     s = pointing_at(s, "one", one_emulator, rate_per_minute=600_000)
     state = emulator_state(one_emulator)
@@ -130,6 +132,14 @@ async def test_trace_id_reaches_the_target_and_trace_shows_the_whole_path(
     assert (result.versions, result.rejected) == (1, 1)
     await wait_for(lambda: w.worker.stats["dead-lettered"] == 1, what="B dead-lettered")
     await w.stop()
+
+    # the worker's log: one line per batch with its counts, each failed try by name and trace id
+    batches = [r for r in caplog.records if r.name == "syncflow.agents.sync_out.observe"]
+    assert [sum(getattr(r, k) for r in batches) for k in ("delivered", "retried", "dead_lettered")] == [1, 1, 1]
+    tries = [(r.levelname, r.trace_id, r.getMessage()) for r in caplog.records if r.name == "syncflow.agents.sync_out.batch"]
+    assert [(level, trace) for level, trace, _ in tries] == [("WARNING", trace_a), ("ERROR", trace_b)]
+    assert f"location:{entity_a} v1" in tries[0][2] and "retry tier 1" in tries[0][2]
+    assert f"location:{entity_b} v1" in tries[1][2] and "→ dlq" in tries[1][2]
 
     # the trace id travelled: raw document, version row, the call the target received
     [applied_a] = [r for r in state.received if r.external_id == entity_a]
