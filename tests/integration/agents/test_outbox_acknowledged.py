@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, text
 
-from syncflow.agents.outbox import OutboxRelay
+from syncflow.agents.outbox import OutboxRelay, outbox_backlog
 from syncflow.sinks.common_db.engine import make_engine, unit_of_work
 from syncflow.sinks.common_db.migrate import migrate
 from syncflow.sinks.common_db.repository import upsert_versions
@@ -97,3 +97,16 @@ def test_a_version_kafka_did_not_acknowledge_stays_unpublished_until_one_it_did(
     assert unpublished(engine) == []
     assert relay(engine, settings, acked).sweep() == 0
     assert [r.key for r in acked.sent] == [b"loc-a", b"loc-a", b"loc-b"]
+
+
+def test_outbox_backlog_counts_unpublished_versions_and_ages_the_oldest(settings: Settings, engine: Engine) -> None:
+    read = outbox_backlog(engine)
+    assert read() == (0, None)
+    with unit_of_work(engine) as session:
+        upsert_versions(session, [location("loc-a", "A"), location("loc-b", "B")])
+    with engine.begin() as conn:  # committed ten minutes ago
+        conn.execute(text("UPDATE data_versions SET created_date = now() - interval '10 minutes' WHERE entity_id = 'loc-a'"))
+    count, oldest = read()
+    assert count == 2 and oldest is not None and 600 <= oldest < 660
+    assert relay(engine, settings, Acknowledged()).sweep() == 2
+    assert read() == (0, None)
