@@ -247,6 +247,14 @@ class Settings(BaseSettings):
     database_url: str = "postgresql+psycopg2://syncflow:syncflow@127.0.0.1:5432/syncflow"
     database_schema: str = "public"
     database_pool_size: int = 4
+    # Every connection: refused after connect_timeout, each statement cancelled after statement_timeout
+    # (0: none; migrations run without), dead peers found by TCP keepalives (idle, interval, count).
+    # TLS goes in the URL: ?sslmode=verify-full&sslrootcert=/path/ca.crt (docs/deployment.md)
+    database_connect_timeout_s: int = 10
+    database_statement_timeout_s: float = 300.0
+    database_keepalives_idle_s: int = 30
+    database_keepalives_interval_s: int = 10
+    database_keepalives_count: int = 3
     mongo_url: str = "mongodb://127.0.0.1:27017/"
     mongo_database: str = "syncflow"
     # finds by _id the raw store runs at once (one round trip each: FerretDB has no fast multi-_id read)

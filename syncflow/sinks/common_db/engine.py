@@ -25,16 +25,33 @@ def checked_schema(settings: Settings) -> str:
     return schema
 
 
-def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
-    """An engine whose connections resolve every table in `settings.database_schema`."""
+def connect_args(settings: Settings, *, statement_timeout_s: float | None = None) -> dict[str, object]:
+    """libpq parameters of every connection: the search path, a connect timeout, a statement
+    timeout (`statement_timeout_s` overrides the setting; 0 is none) and TCP keepalives, so a
+    peer that vanished (a failover, a dropped NAT entry) is noticed instead of waited on.
+    TLS is the URL's business (`?sslmode=verify-full&sslrootcert=...`), passed through as is."""
     schema = checked_schema(settings)
+    timeout_s = settings.database_statement_timeout_s if statement_timeout_s is None else statement_timeout_s
+    return {
+        "options": f"-csearch_path={schema} -cstatement_timeout={max(0, int(timeout_s * 1000))}",
+        "connect_timeout": settings.database_connect_timeout_s,
+        "keepalives": 1,
+        "keepalives_idle": settings.database_keepalives_idle_s,
+        "keepalives_interval": settings.database_keepalives_interval_s,
+        "keepalives_count": settings.database_keepalives_count,
+    }
+
+
+def make_engine(settings: Settings, *, pool_size: int | None = None, statement_timeout_s: float | None = None) -> Engine:
+    """An engine whose connections resolve every table in `settings.database_schema`, with
+    the timeouts and keepalives of `connect_args`."""
     return create_engine(
         settings.database_url,
         pool_size=pool_size or settings.database_pool_size,
         max_overflow=2,
         pool_pre_ping=True,
         pool_recycle=1800,
-        connect_args={"options": f"-csearch_path={schema}", "connect_timeout": 10},
+        connect_args=connect_args(settings, statement_timeout_s=statement_timeout_s),
     )
 
 

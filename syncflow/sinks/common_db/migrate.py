@@ -24,9 +24,10 @@ def alembic_config(engine: Engine, schema: str) -> Config:
 
 
 def migrate(settings: Settings, revision: str = "head") -> None:
-    """Create the schema if needed and upgrade it to `revision`."""
+    """Create the schema if needed and upgrade it to `revision` (no statement timeout: a
+    migration may wait for another's lock and rewrite large tables)."""
     schema = checked_schema(settings)
-    engine = make_engine(settings, pool_size=1)
+    engine = make_engine(settings, pool_size=1, statement_timeout_s=0)
     try:
         with engine.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
@@ -36,7 +37,7 @@ def migrate(settings: Settings, revision: str = "head") -> None:
 
 
 def downgrade(settings: Settings, revision: str) -> None:
-    engine = make_engine(settings, pool_size=1)
+    engine = make_engine(settings, pool_size=1, statement_timeout_s=0)
     try:
         command.downgrade(alembic_config(engine, checked_schema(settings)), revision)
     finally:
