@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from syncflow.cli import demo, dlq, raw, replay, run, sources, stack, status, sync_out, topics, trace
+from syncflow.cli import demo, dlq, pause, raw, replay, run, sources, stack, status, sync_out, topics, trace
 from syncflow.cli import reconcile, resync
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="syncflow: property data integration on Kafka.")
@@ -22,6 +22,8 @@ app.add_typer(sync_out.app, name="sync-out")
 app.command("demo")(demo.demo)
 app.command("reconcile", help="Compare what a target holds with the common database; --heal resends the drift.")(reconcile.reconcile_command)
 app.command("resync", help="Re-emit the current version of selected entities to one target.")(resync.resync_command)
+app.command("pause")(pause.pause_command)
+app.command("resume")(pause.resume_command)
 app.command("trace", help="One record's whole path, from source to every target, as a timeline.")(trace.trace)
 app.command("import", help="Bulk-import a file of a source's records onto its raw topic.")(sources.import_command)
 

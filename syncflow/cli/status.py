@@ -10,6 +10,8 @@ from rich.table import Table
 from sqlalchemy import create_engine
 
 from syncflow.ops.offsets import admin_for
+from syncflow.ops.pauses import pause_status
+from syncflow.sinks.common_db.engine import make_engine
 from syncflow.ops.status import StatusReport, collect_status
 from syncflow.streams.settings import get_settings
 
@@ -23,6 +25,32 @@ def _age(seconds: float | None) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f}{unit}"
     return f"{seconds:.0f}s"
+
+
+def print_pauses(pauses: list[dict[str, object]]) -> None:
+    console = Console()
+    if not pauses:
+        console.print("pauses: none")
+        return
+    table = Table("side", "target/source", "property", "entity type", "since", "for", "by", "reason",
+                  "held (≈ group lag)", title="pauses")
+    for p in pauses:
+        held = p["held_approx"]
+        table.add_row(str(p["side"]), str(p["system"]), str(p["property"] or "(all)"), str(p["entity_type"] or "(all)"),
+                      str(p["since"] or ""), _age(p["age_s"]), str(p["paused_by"]), str(p["reason"]),  # type: ignore[arg-type]
+                      "?" if held is None else str(held))
+    console.print(table)
+
+
+def collect_pauses(settings: object, admin: object) -> list[dict[str, object]] | None:
+    """Every pause with its age and held records; None when the pauses table is not there."""
+    engine = make_engine(settings, pool_size=1)  # type: ignore[arg-type]
+    try:
+        return pause_status(engine, settings, admin)
+    except Exception:  # noqa: BLE001 - no table yet (migrations not run): nothing paused
+        return None
+    finally:
+        engine.dispose()
 
 
 def print_report(report: StatusReport, schema: str) -> None:
@@ -53,13 +81,16 @@ def main(as_json: bool = typer.Option(False, "--json", help="Print the report as
     settings = get_settings()
     engine = create_engine(settings.database_url, connect_args={"connect_timeout": 5})
     try:
-        report = collect_status(settings, engine, admin_for(settings))
+        admin = admin_for(settings)
+        report = collect_status(settings, engine, admin)
+        pauses = collect_pauses(settings, admin)
     except Exception as exc:  # noqa: BLE001 - a status command reports, it does not trace back
         typer.echo(f"status: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from exc
     finally:
         engine.dispose()
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        typer.echo(json.dumps({**report.to_dict(), "pauses": pauses or []}, indent=2))
     else:
         print_report(report, settings.database_schema)
+        print_pauses(pauses or [])

@@ -225,6 +225,10 @@ class OpsSettings(BaseModel):
     max_redrives: int = 3
     audit_file: Path = Field(default_factory=lambda: local_stack_dir() / "audit" / "dlq-redrive.jsonl")
     raw_collection: str = "client_raw_data"
+    # `syncflow pause`: how often workers re-read the pauses table, and how many held records
+    # a worker keeps in memory beyond its window before it stops fetching (docs/operations.md)
+    pause_refresh_s: float = 2.0
+    pause_hold_max: int = 20_000
 
 
 class Settings(BaseSettings):

@@ -7,7 +7,7 @@ so a backlog of low priority still drains while urgent records overtake it."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -45,9 +45,10 @@ class PriorityBuffer(Generic[T]):
         queue.sort(key=lambda e: (e.version, e.seq))
         self._size += 1
 
-    def take(self, n: int, now: float) -> list[Entry[T]]:
-        """Up to n entries, at most one per entity (its lowest version), most urgent first."""
-        heads = [q[0] for q in self._queues.values() if q]
+    def take(self, n: int, now: float, held: Collection[str] = ()) -> list[Entry[T]]:
+        """Up to n entries, at most one per entity (its lowest version), most urgent first.
+        Entities in `held` (paused) give nothing: their records stay, in order, behind the head."""
+        heads = [q[0] for e, q in self._queues.items() if q and e not in held]
         heads.sort(key=lambda e: (effective_priority(e.priority, now - e.enqueued_at, self.aging_s), e.seq))
         chosen = heads[: max(0, n)]
         for entry in chosen:
@@ -57,6 +58,14 @@ class PriorityBuffer(Generic[T]):
                 del self._queues[entry.entity]
             self._size -= 1
         return chosen
+
+    def heads(self) -> list[Entry[T]]:
+        """Each entity's next record (its lowest version)."""
+        return [q[0] for q in self._queues.values() if q]
+
+    def count_of(self, entities: Iterable[str]) -> int:
+        """Records buffered for these entities."""
+        return sum(len(self._queues.get(e, ())) for e in entities)
 
     def put_back(self, entries: Iterable[Entry[T]]) -> None:
         """Return taken entries untouched (same place in the order, same age)."""

@@ -12,11 +12,13 @@ from prometheus_client import CollectorRegistry
 
 from syncflow.agents.sync_out.batch import BatchProcessor, OutboundStatusSink
 from syncflow.agents.sync_out.observe import SyncOutObserver, target_reachable
+from syncflow.agents.sync_out.pause_hold import PauseHold
 from syncflow.agents.sync_out.rate_limit import RateLimiter
 from syncflow.agents.sync_out.raw_status import OutboundStatusWriter
 from syncflow.agents.sync_out.registry import binding_for
 from syncflow.agents.sync_out.state import SyncStateStore
 from syncflow.agents.sync_out.worker import SyncOutWorker, sync_out_topics
+from syncflow.ops.pauses import PauseRules, PropertyResolver, register_pause_metrics
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.streams.avro import codec_for
 from syncflow.streams.health import (
@@ -80,7 +82,9 @@ def build_worker(
         if writer is not None:
             metrics.backlogs.watch(f"raw-store.{target}", writer.backlog)
     observer = SyncOutObserver(target, topics.group, topics.dlq, target_settings.rate_per_minute, metrics, health)
-    return SyncOutWorker(settings, target, topics, codec_for(settings), processor, observer)
+    hold = PauseHold(PauseRules(engine, "sync-out", target, settings.ops.pause_refresh_s), PropertyResolver(engine),
+                     settings.ops.pause_hold_max)
+    return SyncOutWorker(settings, target, topics, codec_for(settings), processor, observer, hold)
 
 
 def add_observability(settings: Settings, worker: SyncOutWorker, registry: CollectorRegistry, health: HealthCheck) -> None:
@@ -93,6 +97,8 @@ def add_observability(settings: Settings, worker: SyncOutWorker, registry: Colle
     health.add("target", target_reachable(worker.processor.target_settings.base_url, settings.ops.check_timeout_s))
     rate = ErrorRate(registry, SYNC_OUT_REQUESTS, SYNC_OUT_FAILURES, settings.ops.error_rate_window_s)
     add_consumer_checks(health, settings.ops, lambda: lag.total_lag(topics.group), rate)
+    if worker.hold.rules is not None:
+        register_pause_metrics(registry, worker.hold.rules, lambda: worker.hold.count)
     add_ops_routes(worker.web_app, health, registry)
 
 

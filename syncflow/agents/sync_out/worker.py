@@ -23,6 +23,7 @@ from syncflow.agents.sync_out.batch import BatchProcessor, Consumed
 from syncflow.agents.sync_out.events import ChangeEvent
 from syncflow.agents.sync_out.observe import SyncOutObserver
 from syncflow.agents.sync_out.offsets import OffsetTracker, TopicPartitionKey
+from syncflow.agents.sync_out.pause_hold import PauseHold
 from syncflow.agents.sync_out.priority import PriorityBuffer
 from syncflow.agents.sync_out.retry_gate import RetryGate, due_ms
 from syncflow.errors import SyncflowError
@@ -84,6 +85,7 @@ class SyncOutWorker:
         codec: AvroCodec,
         processor: BatchProcessor,
         observer: SyncOutObserver | None = None,
+        hold: PauseHold | None = None,
     ):
         self.settings, self.target, self.topics = settings, target, topics
         self.codec, self.processor = codec, processor
@@ -92,6 +94,7 @@ class SyncOutWorker:
         self.buffer: PriorityBuffer[Consumed] = PriorityBuffer(aging_s=cfg.priority_aging_s)
         self.offsets = OffsetTracker()
         self.gate = RetryGate()
+        self.hold = hold or PauseHold()  # records of paused scopes (syncflow pause)
         self.stats: Counter[str] = Counter()
         self.assigned: set[TopicPartitionKey] = set()
         self._retry_topics = set(topics.retries)
@@ -134,17 +137,18 @@ class SyncOutWorker:
     async def _fetch(self) -> None:
         now = time.monotonic()
         timeout = self.settings.sync_out.poll_timeout_s
-        if len(self.buffer) >= self.settings.sync_out.batch_size and now >= self._not_before:
+        servable = self._servable()
+        if servable >= self.settings.sync_out.batch_size and now >= self._not_before:
             timeout = 0.0
-        elif len(self.buffer) and now >= self._not_before:
+        elif servable and now >= self._not_before:
             timeout = min(timeout, 0.005)  # a moment to fill the batch: fewer, larger batches
-        elif len(self.buffer):
+        elif servable:
             timeout = min(timeout, self._not_before - now)
         if (due := self.gate.next_due()) is not None:
             timeout = max(0.0, min(timeout, due - time.time()))
         # never more than the window has room for; at least one, since the consumer must be
         # polled while the buffer is full (its partitions are paused then: nothing comes)
-        room = max(1, self.settings.sync_out.buffer_max - len(self.buffer))
+        room = max(1, min(self.settings.sync_out.buffer_max - servable, self._buffer_cap() - len(self.buffer)))
         messages = await asyncio.to_thread(self._consumer.consume, min(self.settings.sync_out.batch_size, room), timeout)
         for msg in messages:
             self._take_in(msg)
@@ -178,13 +182,23 @@ class SyncOutWorker:
         self.buffer.add(entity, event.version if event else 0, event.priority if event else 0, consumed, time.monotonic())
         self.stats["consumed"] += 1
 
+    def _servable(self) -> int:
+        """Buffered records not held by a pause."""
+        return max(0, len(self.buffer) - self.hold.count)
+
+    def _buffer_cap(self) -> int:
+        """The window plus what a pause may hold (held records do not take the window's room)."""
+        return self.settings.sync_out.buffer_max + min(self.hold.count, self.hold.hold_max)
+
     def _flow_control(self) -> None:
-        """Pause fetching while the buffer is full; the retry gate's pauses stay as they are."""
+        """Pause fetching while the buffer is full (held records aside, up to hold_max);
+        the retry gate's pauses stay as they are."""
         limit = self.settings.sync_out.buffer_max
-        if not self._paused_full and len(self.buffer) >= limit and self.assigned:
+        full = self._servable() >= limit or self.hold.count > self.hold.hold_max
+        if not self._paused_full and full and self.assigned:
             self._consumer.pause([TopicPartition(t, p) for t, p in self.assigned])
             self._paused_full = True
-        elif self._paused_full and len(self.buffer) < limit // 2:
+        elif self._paused_full and self._servable() < limit // 2 and self.hold.count <= self.hold.hold_max:
             self._consumer.resume([TopicPartition(t, p) for t, p in self.assigned - self.gate.held()])
             self._paused_full = False
 
@@ -219,9 +233,12 @@ class SyncOutWorker:
 
     # -- serving the buffer -----------------------------------------------------------------------
     async def _serve(self) -> None:
-        if not len(self.buffer) or time.monotonic() < self._not_before:
+        await self.hold.update(self.buffer)
+        if not self._servable() or time.monotonic() < self._not_before:
             return
-        entries = self.buffer.take(self.settings.sync_out.batch_size, time.monotonic())
+        entries = self.buffer.take(self.settings.sync_out.batch_size, time.monotonic(), self.hold.entities)
+        if not entries:
+            return
         started = time.perf_counter()
         try:
             result = await self.processor.process(entries)
@@ -249,5 +266,7 @@ class SyncOutWorker:
             "buffered": len(self.buffer),
             "pending_offsets": self.offsets.pending_count(),
             "held_retry_partitions": len(self.gate.held()),
+            "paused_scopes": self.hold.scopes,
+            "held_by_pause": self.hold.count,
             "stats": dict(self.stats),
         })

@@ -1,0 +1,311 @@
+"""Operator pauses: a target (sync-out) or a source (sync-in), whole or narrowed to one
+property and/or one entity type, held until resumed.
+
+The state is the common database's `pauses` table (migration 0006), so a pause survives
+restarts of every worker and of PostgreSQL. Workers read it through `PauseRules`, a cache
+refreshed every `settings.ops.pause_refresh_s` (2 s): a pause or resume takes effect within
+about that long. A failed refresh keeps the rules last read (a database outage neither
+lifts a pause nor invents one).
+
+What "property" means (`record_property`, `PropertyResolver`):
+- a location: its snapshot's `property_code`;
+- a resident or a service request: the `property_code` of the location it references
+  (`references["location"]`, else the snapshot's `location_id`), read from `locations`;
+- an attachment: the property of its service request's location (`service_requests`);
+- a source record on sync-in: the source's own property field (`PropertyCode`,
+  `propertyCode`, `property_ref`, `property_code`), trimmed and upper-cased.
+A record whose property cannot be found (no reference, a location not in the database yet,
+a source record without a property field) is held only by pauses without a property.
+Property codes compare upper-cased, as identity rules store them."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import Engine, text
+
+log = logging.getLogger(__name__)
+
+SIDES = ("sync-in", "sync-out")
+PROPERTY_FIELDS = ("PropertyCode", "propertyCode", "property_ref", "property_code")
+
+
+def default_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def norm_property(value: object) -> str:
+    return "" if value is None else str(value).strip().upper()
+
+
+@dataclass(frozen=True)
+class PauseScope:
+    side: str  # sync-in | sync-out
+    system: str  # source or target
+    prop: str = ""  # the property code; "" = every property
+    entity_type: str = ""  # "" = every entity type
+    reason: str = ""
+    paused_by: str = ""
+    since: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.side, self.system, self.prop, self.entity_type)
+
+    def covers(self, entity_type: str, prop: str | None) -> bool:
+        return (not self.entity_type or self.entity_type == entity_type) and (not self.prop or self.prop == (prop or ""))
+
+    def describe(self) -> str:
+        parts = [f"{self.side} {self.system}"]
+        parts += [f"property {self.prop}"] if self.prop else []
+        parts += [f"entity type {self.entity_type}"] if self.entity_type else []
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["property"] = d.pop("prop")
+        d["since"] = self.since.isoformat() if self.since else None
+        return d
+
+
+_COLUMNS = "side, system, property, entity_type, reason, paused_by, since"
+
+
+def pause(engine: Engine, side: str, system: str, *, prop: str | None = None, entity_type: str | None = None,
+          reason: str = "", by: str | None = None) -> tuple[PauseScope, bool]:
+    """Pause a scope; returns it and whether it is new (an existing pause keeps its `since`
+    and takes the new reason)."""
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}")
+    params = {"side": side, "system": system, "property": norm_property(prop), "entity_type": entity_type or "",
+              "reason": reason, "paused_by": by or default_actor()}
+    query = text(
+        f"INSERT INTO pauses ({_COLUMNS}) VALUES (:side, :system, :property, :entity_type, :reason, :paused_by, now()) "
+        "ON CONFLICT (side, system, property, entity_type) DO UPDATE SET reason = excluded.reason "
+        f"RETURNING {_COLUMNS}, (xmax = 0) AS inserted"
+    )
+    with engine.begin() as conn:
+        row = conn.execute(query, params).one()
+    return PauseScope(*row[:7]), bool(row[7])
+
+
+def resume(engine: Engine, side: str, system: str, *, prop: str | None = None, entity_type: str | None = None) -> PauseScope | None:
+    """Lift exactly this scope (a pause of the whole target is not lifted by resuming one
+    property of it); the scope removed, or None when it was not paused."""
+    query = text(
+        "DELETE FROM pauses WHERE side = :side AND system = :system AND property = :property "
+        f"AND entity_type = :entity_type RETURNING {_COLUMNS}"
+    )
+    with engine.begin() as conn:
+        row = conn.execute(query, {"side": side, "system": system, "property": norm_property(prop),
+                                   "entity_type": entity_type or ""}).one_or_none()
+    return PauseScope(*row) if row else None
+
+
+def list_pauses(engine: Engine, side: str | None = None, system: str | None = None) -> list[PauseScope]:
+    query = text(
+        f"SELECT {_COLUMNS} FROM pauses WHERE (CAST(:side AS text) IS NULL OR side = :side) "
+        "AND (CAST(:system AS text) IS NULL OR system = :system) ORDER BY side, system, property, entity_type"
+    )
+    with engine.connect() as conn:
+        return [PauseScope(*row) for row in conn.execute(query, {"side": side, "system": system})]
+
+
+class PauseRules:
+    """The pauses of one worker's side and system (None: every system of the side, as a
+    sync-in worker reads every source), refreshed every `refresh_s`."""
+
+    def __init__(self, engine: Engine, side: str, system: str | None, refresh_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.engine, self.side, self.system = engine, side, system
+        self.refresh_s, self.clock = refresh_s, clock
+        self.scopes: list[PauseScope] = []
+        self._next = 0.0
+        self._failing = False
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        return self.clock() >= self._next
+
+    def refresh(self) -> bool:
+        """Read the rules now (blocking: call from a thread); True when they changed."""
+        with self._lock:
+            self._next = self.clock() + self.refresh_s
+            try:
+                scopes = list_pauses(self.engine, self.side, self.system)
+            except Exception as exc:  # noqa: BLE001 - keep the last rules through an outage
+                if not self._failing:
+                    log.warning("pauses of %s %s not read, keeping the last %d: %s: %s", self.side, self.system,
+                                len(self.scopes), type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+                self._failing = True
+                return False
+            self._failing = False
+            changed = [s.key for s in scopes] != [s.key for s in self.scopes]
+            if changed:
+                log.warning("%s %s: pauses now %s", self.side, self.system or "(every system)",
+                            "; ".join(s.describe() for s in scopes) or "none")
+            self.scopes = scopes
+            return changed
+
+    def refresh_if_due(self) -> bool:
+        return self.refresh() if self.due() else False
+
+    @property
+    def active(self) -> bool:
+        return bool(self.scopes)
+
+    @property
+    def by_property(self) -> bool:
+        """Some rule needs the record's property to decide."""
+        return any(s.prop for s in self.scopes)
+
+    def holds(self, entity_type: str, prop: str | None) -> bool:
+        return any(s.covers(entity_type, prop) for s in self.scopes)
+
+    def holds_everything_of(self) -> bool:
+        """A pause of the whole system (every property, every entity type)."""
+        return any(not s.prop and not s.entity_type for s in self.scopes)
+
+
+# -- the property of a record ------------------------------------------------------------------
+def record_property(entity_type: str, snapshot: dict[str, Any]) -> str | None:
+    """A property known from the snapshot alone (a location's property_code)."""
+    value = snapshot.get("property_code")
+    return norm_property(value) or None if value is not None else None
+
+
+def source_property(record: dict[str, Any]) -> str | None:
+    """A source record's own property field (sync-in)."""
+    for name in PROPERTY_FIELDS:
+        if record.get(name):
+            return norm_property(record[name])
+    return None
+
+
+_LOCATIONS = text(
+    "SELECT l.entity_id, l.property_code FROM locations l WHERE l.entity_id = ANY(:ids)"
+)
+_SERVICE_REQUESTS = text(
+    "SELECT s.entity_id, l.property_code FROM service_requests s JOIN locations l ON l.entity_id = s.location_id "
+    "WHERE s.entity_id = ANY(:ids)"
+)
+
+
+class PropertyResolver:
+    """The property of a change event, looking up in the common database what the snapshot
+    does not say. A location's id is derived from its property code, so what is found is
+    kept (up to `max_cached` ids); what is not found is looked up again after `retry_s`."""
+
+    def __init__(self, engine: Engine, max_cached: int = 200_000, retry_s: float = 2.0):
+        self.engine, self.max_cached, self.retry_s = engine, max_cached, retry_s
+        self._locations: dict[str, str] = {}
+        self._service_requests: dict[str, str] = {}
+        self._missing: dict[str, float] = {}  # id → monotonic time it may be looked up again
+
+    @staticmethod
+    def _refs(entity_type: str, snapshot: dict[str, Any], references: dict[str, str]) -> tuple[str | None, str | None]:
+        location = references.get("location") or snapshot.get("location_id")
+        service_request = references.get("service_request") or snapshot.get("service_request_id")
+        return (str(location) if location else None, str(service_request) if service_request else None)
+
+    def resolve(self, items: Iterable[tuple[str, dict[str, Any], dict[str, str]]]) -> list[str | None]:
+        """(entity_type, snapshot, references) → property, for many at once (one query per
+        table for what is not cached). Blocking: call from a thread."""
+        items = list(items)
+        now = time.monotonic()
+        want_loc = {loc for t, s, r in items if record_property(t, s) is None
+                    for loc, _ in [self._refs(t, s, r)] if loc and loc not in self._locations and self._missing.get(loc, 0) <= now}
+        want_sr = {sr for t, s, r in items if record_property(t, s) is None
+                   for loc, sr in [self._refs(t, s, r)] if not loc and sr and sr not in self._service_requests and self._missing.get(sr, 0) <= now}
+        if want_loc or want_sr:
+            if len(self._locations) + len(self._service_requests) > self.max_cached:
+                self._locations.clear()
+                self._service_requests.clear()
+            with self.engine.connect() as conn:
+                if want_loc:
+                    self._locations.update({i: norm_property(p) for i, p in conn.execute(_LOCATIONS, {"ids": list(want_loc)}) if p})
+                if want_sr:
+                    self._service_requests.update(
+                        {i: norm_property(p) for i, p in conn.execute(_SERVICE_REQUESTS, {"ids": list(want_sr)}) if p})
+            self._missing = {i: t for i, t in self._missing.items() if t > now}
+            for i in (want_loc - self._locations.keys()) | (want_sr - self._service_requests.keys()):
+                self._missing[i] = now + self.retry_s
+        out: list[str | None] = []
+        for t, s, r in items:
+            prop = record_property(t, s)
+            if prop is None:
+                loc, sr = self._refs(t, s, r)
+                prop = self._locations.get(loc) if loc else (self._service_requests.get(sr) if sr else None)
+            out.append(prop)
+        return out
+
+
+# -- metrics -------------------------------------------------------------------------------------
+class PauseCollector:
+    """syncflow_paused_scopes and syncflow_held_records for one worker's side and system."""
+
+    def __init__(self, rules: PauseRules, held: Callable[[], int]):
+        self.rules, self.held = rules, held
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        labels = ["side", "system"]
+        scopes = GaugeMetricFamily("syncflow_paused_scopes", "Paused scopes (syncflow pause) of this worker's target or source", labels=labels)
+        scopes.add_metric([self.rules.side, self.rules.system or ""], len(self.rules.scopes))
+        held = GaugeMetricFamily("syncflow_held_records", "Records this worker holds because their scope is paused", labels=labels)
+        held.add_metric([self.rules.side, self.rules.system or ""], self.held())
+        return [scopes, held]
+
+
+def register_pause_metrics(registry: CollectorRegistry, rules: PauseRules, held: Callable[[], int]) -> PauseCollector:
+    collector = PauseCollector(rules, held)
+    registry.register(collector)  # type: ignore[arg-type]
+    return collector
+
+
+# -- status ------------------------------------------------------------------------------------------
+def pause_status(engine: Engine, settings: Any, admin: Any) -> list[dict[str, Any]]:
+    """Every pause with its age and, as the records held, the consumer lag behind it: the
+    target's sync-out group (all its topics) or the sync-in group on the source's raw topic.
+    Approximate: the lag also counts records of unpaused scopes not read yet."""
+    from syncflow.ops import offsets
+    from syncflow.ops.status import consumer_groups
+    from syncflow.streams.topics import raw_topic, sync_out_group
+
+    scopes = list_pauses(engine)
+    groups = consumer_groups(settings)
+    now = datetime.now(timezone.utc)
+    lag_cache: dict[tuple[str, str], int | None] = {}
+    out = []
+    for s in scopes:
+        if s.side == "sync-out":
+            group = sync_out_group(s.system) + settings.sync_out.topic_suffix
+            topics = groups.get(group, [])
+        else:
+            group = settings.sync_in.group_id
+            topics = [raw_topic(s.system) + settings.sync_in.topic_suffix]
+        key = (group, ",".join(topics))
+        if key not in lag_cache:
+            try:
+                lag_cache[key] = sum(offsets.group_lag(admin, group, topics).values()) if topics else 0
+            except Exception:  # noqa: BLE001 - a status shows what it can
+                lag_cache[key] = None
+        d = s.to_dict()
+        d["age_s"] = (now - s.since).total_seconds() if s.since else None
+        d["held_approx"] = lag_cache[key]
+        d["group"] = group
+        out.append(d)
+    return out
