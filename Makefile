@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PROMTOOL := /usr/bin/promtool
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup stack demo test unit test-faults stack-down
+.PHONY: setup stack demo test unit test-faults stack-down mutations
 setup: $(STAMP) $(PROMTOOL)
 
 # promtool checks and unit-tests deploy/prometheus/ (tests/unit/deploy/test_alert_rules.py).
@@ -36,7 +36,14 @@ demo: setup
 	.venv/bin/syncflow demo $(DEMO_ARGS)
 
 test: stack
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	$(PY) tests/mutations/run.py $(MUTATION_ARGS) || status=1; \
+	exit $$status
+
+# Mutation check (tests/mutations): each protection of tests/mutations/mutations.py broken in
+# turn in a copy of the repository must turn its tests red; `make test` runs it after pytest.
+mutations: stack
+	$(PY) tests/mutations/run.py $(MUTATION_ARGS)
 
 unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
