@@ -16,6 +16,7 @@ from faust.types import EventT
 
 from syncflow.agents.outbox import OutboxRelay
 from syncflow.agents.sync_in_handler import SyncInHandler
+from syncflow.agents.sync_in_pause import SourceHold, refresh
 from syncflow.agents.sync_in_steps import SyncInTopics
 from syncflow.streams.health import HealthCheck
 from syncflow.streams.records import KafkaRecord
@@ -49,8 +50,10 @@ def register_sync_in_agent(
     handler: SyncInHandler,
     sweeper: OutboxRelay,
     health: HealthCheck | None = None,
+    hold: SourceHold | None = None,
 ) -> None:
-    """The agent over the raw topics, the outbox sweeper and the liveness heartbeat."""
+    """The agent over the raw topics, the outbox sweeper, the liveness heartbeat and, with a
+    hold, the pauses of sources (sync_in_pause.py: paused records held unacknowledged)."""
     channel = app.topic(*topics.raw, key_serializer="raw", value_serializer="raw")
     batch_size, within = settings.sync_in.batch_size, settings.sync_in.batch_timeout_s
 
@@ -69,27 +72,62 @@ def register_sync_in_agent(
         if health is not None:
             health.heartbeat()
 
+    async def handle(stream: faust.StreamT, events: list[EventT]) -> bool:
+        """One batch through the handler; acked when it is done, let go when given up."""
+        messages = [raw_message(e) for e in events]
+        in_batch[0] = True
+        alive()
+        try:
+            result = await handler.handle_until_done(messages, give_up, alive)
+        finally:
+            in_batch[0] = False
+        if result is None:
+            release_unacknowledged(app, events + (hold.let_go() if hold is not None else []))
+            return False
+        for event in events:
+            await stream.ack(event)
+        if health is not None:
+            health.progress()
+        return True
+
+    turn = asyncio.Lock()  # the agent's batches and the pause timer's, one at a time
+    agent_stream: list[faust.StreamT] = []
+
+    async def admit(events: list[EventT]) -> list[EventT]:
+        if hold is None:
+            return events
+        await refresh(hold.rules)
+        return hold.admit(events)
+
     # concurrency 1: faust #606 commits past in-flight messages with more; scale by workers.
     @app.agent(channel, name="sync-in", concurrency=1)
     async def sync_in(stream: faust.StreamT) -> None:
+        agent_stream[:] = [stream]
         async for events in stream.noack_take(batch_size, within=within):
             revoked[0] = False
-            messages = [raw_message(e) for e in events]
-            in_batch[0] = True
-            alive()
-            try:
-                result = await handler.handle_until_done(messages, give_up, alive)
-            finally:
-                in_batch[0] = False
-            if result is None:
-                release_unacknowledged(app, events)
-                if app.should_stop:
-                    return
-                continue
-            for event in events:
-                await stream.ack(event)
-            if health is not None:
-                health.progress()
+            async with turn:
+                go = await admit(events)
+                done = await handle(stream, go) if go else True
+            if not done and app.should_stop:
+                return
+            while hold is not None and hold.full and not (app.should_stop or app.rebalancing):
+                await asyncio.sleep(hold.rules.refresh_s)  # too much held: no new batch until a resume
+
+    if hold is not None:
+        @app.timer(interval=max(0.1, hold.rules.refresh_s / 2))
+        async def pause_tick() -> None:
+            """Lift held records whose pause is over when no batch comes to do it; let every
+            held record go when a rebalance or a stop begins (faust waits for them)."""
+            if app.rebalancing or app.should_stop:
+                if hold.held:
+                    release_unacknowledged(app, hold.let_go())
+                return
+            if not agent_stream or turn.locked():
+                return
+            async with turn:
+                go = await admit([])
+                if go:
+                    await handle(agent_stream[0], go)
 
     @app.task
     async def sweep_on_start() -> None:

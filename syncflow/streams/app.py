@@ -17,6 +17,7 @@ from syncflow.agents.outbox import OutboxRelay, outbox_backlog
 from syncflow.agents.rules import RulesEngine
 from syncflow.agents.sync_in import register_sync_in_agent
 from syncflow.agents.sync_in_handler import SyncInHandler
+from syncflow.agents.sync_in_pause import register_source_hold_metrics, source_hold
 from syncflow.agents.sync_in_steps import SyncInTopics
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.migrate import migrate
@@ -133,7 +134,9 @@ def make_app(settings: Settings, runtime: SyncInRuntime | None = None, *, datadi
         web_bind=settings.http_host,
         web_host="127.0.0.1",
     )
-    register_sync_in_agent(app, settings, runtime.topics, runtime.handler, runtime.sweeper, runtime.health)
+    hold = source_hold(settings, runtime.engine, runtime.handler.codec, runtime.topics.raw)  # syncflow pause --source
+    register_sync_in_agent(app, settings, runtime.topics, runtime.handler, runtime.sweeper, runtime.health, hold)
+    register_source_hold_metrics(runtime.registry, hold)
     _add_ops_pages(app, runtime)
 
     app.runtime = runtime  # type: ignore[attr-defined]
