@@ -8,6 +8,7 @@ import typer
 
 from syncflow.cli import demo, dlq, pause, raw, replay, run, sources, stack, status, sync_out, topics, trace
 from syncflow.cli import reconcile, resync
+from syncflow.cli import config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="syncflow: property data integration on Kafka.")
 app.add_typer(run.app, name="run")
@@ -19,6 +20,7 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(raw.app, name="raw")
 app.add_typer(sources.app, name="sources")
 app.add_typer(sync_out.app, name="sync-out")
+app.add_typer(config.app, name="config")
 app.command("demo")(demo.demo)
 app.command("reconcile", help="Compare what a target holds with the common database; --heal resends the drift.")(reconcile.reconcile_command)
 app.command("resync", help="Re-emit the current version of selected entities to one target.")(resync.resync_command)

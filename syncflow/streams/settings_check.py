@@ -36,6 +36,7 @@ ANY_KEY = "<name>"  # a dict step in a candidate name
 MASK = "***"
 SECRET_NAME = re.compile(r"(api_?keys?|password|passwd|secret|token|credential)", re.IGNORECASE)
 NOT_SECRET_SUFFIXES = ("_file", "_url", "_endpoint", "_location", "_path", "_dir", "_s", "_ms")
+URL_CREDENTIALS_ANYWHERE = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s'\"]*):[^@/\s'\"]*@")
 URL_CREDENTIALS = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/]*)(?::[^@/]*)?@")
 
 
@@ -179,6 +180,11 @@ def mask_url(value: str) -> str:
                          for k, eq, v in (pair.partition("=") for pair in parts.query.split("&")))
         masked = urlunsplit(parts._replace(query=query))
     return masked
+
+
+def mask_text(text: str) -> str:
+    """Any scheme://user:password@ inside a message, with the password masked."""
+    return URL_CREDENTIALS_ANYWHERE.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
 
 
 def secret_name(key: str) -> bool:
