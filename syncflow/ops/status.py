@@ -18,7 +18,7 @@ from syncflow.ops import offsets
 from syncflow.streams.settings import Settings
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, changes_topic, raw_topic, retry_topic, sync_out_group, target_dlq
 
-REQUIRED_TABLES = ("sync_master_data", "target_sync_state")
+REQUIRED_TABLES = ("sync_master_data", "entity_sync_status")
 PENDING = ("pending", "retry")
 
 
@@ -93,12 +93,14 @@ def status_counts(engine: Engine, schema: str, now: datetime | None = None) -> l
     if missing:
         raise TablesMissingError(f"schema {schema!r} has no table {', '.join(missing)} (run the migrations first)")
     now = now or datetime.now(timezone.utc)
+    # sync-in: source records applied (a version made, or unchanged); refusals are in sync-in.dlq
     sync_in = text(
-        f'SELECT entity_type, source_system, sync_status, count(*), min(modified_date) FROM "{schema}".sync_master_data '
-        "GROUP BY entity_type, source_system, sync_status ORDER BY 1, 2, 3"
+        f"SELECT entity_type, source_system, 'applied', count(*), NULL FROM \"{schema}\".sync_master_data "
+        "GROUP BY entity_type, source_system ORDER BY 1, 2"
     )
+    # sync-out: each entity's real state per target (synced = the target holds its current version)
     sync_out = text(
-        f'SELECT entity_type, target, status, count(*), min(updated_at) FROM "{schema}".target_sync_state '
+        f'SELECT entity_type, target, status, count(*), min(updated_at) FROM "{schema}".entity_sync_status '
         "GROUP BY entity_type, target, status ORDER BY 1, 2, 3"
     )
     counts: list[StatusCount] = []

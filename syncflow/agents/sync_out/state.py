@@ -76,11 +76,11 @@ _SENDING = text(
         SELECT k.entity_type, k.entity_id, k.version FROM k
          WHERE NOT CAST(:check_locks AS boolean) OR k.lock_id IN (SELECT lock_id FROM mine)
     ), written AS (
-        INSERT INTO target_sync_state AS s (entity_type, entity_id, target, sent_version, updated_at)
-        SELECT h.entity_type, h.entity_id, :target, h.version, now() FROM held h
+        INSERT INTO target_sync_state AS s (entity_type, entity_id, target, sent_version, status, updated_at)
+        SELECT h.entity_type, h.entity_id, :target, h.version, 'pending', now() FROM held h
          WHERE (SELECT count(*) FROM held) = (SELECT count(*) FROM k)  -- a lock lost: write nothing
         ON CONFLICT (entity_type, entity_id, target) DO UPDATE
-           SET sent_version = excluded.sent_version, updated_at = now()
+           SET sent_version = excluded.sent_version, status = 'pending', updated_at = now()
          WHERE s.sent_version <= excluded.sent_version AND s.synced_version < excluded.sent_version
         RETURNING s.entity_type, s.entity_id
     )

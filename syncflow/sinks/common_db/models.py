@@ -50,7 +50,6 @@ class SyncMasterData(Base):
     source_id: Mapped[str] = mapped_column(String(200), nullable=False)
     data_hash: Mapped[str] = mapped_column(String(128), nullable=False)
     source_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # orders replays
-    sync_status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="pending")
     last_sync_attempt: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sync_attempt_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     error_message: Mapped[str | None] = mapped_column(Text)

@@ -197,14 +197,14 @@ def _upsert_master_rows(
         made = _values(
             cur,
             "INSERT INTO sync_master_data (entity_type, entity_id, source_system, source_id, data_hash, "
-            "source_updated_at, sync_status, last_sync_attempt, sync_attempt_count) VALUES %s "
+            "source_updated_at, last_sync_attempt, sync_attempt_count) VALUES %s "
             "ON CONFLICT ON CONSTRAINT uq_master_entity_source DO UPDATE SET source_id = excluded.source_id, "
-            "data_hash = excluded.data_hash, source_updated_at = excluded.source_updated_at, sync_status = 'pending', "
+            "data_hash = excluded.data_hash, source_updated_at = excluded.source_updated_at, "
             "last_sync_attempt = now(), sync_attempt_count = sync_master_data.sync_attempt_count + 1, "
             "error_message = NULL, modified_date = now() "
             "RETURNING id, entity_type, entity_id, source_system",
             rows,
-            "(%s, %s, %s, %s, %s, %s, 'pending', now(), 1)",
+            "(%s, %s, %s, %s, %s, %s, now(), 1)",
             fetch=True,
         )
     return {(t, e, s): i for i, t, e, s in made}

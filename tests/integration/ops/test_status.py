@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import create_engine, text
+import time
+
+from sqlalchemy import text
 from typer.testing import CliRunner
 
+from syncflow.agents.sync_out.state import Failed, Synced, SyncStateStore
 from syncflow.cli import status
+from syncflow.sinks.common_db.engine import make_engine, unit_of_work
 from syncflow.sinks.common_db.migrate import migrate
+from syncflow.sinks.common_db.repository import upsert_versions
+from syncflow.sinks.common_db.versioning import EntityRecord
 from syncflow.streams.settings import Settings
 from tests.integration.ops.conftest import consume_all, read_json
 
@@ -19,7 +25,7 @@ def test_empty_schema_says_the_tables_are_missing(cli_settings: Settings) -> Non
     result = runner.invoke(status.app, ["--json"])
     assert result.exit_code == 0, result.output
     body = read_json(result.stdout)
-    assert body["missing_tables"] == ["sync_master_data", "target_sync_state"]
+    assert body["missing_tables"] == ["sync_master_data", "entity_sync_status"]
     assert body["counts"] == []
     assert {g["group"] for g in body["lag"]} >= {cli_settings.sync_in.group_id, "sync-out.one", "sync-out.lessen360"}
     assert set(body["dlq_depth"]) == {"sync-in.dlq", "sync-out.one.dlq", "sync-out.lessen360.dlq"}
@@ -27,37 +33,51 @@ def test_empty_schema_says_the_tables_are_missing(cli_settings: Settings) -> Non
     assert human.exit_code == 0 and "run the migrations" in human.stdout
 
 
-def test_populated_schema_counts_by_status_with_oldest_pending(cli_settings: Settings) -> None:
+def test_status_counts_what_sync_in_and_sync_out_really_wrote(cli_settings: Settings) -> None:
+    """State built through the real write paths: sync-in's upsert_versions, sync-out's
+    claim (before a call) and record (after it). An entity synced at v1 whose v2 arrived is
+    pending again, whatever target_sync_state's own status column says."""
     migrate(cli_settings)
-    schema = cli_settings.database_schema
-    engine = create_engine(cli_settings.database_url)
-    with engine.begin() as conn:
-        for i, state in enumerate(["synced", "synced", "failed", "pending"]):
-            conn.execute(text(
-                f'INSERT INTO "{schema}".sync_master_data (entity_type, entity_id, source_system, source_id, data_hash, sync_status) '
-                "VALUES ('location', :id, 'yardi', :id, 'h', :s)"), {"id": f"L{i}", "s": state})
-        rows = [("location", "L0", "one", "synced"), ("location", "L1", "one", "pending"), ("location", "L2", "one", "pending"),
-                ("location", "L0", "lessen360", "failed"), ("resident", "R0", "one", "retry")]
-        for entity_type, entity_id, target, state in rows:
-            conn.execute(text(
-                f'INSERT INTO "{schema}".target_sync_state (entity_type, entity_id, target, status, updated_at) '
-                "VALUES (:t, :id, :target, :s, now() - interval '2 hours')"), {"t": entity_type, "id": entity_id, "target": target, "s": state})
-    engine.dispose()
+    engine = make_engine(cli_settings)
+    with unit_of_work(engine) as s:
+        upsert_versions(s, [location(i, "Unit") for i in range(4)])
+    one, lessen = SyncStateStore(engine, "one", cli_settings.database_schema), SyncStateStore(engine, "lessen360", cli_settings.database_schema)
+    keys = [("location", f"L{i}") for i in range(4)]
+    claimed_at = time.monotonic()
+    assert one.record_sending({k: 1 for k in keys}) == set(keys)  # all four handed to ONE
+    one.record([Synced(keys[0], 1, "one-0"), Synced(keys[1], 1, "one-1")],
+               [Failed(keys[2], 1, "retry", 1, None, "503 from ONE")])  # L3 stays in flight
+    assert lessen.record_sending({keys[0]: 1}) == {keys[0]}
+    lessen.record([], [Failed(keys[0], 1, "failed", 3, None, "422 from Lessen360")])
+    with unit_of_work(engine) as s:
+        upsert_versions(s, [location(1, "Unit renamed")])  # L1 v2: ONE holds only v1 now
 
     result = runner.invoke(status.app, ["--json"])
     assert result.exit_code == 0, result.output
     body = read_json(result.stdout)
     assert body["missing_tables"] == []
     counts = {(c["side"], c["entity_type"], c["system"], c["status"]): c for c in body["counts"]}
-    assert counts[("sync-in", "location", "yardi", "synced")]["count"] == 2
-    assert counts[("sync-in", "location", "yardi", "failed")]["count"] == 1
-    assert counts[("sync-out", "location", "one", "pending")]["count"] == 2
+    assert counts[("sync-in", "location", "yardi", "applied")]["count"] == 4
+    assert counts[("sync-out", "location", "one", "synced")]["count"] == 1  # L0
+    assert counts[("sync-out", "location", "one", "pending")]["count"] == 2  # L1 (v2 new), L3 (in flight)
+    assert counts[("sync-out", "location", "one", "retry")]["count"] == 1  # L2
     assert counts[("sync-out", "location", "lessen360", "failed")]["count"] == 1
-    assert 7000 < counts[("sync-out", "resident", "one", "retry")]["oldest_age_s"] < 7400
+    oldest = counts[("sync-out", "location", "one", "pending")]["oldest_age_s"]
+    assert 0 <= oldest <= time.monotonic() - claimed_at + 1.0  # the oldest pending row's age, in seconds
     assert counts[("sync-out", "location", "one", "synced")]["oldest_age_s"] is None
-    assert body["unpublished_versions"] == 0
+    assert body["unpublished_versions"] == 5  # nothing published: no relay ran
+    with engine.connect() as conn:  # what SQL users read
+        view = dict(conn.execute(text("SELECT entity_id, status FROM entity_sync_status WHERE target = 'one'")).all())
+    assert view == {"L0": "synced", "L1": "pending", "L2": "retry", "L3": "pending"}
     human = runner.invoke(status.app, [])
-    assert human.exit_code == 0 and "sync status" in human.stdout and "2.0h" in human.stdout
+    assert human.exit_code == 0 and "sync status" in human.stdout
+    engine.dispose()
+
+
+def location(i: int, name: str) -> EntityRecord:
+    entity = {"entity_id": f"L{i}", "location_type": "unit", "property_code": "P1", "unit_code": f"U{i}", "name": name,
+              "country": "US", "status": "active", "source_system": "yardi", "source_id": f"u-{i}"}
+    return EntityRecord("location", f"L{i}", entity, f"h-{name}", "yardi", f"u-{i}")
 
 
 def test_lag_of_a_group_that_is_behind(cli_settings: Settings, topic_factory: Callable[..., str], unique: Callable[[str], str],
