@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from syncflow.agents.change_events import CHANGE_EVENT_SCHEMA, change_event, change_event_headers
 from syncflow.agents.sync_out.events import ChangeEvent
@@ -104,9 +104,14 @@ class LimitedReader:
 
 
 def limiter_for(settings: Settings, engine: Engine, target: str) -> RateLimiter:
+    """The target's group-wide bucket. Its row is written from these settings only when no
+    worker has written it yet: the workers' rate wins over an operator's shell."""
     t = settings.sync_out.targets[target]
     limiter = RateLimiter(engine, target, t.rate_per_minute, t.rate_burst_s)
-    limiter.ensure()  # as a starting worker does: the row exists, with the settings' rate
+    with engine.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM sync_out_rate_limit WHERE target = :t"), {"t": target}).first()
+    if exists is None:
+        limiter.ensure()
     return limiter
 
 
