@@ -8,11 +8,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from syncflow.errors import OpsError
 from syncflow.ops.dead_letter_queue import AuditLog, DlqFilter, describe_value, find_record, read_dlq, redrive
+from syncflow.ops.progress import progress_report
 from syncflow.ops.replay import parse_time
 from syncflow.streams.settings import Settings, get_settings
 from syncflow.streams.topics import SYNC_IN_DLQ, target_dlq
@@ -138,14 +138,12 @@ def redrive_(
     settings = get_settings()
     echo = (lambda line: print(line, file=sys.stderr)) if as_json else print
     audit = AuditLog(audit_file or settings.ops.audit_file, echo=echo)
-    progress = Progress(TextColumn("redrive"), BarColumn(), MofNCompleteColumn(), console=Console(stderr=True))
-    task = progress.add_task("redrive", total=None)
     try:
-        with progress:
+        with progress_report("redrive", Console(stderr=True), settings.ops.progress_interval_s) as progress:
             report = redrive(
                 settings, _topic(topic, target), _filter(target, category, entity_type, since, until),
                 audit=audit, max_redrives=max_redrives, dry_run=dry_run, to_topic=to_topic,
-                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+                on_progress=lambda done, total: progress.update(done=done, total=total),
             )  # fmt: skip
     except OpsError as exc:
         raise _fail("redrive", exc) from exc

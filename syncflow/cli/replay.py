@@ -10,6 +10,7 @@ from rich.table import Table
 
 from syncflow.errors import OpsError
 from syncflow.ops.offsets import admin_for
+from syncflow.ops.progress import progress_report
 from syncflow.ops.replay import ReplayResult, ResetTo, parse_time, replay
 from syncflow.streams.settings import get_settings
 
@@ -57,7 +58,10 @@ def main(
     """Refused while the group has active members: stop its workers first (scale to 0)."""
     try:
         reset = reset_from_options(to_earliest, to_latest, to_offset, to_time)
-        result = replay(admin_for(get_settings()), group, topics, reset, partitions=partitions or None, dry_run=dry_run)
+        settings = get_settings()
+        with progress_report(f"replay {group}", Console(stderr=True), settings.ops.progress_interval_s) as progress:
+            result = replay(admin_for(settings), group, topics, reset, partitions=partitions or None, dry_run=dry_run,
+                            on_step=lambda text: progress.update(status=text))
     except OpsError as exc:
         typer.echo(f"replay: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from syncflow.connectors.bulk_import import count_rows, import_file
@@ -17,6 +16,7 @@ from syncflow.connectors.observe import connector_web_port, start_ops_server, wo
 from syncflow.connectors.runner import ConnectorStats, run_connector
 from syncflow.connectors.schemas import SOURCE_ENTITIES
 from syncflow.emulators.sources.runner import serve_all_source_emulators
+from syncflow.ops.progress import progress_report
 from syncflow.streams.logging import configure_logging
 from syncflow.streams.settings import Settings, get_settings
 
@@ -52,11 +52,10 @@ def import_command(
     _check_source(source, entity_type)
     settings = _settings_with_topic(get_settings(), source, topic)
     total = count_rows(file)
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task(f"{source} {entity_type}", total=total)
+    with progress_report(f"import {source} {entity_type}", console, settings.ops.progress_interval_s,
+                         total=total) as progress:
         summary = import_file(settings, file, source, entity_type, rejects_path=rejects, batch_size=batch_size,
-                              progress=lambda n: progress.advance(task, n))
+                              progress=lambda n: progress.update(advance=n))
     table = Table(title=f"import {file.name}")
     for column in ("read", "published", "rejected"):
         table.add_column(column, justify="right")

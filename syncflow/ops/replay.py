@@ -6,6 +6,7 @@ Refused while the group has members: their next commit would overwrite the reset
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
@@ -108,23 +109,28 @@ def replay(
     *,
     partitions: list[int] | None = None,
     dry_run: bool = False,
+    on_step: Callable[[str], None] | None = None,
 ) -> ReplayResult:
     """Plan the reset and, unless `dry_run`, apply it. Raises GroupActiveError when the group
-    has members (a dry run reports them instead)."""
+    has members (a dry run reports them instead). `on_step` hears what it is doing."""
+    step = on_step or (lambda _text: None)
     if not topics:
         raise OpsError("name at least one topic")
+    step(f"reading the state of group {group}")
     state = offsets.group_state(admin, group)
     if state.members and not dry_run:
         raise GroupActiveError(group, state.members)
     tps = [tp for tp in offsets.topic_partitions(admin, topics) if partitions is None or tp[1] in partitions]
     if not tps:
         raise OpsError(f"no partition {partitions} in {', '.join(topics)}")
+    step(f"reading the offsets of {len(tps)} partition(s)")
     marks = offsets.watermarks(admin, tps)
     at_time = offsets.offsets_for_time(admin, tps, reset.value) if reset.kind == "time" and reset.value is not None else None
     if reset.kind == "time" and reset.value is None:
         raise OpsError("a time reset needs a time")
     plans = plan(offsets.committed_offsets(admin, group), marks, target_offsets(reset, marks, at_time))
     if not dry_run:
+        step(f"moving {group} on {len(plans)} partition(s)")
         offsets.alter_group_offsets(admin, group, {(p.topic, p.partition): p.new for p in plans})
     return ReplayResult(group, reset, state, plans, applied=not dry_run)
 

@@ -18,13 +18,13 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from syncflow.agents.rules import RulesEngine
 from syncflow.ops.offsets import admin_for, topic_partitions, watermarks
+from syncflow.ops.progress import progress_report
 from syncflow.ops.status import consumer_groups, dlq_depth, dlq_topics, lag_by_group
 from syncflow.pipeline.namespace import Namespace
 from syncflow.pipeline.reconcile import Reconciliation, get_json, reconcile
@@ -215,6 +215,14 @@ def progress_table(p: Progress, elapsed: float) -> Table:
     return table
 
 
+def progress_line(p: Progress) -> str:
+    """The progress table in one line (for a log or a pipe)."""
+    parts = [p.phase, f"raw {p.raw_records:,}", f"versions {p.versions:,}", f"sync-in.dlq {p.sync_in_dlq:,}"]
+    parts += [f"{t} applied {p.delivered[t]:,} dlq {p.target_dlq.get(t, 0):,}" for t in p.delivered]
+    parts.append(f"lag {sum(p.lag.values()):,}")
+    return ", ".join(parts)
+
+
 def summary_table(result: Reconciliation) -> Table:
     table = Table(title="reconciliation", show_lines=False)
     table.add_column("check")
@@ -270,7 +278,7 @@ def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namesp
         codec = codec_for(settings)
         result = Reconciliation()
         next_round, rounds_done, last_check = time.monotonic(), 0, 0.0
-        with Live(console=console, refresh_per_second=2) as live:
+        with progress_report("demo", console, settings.ops.progress_interval_s, table=True) as live:
             while True:
                 now = time.monotonic()
                 if rounds_done < plan.change_rounds and now >= next_round:
@@ -283,7 +291,7 @@ def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namesp
                     progress = read_progress(settings, engine, phase)
                 except (KafkaException, OSError, SQLAlchemyError) as exc:  # a service is restarting
                     progress = Progress(phase=f"{phase} (waiting: {type(exc).__name__})", lag={"?": 1})
-                live.update(progress_table(progress, now - started))
+                live.update(renderable=progress_table(progress, now - started), status=progress_line(progress))
                 if on_tick:
                     on_tick(supervisor, now - started)
                 broken = supervisor.restart_exited(plan.max_crash_restarts)

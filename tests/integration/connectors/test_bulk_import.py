@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -197,3 +198,34 @@ def test_json_lines_nobody_designed_for_are_rejected_the_rest_published(raw_sett
     assert "surrogate" in rejects[3] and "surrogate" in rejects[4]
     assert "50000-byte limit" in rejects[5]
     assert on_topic(settings, "realpage") == {f"service_request:{r['workOrderId']}": r for r in records}
+
+
+def test_import_piped_prints_progress_lines_while_it_runs(raw_settings, tmp_path: Path) -> None:
+    """With stdout a pipe, `syncflow import` prints a plain progress line at an interval, so
+    progress shows while it runs, not only once it is done."""
+    import re
+    import subprocess
+    import sys
+
+    settings = raw_settings("lessen360")
+    records = rendered("lessen360", "attachment")
+    lines = [dict(r, attachmentId=f"{r['attachmentId']}-{i}") for i in range(4000 // len(records) + 1) for r in records]
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    env = {**os.environ, "SYNCFLOW_OPS__PROGRESS_INTERVAL_S": "0.1",
+           "SYNCFLOW_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
+    proc = subprocess.Popen([sys.executable, "-c", "from syncflow.cli import main; main()", "import", str(big),
+                             "--source", "lessen360", "--entity", "attachment", "--batch-size", "20",
+                             "--topic", settings.connectors.sources["lessen360"].topic],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    progress = re.compile(r"^import lessen360 attachment: (\d+)/(\d+) \(\d+%\), \d+ s$")
+    seen_running: list[int] = []
+    output = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        output.append(line)
+        if (m := progress.match(line.strip())) and proc.poll() is None and int(m[1]) < int(m[2]):
+            seen_running.append(int(m[1]))
+    assert proc.wait(120) == 0, "".join(output)
+    assert len(seen_running) >= 2 and seen_running == sorted(seen_running), "".join(output)
+    assert f"import lessen360 attachment: {len(lines)}/{len(lines)} (100%)" in "".join(output)

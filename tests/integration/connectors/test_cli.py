@@ -97,7 +97,7 @@ def test_a_connector_on_a_fresh_machine_continues_where_the_last_one_stopped(
     emulators = subprocess.Popen([sys.executable, "-c", CLI, "emulate", "--seed", "5"], env=env, cwd=home,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        total = len(wait_for(f"http://127.0.0.1:{ports['yardi']}/_emulator/records")["records"])
+        total = len(wait_for(f"http://127.0.0.1:{ports['yardi']}/_emulator/records", timeout=60)["records"])
         published = []
         for name in ("first", "second"):
             env, home = machine(name)
