@@ -236,8 +236,11 @@ def main() -> int:
                 result = f"error: pytest exit {code}"
             outcomes.append(Outcome(m, result, seconds, output))
             print(f"[{result.split(':')[0]:8}] {m.name} ({seconds:.1f}s)", flush=True)
+            why = next((line for line in output.splitlines() if line.startswith("E   ")), "")
             for line in failed:
                 print(f"           {line[:300]}", flush=True)
+            if failed and why:
+                print(f"           {why[:300]}", flush=True)
             if result != "killed":
                 print("\n".join("    " + line for line in output.splitlines()[-40:]), flush=True)
 
