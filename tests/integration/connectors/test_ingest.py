@@ -86,6 +86,29 @@ async def test_202_only_with_keys_of_records_the_broker_holds(ingest_settings, s
     assert on_topic == dict(zip(expected_keys, records, strict=True))
 
 
+@pytest.mark.parametrize("header", ["X-Trace-Id", "traceparent", "X-Request-Id"])
+async def test_the_pushing_sources_trace_id_is_every_records_trace_id(ingest_settings, serve, header) -> None:
+    base = await serve(ingest_settings)
+    trace_id = uuid.uuid4().hex
+    value = f"00-{trace_id}-00f067aa0ba902b7-01" if header == "traceparent" else trace_id
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{base}/ingest/realpage/service_request", data=json.dumps(records_of("realpage", "service_request")),
+            headers={"Content-Type": "application/json", "X-API-Key": "realpage-key", header: value}) as resp:
+        assert resp.status == 202
+        body = await resp.json()
+    assert body["trace_ids"] == [trace_id] * 3
+    on_topic = read_topic(ingest_settings, topic_of(ingest_settings, "realpage"))
+    assert sorted(m.headers["trace-id"] for m in on_topic) == [trace_id] * 3
+
+
+async def test_without_a_trace_id_each_record_gets_its_own(ingest_settings, serve) -> None:
+    base = await serve(ingest_settings)
+    status, body = await post(f"{base}/ingest/realpage/service_request", json.dumps(records_of("realpage", "service_request")))
+    assert status == 202 and len(set(body["trace_ids"])) == 3
+    on_topic = read_topic(ingest_settings, topic_of(ingest_settings, "realpage"))
+    assert {m.key: m.headers["trace-id"] for m in on_topic} == dict(zip(body["keys"], body["trace_ids"], strict=True))
+
+
 async def test_single_object_with_omitted_optional_fields_gets_its_defaults(ingest_settings, serve) -> None:
     base = await serve(ingest_settings)
     record = {"workOrderId": "WO-9", "propertyCode": "ceda02", "updatedAtMs": 1767225600000}
