@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.baselines import Call, HttpRun, bare_http, median, percentile  # noqa: E402
 from bench.figures import Baseline, BenchResult, Figure, print_table, write_json  # noqa: E402
 
-from syncflow.agents.sync_out import build_worker, sync_out_topics  # noqa: E402
+from syncflow.agents.sync_out import sync_out_topics  # noqa: E402
+from syncflow.roles.sync_out import build_worker  # noqa: E402
 from syncflow.agents.sync_out.events import ChangeEvent  # noqa: E402
 from syncflow.agents.sync_out.registry import binding_for  # noqa: E402
 from syncflow.sinks.common_db.migrate import migrate  # noqa: E402

@@ -156,9 +156,3 @@ async def _sweep(sweeper: OutboxRelay) -> None:
     except Exception as exc:  # noqa: BLE001 - the next sweep tries again; nothing is marked published
         log.warning("outbox sweep failed, will retry: %s: %s", type(exc).__name__, exc)
 
-
-def run_sync_in(settings: Settings, topics: SyncInTopics | None = None, *, loglevel: str | None = None) -> None:
-    """Run a sync-in worker until stopped (wiring lives in syncflow.streams.app)."""
-    from syncflow.streams.app import run_sync_in as run_worker
-
-    run_worker(settings, topics, loglevel=loglevel)

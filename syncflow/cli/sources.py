@@ -11,12 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from syncflow.connectors.bulk_import import count_rows, import_file
-from syncflow.connectors.ingest import run_ingest
-from syncflow.connectors.observe import connector_web_port, start_ops_server, worker_observer
-from syncflow.connectors.runner import ConnectorStats, run_connector
 from syncflow.connectors.schemas import SOURCE_ENTITIES
 from syncflow.emulators.sources.runner import serve_all_source_emulators
 from syncflow.ops.progress import progress_report
+from syncflow.roles.connector import run_connector_with_ops
+from syncflow.roles.ingest import run_ingest
 from syncflow.streams.logging import configure_logging
 from syncflow.streams.settings import Settings, get_settings
 
@@ -96,7 +95,7 @@ def connector(
     settings = get_settings()
     configure_logging(settings)
     try:
-        stats = asyncio.run(_run_connector_with_ops(settings, source, once))
+        stats = asyncio.run(run_connector_with_ops(settings, source, once))
     except KeyboardInterrupt:
         return
     console.print(f"{source}: {stats.passes} pass(es), {stats.pages} pages, {stats.records_published} records, "
@@ -105,18 +104,6 @@ def connector(
         console.print(f"[red]{message}")
     if stats.errors:
         raise typer.Exit(1)
-
-
-async def _run_connector_with_ops(settings: Settings, source: str, once: bool) -> ConnectorStats:
-    """The connector plus its /metrics, /health and /ready server (not for --once)."""
-    observer = worker_observer(settings)
-    ops = None if once else await start_ops_server(observer, settings.http_host,
-                                                   connector_web_port(settings, source))
-    try:
-        return await run_connector(settings, source, once=once, observer=observer)
-    finally:
-        if ops is not None:
-            await ops.cleanup()
 
 
 @app.command()

@@ -21,7 +21,7 @@ def run(
     loglevel: str = typer.Option(None, help="Log level (default: settings.log_level)."),
 ) -> None:
     """Consume raw.<source> until stopped."""
-    from syncflow.agents.sync_in import run_sync_in
+    from syncflow.roles.sync_in import run_sync_in
     from syncflow.streams.logging import configure_logging
     from syncflow.streams.settings import Settings
 

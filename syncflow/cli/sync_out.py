@@ -20,7 +20,7 @@ def run(
 ) -> None:
     """A sync-out worker for one target (consumer group sync-out.<target>). SIGTERM finishes
     the batch in flight, commits and exits."""
-    from syncflow.agents.sync_out import run_sync_out
+    from syncflow.roles.sync_out import run_sync_out
 
     settings = get_settings()
     if target not in settings.sync_out.targets:

@@ -27,13 +27,12 @@ from typing import Any
 from aiohttp import web
 from confluent_kafka import KafkaException
 
-from syncflow.connectors.observe import Observer, worker_observer
+from syncflow.connectors.observe import Observer
 from syncflow.connectors.publish import RawPublisher, new_batch_number, refused_as_too_large
 from syncflow.connectors.schemas import SOURCE_ENTITIES, check_record, load_schema
 from syncflow.connectors.xml_records import element_to_record, local_name, parse_xml
 from syncflow.errors import ConfigError, EncodeError, SchemaRegistryUnavailableError, TooLargeError, ValidationError
 from syncflow.streams.headers import REQUEST_ID, TRACE_ID, TRACEPARENT, header_value, trace_id_of_traceparent
-from syncflow.streams.metrics import add_ops_routes
 from syncflow.streams.producer import DeliveryError, OutgoingRecord, ReliableProducer
 from syncflow.streams.settings import Settings
 
@@ -254,44 +253,3 @@ def request_trace_id(request: web.Request) -> str | None:
 
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
-
-
-def make_ingest_app(settings: Settings, producer: ReliableProducer | None = None,
-                    observer: Observer | None = None) -> web.Application:
-    """The ingest application. Without a producer, one is made and closed with the app.
-    With an observer that has health checks, /metrics, /health and /ready are served too."""
-    check_api_keys(settings)
-    own_producer = producer is None
-    producer = producer or ReliableProducer(settings)
-    # aiohttp refuses bigger bodies itself too (413), without reading them into memory
-    app = web.Application(client_max_size=settings.ingest.max_body_bytes)
-    app[SETTINGS_KEY] = settings
-    app[PRODUCER_KEY] = producer
-    app[PUBLISHERS_KEY] = {s: RawPublisher(settings, s, producer, ack_timeout_s=settings.ingest.ack_timeout_s)
-                           for s in SOURCE_ENTITIES}
-    app[OBSERVER_KEY] = observer or Observer()
-    app[LIMITER_KEY] = InFlight(settings.ingest.max_concurrent_requests)
-    app.router.add_post("/ingest/{source}/{entity_type}", ingest)
-    if observer is not None and observer.health is not None:
-        add_ops_routes(app, observer.health, observer.registry)
-    else:
-        app.router.add_get("/health", health)
-    if own_producer:
-        async def close_producer(_app: web.Application) -> None:
-            await asyncio.to_thread(producer.close, settings.ingest.ack_timeout_s)
-
-        app.on_cleanup.append(close_producer)
-    return app
-
-
-async def run_ingest(settings: Settings) -> None:
-    """Serve the ingest API on settings.ingest.host (else http_host):port until cancelled."""
-    runner = web.AppRunner(make_ingest_app(settings, observer=worker_observer(settings)), access_log=None)
-    await runner.setup()
-    host = settings.ingest.host or settings.http_host
-    await web.TCPSite(runner, host, settings.ingest.port).start()
-    log.info("ingest API on http://%s:%d", host, settings.ingest.port)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()

@@ -1,39 +1,28 @@
-"""Run one source connector: incremental passes over the source's streams, each page
+"""One source connector's pass: incremental passes over the source's streams, each page
 produced to raw.<source> and acknowledged by the broker before its cursor is saved (in the
 common database, shared by every replica: syncflow/connectors/cursor.py). A source error
 on one stream is logged and counted, and the pass goes on with the others.
 Records re-read in the overlap window that were already published unchanged are not sent
-again (see cursor.py), so an idle connector publishes nothing."""
+again (see cursor.py), so an idle connector publishes nothing. The connector is wired and
+run by syncflow/roles/connector.py."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
-import aiohttp
 from confluent_kafka import KafkaException
 from sqlalchemy.exc import SQLAlchemyError
 
 from syncflow.connectors.base import SourceClient, unpublished, within_window
 from syncflow.connectors.cursor import CursorStore
-from syncflow.connectors.insight import InsightClient
-from syncflow.connectors.lessen360 import Lessen360Client
 from syncflow.connectors.observe import Observer
 from syncflow.connectors.publish import RawPublisher, new_batch_number
-from syncflow.connectors.realpage import RealPageClient
-from syncflow.connectors.yardi import YardiClient
-from syncflow.errors import ConfigError, SchemaRegistryUnavailableError, SourceError
-from syncflow.sinks.common_db.engine import make_engine
-from syncflow.sinks.common_db.migrate import migrate
-from syncflow.streams.producer import DeliveryError, ReliableProducer
-from syncflow.streams.settings import Settings, SourceSettings
+from syncflow.errors import SchemaRegistryUnavailableError, SourceError
+from syncflow.streams.producer import DeliveryError
 
 log = logging.getLogger(__name__)
-
-CLIENTS: dict[str, Any] = {"yardi": YardiClient, "realpage": RealPageClient, "insight": InsightClient,
-                           "lessen360": Lessen360Client}
 
 
 @dataclass
@@ -52,17 +41,6 @@ class ConnectorStats:
         self.errors += 1
         self.error_messages.append(message)
         del self.error_messages[:-50]
-
-
-def make_client(source: str, session: aiohttp.ClientSession, settings: Settings,
-                observer: Observer | None = None) -> SourceClient:
-    if source not in CLIENTS or source not in settings.connectors.sources:
-        raise ConfigError(f"unknown source {source!r}; configured: {', '.join(settings.connectors.sources)}")
-    src: SourceSettings = settings.connectors.sources[source]
-    client: SourceClient = CLIENTS[source](session, src, settings.schemas_dir)
-    if observer is not None:
-        client.http.on_latency = lambda operation, seconds: observer.source_call(source, operation, seconds)
-    return client
 
 
 async def run_pass(client: SourceClient, publisher: RawPublisher, cursors: CursorStore, stats: ConnectorStats,
@@ -119,40 +97,3 @@ async def run_pass(client: SourceClient, publisher: RawPublisher, cursors: Curso
             log.error("%s: cannot save the cursor: %s; pass stopped", client.source, exc)
             stats.error(f"{stream}: {exc}")
             return
-
-
-async def run_connector(settings: Settings, source: str, *, once: bool = False, max_pages: int | None = None,
-                        stop: asyncio.Event | None = None, observer: Observer | None = None) -> ConnectorStats:
-    """Pull `source` incrementally onto its raw topic. `once`: one full pass, then return.
-    `max_pages`: stop after that many pages (a controlled stop mid-run). `stop`: set it to
-    end a continuous run after the current pass. `observer`: metrics and health to feed."""
-    src = settings.connectors.sources.get(source)
-    if src is None:
-        raise ConfigError(f"no settings for source {source!r}")
-    stats = ConnectorStats(source)
-    await asyncio.to_thread(migrate, settings)  # the cursor table (idempotent, locked)
-    engine = make_engine(settings, pool_size=1)
-    cursors = await asyncio.to_thread(CursorStore, engine, source)
-    producer = ReliableProducer(settings)
-    publisher = RawPublisher(settings, source, producer, ack_timeout_s=settings.connectors.ack_timeout_s)
-    stop = stop or asyncio.Event()
-    try:
-        async with aiohttp.ClientSession() as session:
-            client = make_client(source, session, settings, observer)
-            while True:
-                await run_pass(client, publisher, cursors, stats, max_pages=max_pages, observer=observer)
-                stats.passes += 1
-                if observer is not None:
-                    observer.heartbeat()
-                log.info("%s pass %d: %d records, %d unchanged, %d rejected, %d errors", source, stats.passes,
-                         stats.records_published, stats.records_unchanged, stats.records_rejected, stats.errors)
-                if once or stats.stopped_early or stop.is_set():
-                    return stats
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=src.poll_interval_s)
-                    return stats
-                except asyncio.TimeoutError:
-                    pass
-    finally:
-        await asyncio.to_thread(producer.close, settings.connectors.ack_timeout_s)
-        engine.dispose()

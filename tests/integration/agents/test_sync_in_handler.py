@@ -25,7 +25,7 @@ from syncflow.sinks.common_db.engine import unit_of_work
 from syncflow.sinks.common_db.models import DataVersion
 from syncflow.sinks.raw_store import RawKey
 from syncflow.streams.admin import create_topics
-from syncflow.streams.app import SyncInRuntime, build_sync_in, prepare_stores
+from syncflow.roles.sync_in import SyncInRuntime, build_sync_in, prepare_stores
 from syncflow.streams.avro import RegistryCodec, registry_client
 from syncflow.streams.dead_letters import VALUE_REPLACED, read_failure_headers
 from syncflow.streams.schemas import SchemaCatalogue

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from syncflow.connectors.runner import run_connector
+from syncflow.roles.connector import run_connector
 from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.streams.dead_letters import PREFIX
 from syncflow.streams.settings import Settings

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from syncflow.connectors.runner import run_connector
+from syncflow.roles.connector import run_connector
 from syncflow.emulators.sources import Faults
 from syncflow.streams import headers as h
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from syncflow.connectors.ingest import make_ingest_app
+from syncflow.roles.ingest import make_ingest_app
 from syncflow.connectors.schemas import load_schema, with_defaults
 from syncflow.connectors.xml_records import record_to_element
 from syncflow.emulators.sources import generate_world

@@ -20,7 +20,8 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from syncflow.agents.outbox import OutboxRelay
-from syncflow.agents.sync_out import SyncOutWorker, build_worker, sync_out_topics
+from syncflow.agents.sync_out import SyncOutWorker, sync_out_topics
+from syncflow.roles.sync_out import build_worker
 from syncflow.cli import app
 from syncflow.emulators.targets import EmulatorState, emulator_state, emulator_url, start_target_emulator
 from syncflow.sinks.common_db.engine import make_engine, unit_of_work

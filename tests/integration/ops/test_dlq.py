@@ -275,7 +275,7 @@ def test_a_redriven_record_that_fails_again_returns_to_the_dlq_with_its_count_un
     back to raw.<source>, sync-in fails it again and its DLQ copy carries the redrive count,
     so after max_redrives the loop guard parks it instead of cycling forever."""
     from syncflow.agents.sync_in_handler import BatchProgress
-    from syncflow.streams.app import build_sync_in, prepare_stores
+    from syncflow.roles.sync_in import build_sync_in, prepare_stores
     from syncflow.streams.records import KafkaRecord
     from syncflow.streams.topics import ENTITY_TYPES, SYNC_IN_DLQ, changes_topic, raw_topic
 

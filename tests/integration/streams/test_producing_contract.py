@@ -28,7 +28,7 @@ from syncflow.sinks.common_db.engine import unit_of_work
 from syncflow.sinks.common_db.models import DataVersion
 from syncflow.sinks.raw_store import RawKey
 from syncflow.streams.admin import create_topics
-from syncflow.streams.app import build_sync_in, prepare_stores
+from syncflow.roles.sync_in import build_sync_in, prepare_stores
 from syncflow.streams.dead_letters import read_failure_headers
 from syncflow.streams.headers import TRACE_ID, header_value
 from syncflow.streams.records import KafkaRecord

@@ -35,9 +35,9 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from syncflow.agents.rules import RulesEngine
-from syncflow.agents.sync_out import build_worker, sync_out_topics
-from syncflow.agents.sync_out.runner import add_observability
-from syncflow.connectors.ingest import make_ingest_app
+from syncflow.agents.sync_out import sync_out_topics
+from syncflow.roles.sync_out import add_observability, build_worker
+from syncflow.roles.ingest import make_ingest_app
 from syncflow.connectors.publish import RawPublisher, new_batch_number
 from syncflow.emulators.sources import generate_world
 from syncflow.emulators.sources.render import render

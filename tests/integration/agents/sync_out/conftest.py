@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 from confluent_kafka import Consumer
 
-from syncflow.agents.sync_out import SyncOutWorker, build_worker, sync_out_topics
+from syncflow.agents.sync_out import SyncOutWorker, sync_out_topics
+from syncflow.roles.sync_out import build_worker
 from syncflow.emulators.targets import EmulatorState, emulator_url, start_target_emulator
 from syncflow.sinks.common_db.migrate import migrate
 from syncflow.streams.admin import create_topics, delete_topics

@@ -295,7 +295,7 @@ async def test_a_service_request_in_the_same_batch_as_its_location_follows_it(so
     waits in the buffer for the next batch instead of a retry tier."""
     import json
 
-    from syncflow.agents.sync_out import build_worker
+    from syncflow.roles.sync_out import build_worker
     from syncflow.agents.sync_out.batch import Consumed
     from syncflow.agents.sync_out.events import ChangeEvent
     from syncflow.agents.sync_out.priority import PriorityBuffer

@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncflow.agents.sync_out.runner import add_observability
+from syncflow.roles.sync_out import add_observability
 from syncflow.emulators.targets import emulator_state
 from syncflow.streams.health import HealthCheck
 from syncflow.streams.metrics import create_metrics

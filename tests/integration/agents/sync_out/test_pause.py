@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import text
 
 from syncflow.agents.sync_out import sync_out_topics
-from syncflow.agents.sync_out.runner import add_observability
+from syncflow.roles.sync_out import add_observability
 from syncflow.emulators.targets import emulator_state
 from syncflow.ops.offsets import admin_for, group_lag
 from syncflow.ops.pauses import pause, resume

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from sqlalchemy import Engine, text
 
-from syncflow.agents.sync_out import build_worker
+from syncflow.roles.sync_out import build_worker
 from syncflow.agents.sync_out.batch import BatchProcessor, Consumed
 from syncflow.agents.sync_out.events import ChangeEvent
 from syncflow.agents.sync_out.priority import Entry, PriorityBuffer

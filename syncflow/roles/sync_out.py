@@ -1,4 +1,4 @@
-"""Wiring of a sync-out worker, in one place: settings → engine, codec, producer, client,
+"""The composition root of a sync-out worker, in one place: settings → engine, codec, producer, client,
 transformer, rate limiter, state store → SyncOutWorker. And the process entry point."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The Faust app of sync-in, and the one place its parts are wired together: codec, rules,
-raw store, common database, producers, metrics and health. Nothing here runs at import."""
+"""The composition root of a sync-in worker: its Faust app, and the one place its parts are
+wired together: codec, rules, raw store, common database, producers, metrics and health.
+Nothing here runs at import."""
 
 from __future__ import annotations
 
