@@ -58,7 +58,7 @@ from syncflow.pipeline.supervisor import RoleProcess, Supervisor  # noqa: E402
 from syncflow.sinks.common_db.engine import make_engine  # noqa: E402
 from syncflow.streams.admin import delete_topics  # noqa: E402
 from syncflow.streams.security import kafka_client_config  # noqa: E402
-from syncflow.streams.settings import Settings, local_stack_dir  # noqa: E402
+from syncflow.settings import Settings, local_stack_dir  # noqa: E402
 
 WORKER_PREFIXES = ("sync-in-", "sync-out-")
 

@@ -140,7 +140,7 @@ def os_name() -> str:
 
 def service_versions() -> dict[str, str]:
     """Kafka, PostgreSQL and FerretDB versions of the stack the benchmarks used."""
-    from syncflow.streams.settings import Settings
+    from syncflow.settings import Settings
 
     settings = Settings.load()
     out = {"Kafka": kafka_version(), "PostgreSQL": "unknown", "FerretDB": "unknown"}

@@ -45,7 +45,7 @@ from syncflow.streams.avro import codec_for  # noqa: E402
 from syncflow.streams.headers import ENTITY_TYPE, SOURCE_SYSTEM, TRACE_ID  # noqa: E402
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer  # noqa: E402
 from syncflow.streams.security import kafka_client_config  # noqa: E402
-from syncflow.streams.settings import Settings  # noqa: E402
+from syncflow.settings import Settings  # noqa: E402
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, TopicSpec, changes_topic, raw_key, raw_topic  # noqa: E402
 
 

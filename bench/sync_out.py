@@ -52,7 +52,7 @@ from syncflow.streams.avro import codec_for  # noqa: E402
 from syncflow.streams.headers import PRIORITY  # noqa: E402
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer  # noqa: E402
 from syncflow.streams.security import kafka_client_config  # noqa: E402
-from syncflow.streams.settings import Settings  # noqa: E402
+from syncflow.settings import Settings  # noqa: E402
 from syncflow.streams.topics import TopicSpec, changes_topic  # noqa: E402
 
 

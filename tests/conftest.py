@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 HOW_TO_START = (
     "The local stack is not reachable. Start it with `deploy/local/stack.sh up` "

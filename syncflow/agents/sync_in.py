@@ -20,7 +20,7 @@ from syncflow.agents.sync_in_pause import SourceHold, refresh
 from syncflow.agents.sync_in_steps import SyncInTopics
 from syncflow.streams.health import HealthCheck
 from syncflow.streams.records import KafkaRecord
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from syncflow.sinks.raw_store import RawDocument, RawKey
 from syncflow.streams.avro import DecodedRecord
 from syncflow.streams.headers import BATCH_NUMBER, ENTITY_TYPE, TRACE_ID, header_value
 from syncflow.streams.records import Headers, KafkaRecord
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, changes_topic, raw_topic
 
 

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from syncflow.errors import ConfigError
 from syncflow.sinks.common_db.engine import checked_schema
-from syncflow.streams.settings import Settings
-from syncflow.streams.settings_check import mask_text, masked
+from syncflow.settings import Settings
+from syncflow.settings_check import mask_text, masked
 
 app = typer.Typer(no_args_is_help=True, help="The effective configuration.")
 

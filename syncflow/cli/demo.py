@@ -9,7 +9,7 @@ import time
 import typer
 
 from syncflow.cli.stack import SCRIPT
-from syncflow.streams.settings import local_stack_dir
+from syncflow.settings import local_stack_dir
 
 
 def demo(
@@ -23,7 +23,7 @@ def demo(
 ) -> None:
     """Bring up the local stack, run every role, feed a day of changes, reconcile."""
     from syncflow.pipeline.demo import DemoPlan, run_demo
-    from syncflow.streams.settings import Settings
+    from syncflow.settings import Settings
 
     if subprocess.call([str(SCRIPT), "up"], env=_env()) != 0:
         raise typer.Exit(1)

@@ -14,7 +14,7 @@ from syncflow.errors import OpsError
 from syncflow.ops.dead_letter_queue import AuditLog, DlqFilter, describe_value, find_record, read_dlq, redrive
 from syncflow.ops.progress import progress_report
 from syncflow.ops.replay import parse_time
-from syncflow.streams.settings import Settings, get_settings
+from syncflow.settings import Settings, get_settings
 from syncflow.streams.topics import SYNC_IN_DLQ, target_dlq
 
 app = typer.Typer(no_args_is_help=True, help="Inspect dead-letter topics and redrive their records.")

@@ -14,7 +14,7 @@ from rich.table import Table
 from syncflow.ops.pauses import PauseScope, list_pauses, pause, resume
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.migrate import migrate
-from syncflow.streams.settings import Settings, get_settings
+from syncflow.settings import Settings, get_settings
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES
 
 TARGET = typer.Option(None, "--target", help="A sync-out target (its deliveries are held).")

@@ -13,7 +13,7 @@ from syncflow.ops.raw_purge import purge_expired
 from syncflow.ops.replay import parse_time
 from syncflow.ops.reprocess import ReprocessFilter, reprocess
 from syncflow.streams.producer import ReliableProducer
-from syncflow.streams.settings import Settings, get_settings
+from syncflow.settings import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Raw store (MongoDB) operations.")
 

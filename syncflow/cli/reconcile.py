@@ -15,7 +15,7 @@ from syncflow.errors import OpsError
 from syncflow.ops.dead_letter_queue import AuditLog
 from syncflow.ops.reconcile import KINDS, ReconcileReport, reconcile, run_every, serve_metrics
 from syncflow.ops.resync import audit_file
-from syncflow.streams.settings import get_settings
+from syncflow.settings import get_settings
 
 SAMPLE = 20
 

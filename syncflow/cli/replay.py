@@ -12,7 +12,7 @@ from syncflow.errors import OpsError
 from syncflow.ops.offsets import admin_for
 from syncflow.ops.progress import progress_report
 from syncflow.ops.replay import ReplayResult, ResetTo, parse_time, replay
-from syncflow.streams.settings import get_settings
+from syncflow.settings import get_settings
 
 app = typer.Typer(help="Reset a consumer group's offsets (earliest / latest / offset / time).")
 

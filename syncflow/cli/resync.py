@@ -14,7 +14,7 @@ from syncflow.errors import OpsError
 from syncflow.ops.dead_letter_queue import AuditLog
 from syncflow.ops.replay import parse_time
 from syncflow.ops.resync import ResyncReport, audit_file, resync
-from syncflow.streams.settings import get_settings
+from syncflow.settings import get_settings
 
 
 def _ids(values: list[str] | None) -> tuple[str, ...] | None:

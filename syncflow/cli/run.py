@@ -11,7 +11,7 @@ import signal
 import typer
 
 from syncflow.cli import sources, sync_in, sync_out
-from syncflow.streams.settings import Settings, get_settings
+from syncflow.settings import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Run one syncflow role in the foreground.")
 

@@ -17,7 +17,7 @@ from syncflow.ops.progress import progress_report
 from syncflow.roles.connector import run_connector_with_ops
 from syncflow.roles.ingest import run_ingest
 from syncflow.streams.logging import configure_logging
-from syncflow.streams.settings import Settings, get_settings
+from syncflow.settings import Settings, get_settings
 
 app = typer.Typer(help="Source systems: emulators, connectors, push ingest, bulk import.", no_args_is_help=True)
 console = Console()

@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from syncflow.streams.settings import REPO_ROOT
+from syncflow.settings import REPO_ROOT
 
 app = typer.Typer(no_args_is_help=True, help="Run the local stack (Kafka, PostgreSQL, FerretDB) without Docker.")
 SCRIPT = REPO_ROOT / "deploy" / "local" / "stack.sh"

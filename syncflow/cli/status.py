@@ -13,7 +13,7 @@ from syncflow.ops.offsets import admin_for
 from syncflow.ops.pauses import pause_status
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.ops.status import StatusReport, collect_status
-from syncflow.streams.settings import get_settings
+from syncflow.settings import get_settings
 
 app = typer.Typer(help="Where records are: sync status counts, lag per group, DLQ depth.")
 

@@ -23,7 +23,7 @@ def run(
     """Consume raw.<source> until stopped."""
     from syncflow.roles.sync_in import run_sync_in
     from syncflow.streams.logging import configure_logging
-    from syncflow.streams.settings import Settings
+    from syncflow.settings import Settings
 
     settings = Settings.load()
     overrides = {

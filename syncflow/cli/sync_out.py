@@ -8,7 +8,7 @@ import signal
 import typer
 
 from syncflow.streams.logging import configure_logging
-from syncflow.streams.settings import Settings, get_settings
+from syncflow.settings import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Deliver change events to target systems.")
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from syncflow.streams.admin import create_topics
-from syncflow.streams.settings import get_settings
+from syncflow.settings import get_settings
 from syncflow.streams.topics import catalogue
 
 app = typer.Typer(no_args_is_help=True, help="Create and list syncflow's topics.")

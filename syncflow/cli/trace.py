@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from syncflow.ops.trace import Trace, build_trace
-from syncflow.streams.settings import Settings, get_settings
+from syncflow.settings import Settings, get_settings
 
 REF_HELP = ("<source>:<entity_type>:<source_id> (e.g. yardi:location:U-101), a canonical entity id "
             "(e.g. loc-…), or a trace id.")

@@ -14,7 +14,7 @@ from syncflow.connectors.cursor import Fingerprint, content_digest
 from syncflow.connectors.http import SourceHttp
 from syncflow.connectors.publish import Reject
 from syncflow.connectors.schemas import modified_ms_of, source_id_of
-from syncflow.streams.settings import SourceSettings
+from syncflow.settings import SourceSettings
 from syncflow.streams.topics import raw_key
 
 # What reading a field of a record that does not look like what its source documents can

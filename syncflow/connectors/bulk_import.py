@@ -18,7 +18,7 @@ from syncflow.connectors.schemas import load_schema
 from syncflow.connectors.xml_records import element_to_record, local_name, parse_xml
 from syncflow.errors import EncodeError, FieldError, TooLargeError, ValidationError
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".xml": "xml"}
 

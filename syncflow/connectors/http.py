@@ -14,7 +14,7 @@ import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from syncflow.errors import PermanentSourceError, TransientSourceError
-from syncflow.streams.settings import SourceSettings
+from syncflow.settings import SourceSettings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

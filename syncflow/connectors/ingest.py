@@ -34,7 +34,7 @@ from syncflow.connectors.xml_records import element_to_record, local_name, parse
 from syncflow.errors import ConfigError, EncodeError, SchemaRegistryUnavailableError, TooLargeError, ValidationError
 from syncflow.streams.headers import REQUEST_ID, TRACE_ID, TRACEPARENT, header_value, trace_id_of_traceparent
 from syncflow.streams.producer import DeliveryError, OutgoingRecord, ReliableProducer
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 log = logging.getLogger(__name__)
 

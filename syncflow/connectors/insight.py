@@ -10,7 +10,7 @@ import aiohttp
 
 from syncflow.connectors.base import Page, load_json
 from syncflow.connectors.http import SourceHttp
-from syncflow.streams.settings import SourceSettings
+from syncflow.settings import SourceSettings
 
 FEED = {"location": "locations", "resident": "occupants", "service_request": "tickets"}
 

@@ -12,7 +12,7 @@ import aiohttp
 
 from syncflow.connectors.base import Page, cursor_ceiling_ms, load_json
 from syncflow.connectors.http import SourceHttp
-from syncflow.streams.settings import SourceSettings
+from syncflow.settings import SourceSettings
 
 COLLECTION = {"service_request": "work-orders", "attachment": "attachments"}
 ID_FIELD = {"service_request": "workOrderId", "attachment": "attachmentId"}

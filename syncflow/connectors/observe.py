@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from syncflow.streams.health import HealthCheck, kafka_reachable
 from syncflow.streams.metrics import SyncflowMetrics, add_ops_routes, create_metrics
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import SOURCES
 
 

@@ -20,7 +20,7 @@ from syncflow.streams import headers as h
 from syncflow.streams.avro import AvroCodec, codec_for
 from syncflow.streams.dead_letters import PREFIX, FailureContext, failure_headers, record_size
 from syncflow.streams.producer import DeliveryError, OutgoingRecord, ReliableProducer
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import SYNC_IN_DLQ, raw_key, raw_topic
 
 Record = dict[str, Any]

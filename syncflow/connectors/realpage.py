@@ -16,7 +16,7 @@ import aiohttp
 from syncflow.connectors.base import Page, cursor_ceiling_ms, latest_modified_ms, load_json
 from syncflow.connectors.http import SourceHttp
 from syncflow.connectors.schemas import SOURCE_ENTITIES
-from syncflow.streams.settings import SourceSettings
+from syncflow.settings import SourceSettings
 
 COLLECTION = {"location": "locations", "resident": "residents", "service_request": "workorders",
               "attachment": "attachments"}

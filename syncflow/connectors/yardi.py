@@ -16,7 +16,7 @@ from syncflow.connectors.publish import Reject
 from syncflow.connectors.schemas import SOURCE_ENTITIES, load_schema
 from syncflow.connectors.xml_records import element_to_record, local_name, parse_xml
 from syncflow.errors import PermanentSourceError, TransientSourceError, ValidationError
-from syncflow.streams.settings import SourceSettings
+from syncflow.settings import SourceSettings
 
 ENDPOINT = "/Voyager/ItfServiceRequests.asmx"
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"

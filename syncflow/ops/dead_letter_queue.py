@@ -32,7 +32,7 @@ from syncflow.streams.headers import ENTITY_TYPE, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.records import Headers, KafkaRecord
 from syncflow.streams.security import kafka_client_config
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 REDRIVE_COUNT = "syncflow.redrive.count"  # not a dlt header: it survives carry_headers
 REDRIVE_BATCH = 200

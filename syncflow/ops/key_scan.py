@@ -16,7 +16,7 @@ from syncflow.ops import offsets
 from syncflow.streams.headers import TRACE_ID, header_value
 from syncflow.streams.records import KafkaRecord
 from syncflow.streams.security import kafka_client_config
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 
 @dataclass

@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from syncflow.errors import OpsError
 from syncflow.streams.security import kafka_client_config
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 TP = tuple[str, int]  # (topic, partition)
 NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group has committed nothing there

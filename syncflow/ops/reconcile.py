@@ -36,7 +36,7 @@ from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.latest import Latest, Selection, known_entities, latest_versions
 from syncflow.sinks.targets.base import TargetRecord, payload_hash
 from syncflow.streams.avro import codec_for
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import ENTITY_TYPES
 
 log = logging.getLogger(__name__)

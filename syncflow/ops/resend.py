@@ -35,7 +35,7 @@ from syncflow.sinks.common_db.latest import Latest, force_resend, unforce_resend
 from syncflow.sinks.targets.base import Delivery, TargetClient
 from syncflow.streams.avro import AvroCodec
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import retry_topic
 
 RESEND_HEADER = "syncflow.resend"

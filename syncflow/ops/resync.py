@@ -20,7 +20,7 @@ from syncflow.ops.resend import LimitedReader, expected_delivery, field_diff, is
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.latest import Latest, latest_versions
 from syncflow.streams.avro import codec_for
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 
 def audit_file(settings: Settings) -> Path:

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 
 from syncflow.errors import TablesMissingError
 from syncflow.ops import offsets
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, changes_topic, raw_topic, retry_topic, sync_out_group, target_dlq
 
 REQUIRED_TABLES = ("sync_master_data", "entity_sync_status")

@@ -29,7 +29,7 @@ from syncflow.sinks.raw_store import RawKey, RawRecordStore, from_document
 from syncflow.streams.dead_letters import read_failure_headers
 from syncflow.streams.headers import TRACE_ID, header_value
 from syncflow.streams.records import KafkaRecord
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES
 
 Decode = Callable[[bytes, str], dict[str, Any]]

@@ -34,7 +34,7 @@ from syncflow.sinks.common_db.migrate import migrate
 from syncflow.sinks.raw_store import RawRecordStore
 from syncflow.streams.admin import admin_client, create_topics, delete_topics
 from syncflow.streams.avro import codec_for
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import SYNC_IN_DLQ, target_dlq
 
 SOURCES = ("yardi", "realpage", "insight", "lessen360")

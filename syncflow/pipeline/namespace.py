@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import SOURCES, SYNC_IN_DLQ, TopicSpec, catalogue, raw_topic
 
 

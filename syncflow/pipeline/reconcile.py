@@ -24,7 +24,7 @@ from syncflow.ops.dead_letter_queue import DlqRecord, read_dlq
 from syncflow.streams.avro import AvroCodec
 from syncflow.streams.dead_letters import read_failure_headers
 from syncflow.streams.headers import header_value
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import SYNC_IN_DLQ, target_dlq
 
 TRANSIENT_CATEGORIES = {"transient", "rate-limited"}

@@ -23,7 +23,7 @@ from syncflow.errors import ConfigError
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.migrate import migrate
 from syncflow.streams.producer import ReliableProducer
-from syncflow.streams.settings import Settings, SourceSettings
+from syncflow.settings import Settings, SourceSettings
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from syncflow.connectors.publish import RawPublisher
 from syncflow.connectors.schemas import SOURCE_ENTITIES
 from syncflow.streams.metrics import add_ops_routes
 from syncflow.streams.producer import ReliableProducer
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from syncflow.streams.health import (
 from syncflow.streams.metrics import SYNC_IN_FAILURES, SYNC_IN_REQUESTS, create_metrics, register_lag_collector
 from syncflow.streams.producer import ReliableProducer
 from syncflow.streams.security import faust_credentials
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from syncflow.streams.metrics import (
 )
 from syncflow.streams.logging import configure_logging
 from syncflow.streams.producer import ReliableProducer
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, OperationFailure
 
 from syncflow.errors import FieldError, RawDocumentRejected
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from syncflow.errors import (
     UnknownSchemaError,
 )
 from syncflow.streams.schemas import SchemaCatalogue, SchemaVersion, make_version
-from syncflow.streams.security import SchemaRegistrySecuritySettings, registry_config
-from syncflow.streams.settings import Settings
+from syncflow.streams.security import registry_config
+from syncflow.settings import SchemaRegistrySecuritySettings, Settings
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 SINGLE_OBJECT_HEADER = len(SINGLE_OBJECT_MAGIC) + 8

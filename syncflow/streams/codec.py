@@ -22,7 +22,7 @@ from faust.serializers import codecs
 
 from syncflow.errors import EncodeError
 from syncflow.streams.avro import AvroCodec, DecodedRecord, codec_for
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 
 class FaustAvroCodec(faust.Codec):

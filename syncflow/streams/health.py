@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from pymongo import MongoClient
 from sqlalchemy import Engine, text
 
-from syncflow.streams.settings import OpsSettings, Settings
+from syncflow.settings import OpsSettings, Settings
 
 CheckFn = Callable[[], Awaitable[tuple[bool, str]]]
 

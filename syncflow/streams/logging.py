@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from datetime import datetime, timezone
 
 from syncflow.streams.headers import TRACE_ID, header_value
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 trace_id_var: ContextVar[str | None] = ContextVar("syncflow_trace_id", default=None)
 PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(trace_id)s] %(message)s"

@@ -21,7 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from syncflow.streams.health import HealthCheck
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 # -- the names; dashboards and deploy/ tests read this list -------------------------------
 SYNC_IN_REQUESTS = "syncflow_sync_in_requests"

@@ -10,7 +10,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from syncflow.streams.records import Headers
 from syncflow.streams.security import kafka_client_config
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 
 

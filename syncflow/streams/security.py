@@ -1,6 +1,6 @@
 """Kafka client security for every role, and the schema registry's credentials.
 
-One settings group, `settings.kafka_security` (env `SYNCFLOW_KAFKA_SECURITY__<FIELD>`), says
+One settings group (its types are in syncflow/settings.py), `settings.kafka_security` (env `SYNCFLOW_KAFKA_SECURITY__<FIELD>`), says
 how every Kafka client of syncflow connects: the confluent-kafka producers, consumers and
 admin clients (`kafka_client_config`), and sync-in's Faust app on aiokafka
 (`faust_credentials`). `settings.schema_registry_security` does the same for the schema
@@ -21,20 +21,17 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import SecretStr
 
 from syncflow.errors import ConfigError
+from syncflow.settings import KafkaSecuritySettings, SchemaRegistrySecuritySettings
 
 if TYPE_CHECKING:  # pragma: no cover
     import faust
 
-    from syncflow.streams.settings import Settings
-
-SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN", "OAUTHBEARER"]
-
+    from syncflow.settings import Settings
 
 def read_secret(value: SecretStr | None, file: Path | None, what: str) -> str | None:
     """The secret given inline, else the content of its file (one trailing newline dropped,
@@ -50,83 +47,6 @@ def read_secret(value: SecretStr | None, file: Path | None, what: str) -> str | 
     except OSError as exc:
         raise ConfigError(f"{what}_file {str(file)!r} cannot be read: {exc.strerror or type(exc).__name__}") from None
     return text[:-1] if text.endswith("\n") else text
-
-
-class KafkaSecuritySettings(BaseModel):
-    """How every syncflow Kafka client authenticates and encrypts. The default is PLAINTEXT
-    (the local stack's quick path)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    protocol: SecurityProtocol = "PLAINTEXT"
-    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
-    # PLAIN and SCRAM
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    # OAUTHBEARER: client-credentials grant against an OIDC token endpoint
-    oauth_token_endpoint: str | None = None
-    oauth_client_id: str | None = None
-    oauth_client_secret: SecretStr | None = None
-    oauth_client_secret_file: Path | None = None
-    oauth_scope: str | None = None
-    # TLS (SSL and SASL_SSL): the CA that signed the brokers' certificates (system CAs when
-    # unset), a client certificate and key for mutual TLS, and host-name verification
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    key_password: SecretStr | None = None
-    key_password_file: Path | None = None
-    verify_hostname: bool = True
-
-    @model_validator(mode="after")
-    def _complete(self) -> "KafkaSecuritySettings":
-        for name in ("password", "oauth_client_secret", "key_password"):
-            if getattr(self, name) is not None and getattr(self, f"{name}_file") is not None:
-                raise ValueError(f"kafka_security: set either {name} or {name}_file, not both")
-        if self.sasl:
-            if self.sasl_mechanism == "OAUTHBEARER":
-                if not (self.oauth_token_endpoint and self.oauth_client_id
-                        and (self.oauth_client_secret is not None or self.oauth_client_secret_file is not None)):
-                    raise ValueError("kafka_security: OAUTHBEARER needs oauth_token_endpoint, oauth_client_id "
-                                     "and oauth_client_secret (or oauth_client_secret_file)")
-            elif not self.username or (self.password is None and self.password_file is None):
-                raise ValueError(f"kafka_security: {self.protocol} with {self.sasl_mechanism} needs username "
-                                 "and password (or password_file)")
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("kafka_security: cert_file and key_file go together")
-        return self
-
-    @property
-    def sasl(self) -> bool:
-        return self.protocol.startswith("SASL_")
-
-    @property
-    def tls(self) -> bool:
-        return self.protocol in ("SSL", "SASL_SSL")
-
-
-class SchemaRegistrySecuritySettings(BaseModel):
-    """The schema registry's HTTP basic auth and TLS (https:// URLs)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _complete(self) -> "SchemaRegistrySecuritySettings":
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("schema_registry_security: set either password or password_file, not both")
-        if self.username and self.password is None and self.password_file is None:
-            raise ValueError("schema_registry_security: username needs password (or password_file)")
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("schema_registry_security: cert_file and key_file go together")
-        return self
 
 
 # -- confluent-kafka (librdkafka) ------------------------------------------------------------

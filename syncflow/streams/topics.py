@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 SOURCES = ("yardi", "realpage", "insight", "lessen360")
 ENTITY_TYPES = ("location", "resident", "service_request", "attachment")

@@ -22,7 +22,7 @@ from syncflow.pipeline.reconcile import INJECTED
 from syncflow.pipeline.supervisor import Supervisor
 from syncflow.streams.avro import codec_for
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
-from syncflow.streams.settings import REPO_ROOT, Settings
+from syncflow.settings import REPO_ROOT, Settings
 from syncflow.streams.topics import raw_topic
 from tests.integration.agents.test_poison import poison_cases, valid_pool
 

@@ -9,7 +9,7 @@ from pymongo import MongoClient
 from sqlalchemy import create_engine, text
 
 from syncflow.streams.admin import create_topics, delete_topics
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import TopicSpec
 
 pytestmark = pytest.mark.integration

@@ -92,7 +92,7 @@ def _probe(code: str, cwd: Path, env: dict[str, str]) -> str:
 def check_imports(copy: Path, env: dict[str, str]) -> None:
     """`syncflow` and REPO_ROOT (which the tests hand to their worker subprocesses as
     PYTHONPATH) must both be the copy, in the test process and in a worker's."""
-    probe = ("import syncflow, syncflow.cli.sync_in, syncflow.streams.settings as s; "
+    probe = ("import syncflow, syncflow.cli.sync_in, syncflow.settings as s; "
              "print(syncflow.__file__); print(syncflow.cli.sync_in.__file__); print(s.REPO_ROOT)")
     out = _probe(probe, copy, env)
     paths = out.split()

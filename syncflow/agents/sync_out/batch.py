@@ -43,7 +43,7 @@ from syncflow.streams.dead_letters import FailureContext, carry_headers, failure
 from syncflow.streams.headers import TRACE_ID, TRANSIENT_FAILURES, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.records import KafkaRecord
-from syncflow.streams.settings import SyncOutSettings, TargetSettings
+from syncflow.settings import SyncOutSettings, TargetSettings
 
 log = logging.getLogger(__name__)
 

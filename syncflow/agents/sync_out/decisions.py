@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from syncflow.agents.sync_out.events import ChangeEvent
 from syncflow.errors import DependencyNotMetError, SchemaRegistryUnavailableError, TransientTargetError
-from syncflow.streams.settings import SyncOutSettings
+from syncflow.settings import SyncOutSettings
 
 EntityKey = tuple[str, str]  # (entity_type, entity_id)
 

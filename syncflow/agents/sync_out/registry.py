@@ -8,7 +8,7 @@ from syncflow.errors import ConfigError
 from syncflow.sinks.targets.base import TargetClient
 from syncflow.sinks.targets.lessen360 import Lessen360Client
 from syncflow.sinks.targets.one import OneClient
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 TARGETS: dict[str, tuple[type[TargetClient], str]] = {
     "one": (OneClient, "one"),

@@ -30,7 +30,7 @@ from syncflow.errors import SyncflowError
 from syncflow.streams.avro import AvroCodec
 from syncflow.streams.dead_letters import read_failure_headers
 from syncflow.streams.security import kafka_client_config
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import changes_topic, dependency_topic, retry_topic, sync_out_group, target_dlq
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from syncflow.emulators.sources.lessen360 import make_lessen360_app
 from syncflow.emulators.sources.realpage import make_realpage_app
 from syncflow.emulators.sources.world import World, generate_world
 from syncflow.emulators.sources.yardi import make_yardi_app
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 APP_FACTORIES: dict[str, Callable[[EmulatorState], web.Application]] = {
     "yardi": make_yardi_app,

@@ -14,7 +14,7 @@ from syncflow.connectors.xml_records import local_name, record_to_element
 from syncflow.emulators.sources.base import STATE_KEY, EmulatorState, make_app
 from syncflow.emulators.sources.render import render
 from syncflow.emulators.sources.world import World
-from syncflow.streams.settings import REPO_ROOT
+from syncflow.settings import REPO_ROOT
 
 ENDPOINT = "/Voyager/ItfServiceRequests.asmx"
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from syncflow.emulators.targets import lessen360, one
 from syncflow.emulators.targets.core import EmulatorState, OAuth2Client
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 STATE_KEY = web.AppKey("emulator_state", EmulatorState)
 PREFIX_KEY = web.AppKey("emulator_prefix", str)

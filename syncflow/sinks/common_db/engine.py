@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
 from syncflow.errors import ConfigError
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 

@@ -10,7 +10,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, text
 
 from syncflow.sinks.common_db.engine import checked_schema, make_engine
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 

@@ -33,7 +33,7 @@ from syncflow.errors import (
     TransientTargetError,
 )
 from syncflow.streams.headers import REQUEST_ID, TRACEPARENT, traceparent
-from syncflow.streams.settings import TargetSettings
+from syncflow.settings import TargetSettings
 
 DEFAULT_RETRY_AFTER_S = 1.0
 REASON_MAX = 500  # characters of a target's text kept in a reason

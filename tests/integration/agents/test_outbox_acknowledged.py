@@ -17,7 +17,7 @@ from syncflow.sinks.common_db.repository import upsert_versions
 from syncflow.sinks.common_db.versioning import EntityRecord
 from syncflow.streams.avro import codec_for
 from syncflow.streams.producer import DeliveryError, OutgoingRecord
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -34,7 +34,7 @@ from syncflow.streams.avro import codec_for
 from syncflow.streams.dead_letters import VALUE_REPLACED, read_failure_headers
 from syncflow.streams.headers import TRACE_ID
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
-from syncflow.streams.settings import REPO_ROOT, Settings
+from syncflow.settings import REPO_ROOT, Settings
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, TopicSpec, changes_topic, raw_key, raw_topic
 from tests.integration.agents.test_sync_in_worker import free_port, read_topic, tail
 

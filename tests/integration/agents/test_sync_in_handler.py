@@ -30,7 +30,7 @@ from syncflow.streams.avro import RegistryCodec, registry_client
 from syncflow.streams.dead_letters import VALUE_REPLACED, read_failure_headers
 from syncflow.streams.schemas import SchemaCatalogue
 from syncflow.streams.headers import PRIORITY, TRACE_ID, header_value
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, TopicSpec, changes_topic, raw_key, raw_topic
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from syncflow.emulators.sources.render import render
 from syncflow.streams.avro import codec_for
 from syncflow.streams.metrics import CONSUMER_LAG
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import raw_key, raw_topic
 from tests.integration.agents.test_poison import start_worker, valid_pool, wait_for, world  # noqa: F401 - fixture
 

@@ -42,7 +42,7 @@ from syncflow.streams.admin import create_topics
 from syncflow.streams.avro import codec_for
 from syncflow.streams.headers import ENTITY_TYPE, SOURCE_SYSTEM, TRACE_ID
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
-from syncflow.streams.settings import REPO_ROOT, Settings
+from syncflow.settings import REPO_ROOT, Settings
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, TopicSpec, changes_topic, raw_key, raw_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

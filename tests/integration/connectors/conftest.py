@@ -19,7 +19,7 @@ from syncflow.emulators.sources import RunningEmulator, World, generate_world, s
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.migrate import migrate
 from syncflow.streams.avro import codec_for
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from syncflow.connectors.schemas import load_schema
 from syncflow.connectors.xml_records import record_to_element
 from syncflow.emulators.sources import generate_world
 from syncflow.emulators.sources.render import render
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 from .conftest import latest_by_key, read_topic
 

@@ -16,7 +16,7 @@ from urllib.request import urlopen
 
 import pytest
 
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 from .conftest import read_topic
 

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from syncflow.roles.connector import run_connector
 from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.streams.dead_letters import PREFIX
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import TopicSpec
 
 from .conftest import latest_by_key, read_topic, saved_cursors

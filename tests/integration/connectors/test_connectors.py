@@ -285,7 +285,7 @@ async def test_through_the_schema_registry(source, start_emulator, source_settin
     import os
 
     from syncflow.streams.avro import registry_client
-    from syncflow.streams.settings import local_stack_dir
+    from syncflow.settings import local_stack_dir
 
     env = "SYNCFLOW_LOCAL_SCHEMA_REGISTRY_URL"
     url = os.environ.get(env) or next(

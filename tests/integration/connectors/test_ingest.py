@@ -21,7 +21,7 @@ from syncflow.emulators.sources import generate_world
 from syncflow.emulators.sources.render import render
 from syncflow.errors import ConfigError
 from syncflow.streams.admin import create_topics, delete_topics
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import TopicSpec
 
 from .conftest import latest_by_key, read_topic

@@ -27,7 +27,7 @@ from syncflow.sinks.common_db.cursors import save_cursor
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.migrate import migrate
 from syncflow.streams.producer import DeliveryError
-from syncflow.streams.settings import Settings, SourceSettings
+from syncflow.settings import Settings, SourceSettings
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 
-from syncflow.streams.settings import Settings, get_settings
+from syncflow.settings import Settings, get_settings
 
 
 @pytest.fixture

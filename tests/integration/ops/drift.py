@@ -32,7 +32,7 @@ from syncflow.sinks.common_db.versioning import EntityRecord
 from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.streams.avro import codec_for
 from syncflow.streams.producer import ReliableProducer
-from syncflow.streams.settings import Settings, get_settings
+from syncflow.settings import Settings, get_settings
 from syncflow.streams.topics import ENTITY_TYPES, TopicSpec, changes_topic
 
 runner = CliRunner()

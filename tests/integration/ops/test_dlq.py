@@ -20,7 +20,7 @@ from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.streams.dead_letters import PREFIX, FailureContext, failure_headers
 from syncflow.streams.headers import ENTITY_TYPE, TRACE_ID
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import TopicSpec
 from tests.integration.ops.conftest import consume_all, read_json
 

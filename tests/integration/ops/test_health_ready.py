@@ -21,7 +21,7 @@ from sqlalchemy import create_engine
 
 from syncflow.streams.health import HealthCheck, kafka_reachable, mongo_reachable, postgres_reachable
 from syncflow.streams.metrics import add_ops_routes, create_metrics
-from syncflow.streams.settings import OpsSettings, Settings
+from syncflow.settings import OpsSettings, Settings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from syncflow.streams.metrics import CONSUMER_LAG, DLQ_DEPTH, register_lag_collector
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from tests.integration.ops.conftest import consume_all
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from syncflow.cli import app
 from syncflow.ops.pauses import PauseRules, list_pauses
 from syncflow.sinks.common_db.engine import make_engine
-from syncflow.streams.settings import REPO_ROOT, Settings
+from syncflow.settings import REPO_ROOT, Settings
 
 from .conftest import read_json
 

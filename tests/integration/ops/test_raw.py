@@ -16,7 +16,7 @@ from syncflow.ops.reprocess import ReprocessFilter, reprocess
 from syncflow.sinks.raw_store import to_document
 from syncflow.streams.avro import codec_for
 from syncflow.streams.producer import ReliableProducer
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from tests.integration.ops.conftest import consume_all
 
 runner = CliRunner()

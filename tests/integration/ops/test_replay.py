@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from syncflow.cli import replay
 from syncflow.ops.offsets import admin_for, committed_offsets
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from tests.integration.ops.conftest import consume_all
 
 runner = CliRunner()

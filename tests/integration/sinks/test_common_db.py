@@ -17,7 +17,7 @@ from syncflow.sinks.common_db.migrate import alembic_config, migrate
 from syncflow.sinks.common_db.models import DataVersion, Location, ResidentialDetails, ServiceRequest
 from syncflow.sinks.common_db.repository import lock_unpublished, mark_published, upsert_versions
 from syncflow.sinks.common_db.versioning import EntityRecord
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 

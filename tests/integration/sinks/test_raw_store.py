@@ -10,7 +10,7 @@ from pymongo.errors import AutoReconnect
 
 from syncflow.errors import FieldError
 from syncflow.sinks.raw_store import Completed, Failed, RawDocument, RawKey, RawRecordStore
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 

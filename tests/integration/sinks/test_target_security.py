@@ -16,7 +16,7 @@ from aiohttp import web
 from syncflow.emulators.targets import OAuth2Client, emulator_state, emulator_url, start_target_emulator
 from syncflow.errors import PermanentTargetError
 from syncflow.sinks.targets import Delivery, Lessen360Client, OneClient, TargetClient, join_url
-from syncflow.streams.settings import TargetSettings
+from syncflow.settings import TargetSettings
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 
 class Topics:

@@ -11,7 +11,7 @@ import faust
 
 from syncflow.streams.avro import DecodedRecord
 from syncflow.streams.codec import register_faust_codec
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 settings = Settings.load()
 register_faust_codec(settings, "avro")

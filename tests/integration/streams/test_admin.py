@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from syncflow.streams.admin import admin_client, create_topics, delete_topics
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import TopicSpec
 
 

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer
 from syncflow.streams.avro import SingleObjectCodec
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.schemas import SchemaCatalogue
-from syncflow.streams.settings import REPO_ROOT, Settings
+from syncflow.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, OperationFailure, WriteError
 
 from syncflow.sinks.raw_store import COLLECTION, DUPLICATE_KEY, RawRecordStore, from_document, to_document
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

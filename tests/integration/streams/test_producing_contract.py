@@ -32,7 +32,7 @@ from syncflow.roles.sync_in import build_sync_in, prepare_stores
 from syncflow.streams.dead_letters import read_failure_headers
 from syncflow.streams.headers import TRACE_ID, header_value
 from syncflow.streams.records import KafkaRecord
-from syncflow.streams.settings import REPO_ROOT, Settings, local_stack_dir
+from syncflow.settings import REPO_ROOT, Settings, local_stack_dir
 from syncflow.streams.topics import ENTITY_TYPES, SYNC_IN_DLQ, TopicSpec, changes_topic, raw_topic
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import pytest
 from syncflow.errors import SchemaMismatchError, UnknownSchemaError
 from syncflow.streams.avro import RegistryCodec, registry_client
 from syncflow.streams.schemas import SchemaCatalogue
-from syncflow.streams.settings import local_stack_dir
+from syncflow.settings import local_stack_dir
 
 pytestmark = pytest.mark.integration
 

@@ -48,8 +48,9 @@ from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.streams.health import HealthCheck
 from syncflow.streams.metrics import create_metrics
 from syncflow.streams.producer import ReliableProducer
-from syncflow.streams.security import KafkaSecuritySettings, kafka_client_config
-from syncflow.streams.settings import REPO_ROOT, Settings, get_settings, local_stack_dir
+from syncflow.settings import KafkaSecuritySettings
+from syncflow.streams.security import kafka_client_config
+from syncflow.settings import REPO_ROOT, Settings, get_settings, local_stack_dir
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, TopicSpec, changes_topic, raw_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -18,7 +18,7 @@ from syncflow.sinks.common_db.repository import NewVersion
 from syncflow.streams.avro import DecodedRecord, SingleObjectCodec
 from syncflow.streams.headers import ENTITY_TYPE, PRIORITY, TRACE_ID, header_value
 from syncflow.streams.schemas import SchemaCatalogue
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 TOPICS = SyncInTopics({"raw.yardi-x": "yardi"}, "sync-in.dlq-x", "-x")
 

@@ -15,7 +15,7 @@ from syncflow.connectors.schemas import load_schema
 from syncflow.connectors.yardi import parse_result, voyager_time
 from syncflow.emulators.sources.yardi import envelope, error_messages
 from syncflow.errors import PermanentSourceError, TransientSourceError
-from syncflow.streams.settings import REPO_ROOT
+from syncflow.settings import REPO_ROOT
 
 OP = "GetResidents"
 

@@ -13,7 +13,7 @@ from syncflow.connectors.schemas import (
     schema_name,
     with_defaults,
 )
-from syncflow.streams.settings import REPO_ROOT
+from syncflow.settings import REPO_ROOT
 
 SCHEMAS = REPO_ROOT / "avro_schemas"
 

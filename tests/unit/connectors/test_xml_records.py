@@ -11,7 +11,7 @@ from syncflow.connectors.xml_records import element_to_record, record_to_element
 from syncflow.emulators.sources.render import render
 from syncflow.emulators.sources.world import apply_changes, generate_world
 from syncflow.errors import ValidationError
-from syncflow.streams.settings import REPO_ROOT
+from syncflow.settings import REPO_ROOT
 
 SCHEMAS = REPO_ROOT / "avro_schemas"
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from syncflow.streams.metrics import FRESHNESS_BUCKETS
-from syncflow.streams.settings import REPO_ROOT
+from syncflow.settings import REPO_ROOT
 
 PROMETHEUS = REPO_ROOT / "deploy" / "prometheus"
 ALERTS = PROMETHEUS / "alerts.yml"

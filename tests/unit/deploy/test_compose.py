@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 import yaml
 
-from syncflow.streams.settings import REPO_ROOT, Settings
+from syncflow.settings import REPO_ROOT, Settings
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 SCHEMA_FILE = Path(__file__).parent / "data" / "compose-spec.json"

@@ -23,7 +23,7 @@ from syncflow.connectors.yardi import ENDPOINT as YARDI_ENDPOINT
 from syncflow.ops.status import consumer_groups
 from syncflow.sinks.targets.base import join_url
 from syncflow.streams.metrics import METRIC_NAMES, exposed_name_to_metric
-from syncflow.streams.settings import REPO_ROOT, Settings
+from syncflow.settings import REPO_ROOT, Settings
 from syncflow.streams.topics import SOURCES, catalogue
 
 DEPLOY = REPO_ROOT / "deploy"

@@ -9,7 +9,7 @@ import re
 
 import syncflow
 from syncflow.errors import SyncflowError
-from syncflow.streams.settings import REPO_ROOT
+from syncflow.settings import REPO_ROOT
 
 NOT_DEAD_LETTER_CATEGORIES = {
     "internal",  # the root's default: every raised error has its own

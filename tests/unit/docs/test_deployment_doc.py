@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from syncflow.streams.security import KafkaSecuritySettings
-from syncflow.streams.settings import REPO_ROOT, Settings
+from syncflow.settings import KafkaSecuritySettings
+from syncflow.settings import REPO_ROOT, Settings
 
 DOC = (REPO_ROOT / "docs" / "deployment.md").read_text()
 

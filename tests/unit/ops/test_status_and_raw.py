@@ -9,7 +9,7 @@ from syncflow.ops.reprocess import ReprocessFilter, to_outgoing
 from syncflow.ops.status import consumer_groups, dlq_topics
 from syncflow.sinks.raw_store import to_document
 from syncflow.streams.headers import ENTITY_TYPE, SOURCE_SYSTEM, TRACE_ID
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 
 def test_groups_and_dlq_topics_follow_the_targets() -> None:

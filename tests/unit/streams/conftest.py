@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from syncflow.streams.schemas import SchemaCatalogue
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 CatalogueFactory = Callable[..., SchemaCatalogue]
 

@@ -22,7 +22,7 @@ from syncflow.streams.avro import (
     registry_client,
 )
 from syncflow.streams.schemas import SchemaCatalogue
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 CHANGE_EVENT = "io.syncflow.canonical.ChangeEvent"
 LOCATION = "io.syncflow.canonical.Location"

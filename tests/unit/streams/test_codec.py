@@ -13,7 +13,7 @@ from syncflow.errors import DecodeError, EncodeError
 from syncflow.streams.avro import DecodedRecord, RegistryCodec, SingleObjectCodec, registry_client
 from syncflow.streams.codec import FaustAvroCodec, register_faust_codec
 from syncflow.streams.schemas import SchemaCatalogue
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 CHANGE_EVENT = "io.syncflow.canonical.ChangeEvent"
 EVENT = {

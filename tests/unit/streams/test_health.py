@@ -18,7 +18,7 @@ from syncflow.streams.health import (
     partitions_assigned,
 )
 from syncflow.streams.metrics import create_metrics
-from syncflow.streams.settings import OpsSettings
+from syncflow.settings import OpsSettings
 
 
 class FakeClock:

@@ -11,7 +11,7 @@ import pytest
 
 from syncflow.streams.headers import TRACE_ID
 from syncflow.streams.logging import configure_logging, trace_context
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from syncflow.streams.metrics import (
     create_metrics,
     exposed_name_to_metric,
 )
-from syncflow.streams.settings import OpsSettings
+from syncflow.settings import OpsSettings
 
 
 class FakeClock:

@@ -14,16 +14,15 @@ from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
 from syncflow.errors import ConfigError
+from syncflow.settings import KafkaSecuritySettings, SchemaRegistrySecuritySettings
 from syncflow.streams.security import (
-    KafkaSecuritySettings,
     OAuthClientCredentialsProvider,
-    SchemaRegistrySecuritySettings,
     faust_credentials,
     kafka_client_config,
     read_secret,
     registry_config,
 )
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 SECRET = "pa55-w0rd-that-must-not-leak"
 

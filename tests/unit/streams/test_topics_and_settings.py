@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import SYNC_IN_DLQ, TopicSpec, catalogue, raw_key, retry_topic, target_dlq
 
 

@@ -22,7 +22,7 @@ from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.streams.avro import codec_for
 from syncflow.streams.headers import PRIORITY
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 from syncflow.streams.topics import TopicSpec, changes_topic
 
 ENTITY_TYPES = ("location", "resident", "service_request", "attachment")

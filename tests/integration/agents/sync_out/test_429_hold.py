@@ -8,7 +8,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from syncflow.agents.sync_out import sync_out_topics
 from syncflow.emulators.targets import emulator_state
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 from .conftest import delivered_versions, location, pointing_at, wait_for
 from .test_delivery import sync_rows

@@ -12,7 +12,7 @@ from syncflow.emulators.targets import emulator_state
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.models import TargetSyncState
 from syncflow.streams.dead_letters import read_failure_headers
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 from .conftest import delivered_versions, location, pointing_at, read_topic, service_request, wait_for
 

@@ -24,7 +24,7 @@ from syncflow.agents.sync_out import sync_out_topics
 from syncflow.emulators.targets import emulator_state, emulator_url
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.streams.avro import codec_for
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 from .conftest import location, wait_for
 

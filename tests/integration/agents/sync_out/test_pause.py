@@ -20,7 +20,7 @@ from syncflow.ops.offsets import admin_for, group_lag
 from syncflow.ops.pauses import pause, resume
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.streams.health import HealthCheck
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 from .conftest import delivered_versions, location, pointing_at, service_request, wait_for
 from .test_429_hold import topic_sizes

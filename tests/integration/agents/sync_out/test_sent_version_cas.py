@@ -20,7 +20,7 @@ from syncflow.agents.sync_out.priority import Entry, PriorityBuffer
 from syncflow.agents.sync_out.state import SyncStateStore
 from syncflow.emulators.targets import emulator_state
 from syncflow.sinks.common_db.engine import make_engine
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 from .conftest import location, pointing_at
 

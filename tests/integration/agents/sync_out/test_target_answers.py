@@ -18,7 +18,7 @@ from syncflow.agents.sync_out import sync_out_topics
 from syncflow.emulators.targets import emulator_state
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.streams.dead_letters import read_failure_headers
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 from .conftest import fast_settings, location, pointing_at, read_topic, service_request, wait_for
 

@@ -30,7 +30,7 @@ from syncflow.roles.sync_in import SyncInRuntime, build_sync_in, prepare_stores
 from syncflow.streams.headers import ENTITY_TYPE, SOURCE_SYSTEM, TRACE_ID, traceparent
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.records import KafkaRecord
-from syncflow.streams.settings import Settings, get_settings
+from syncflow.settings import Settings, get_settings
 from syncflow.streams.topics import SYNC_IN_DLQ, TopicSpec, changes_topic, raw_key, raw_topic
 
 from .conftest import pointing_at, read_topic, wait_for

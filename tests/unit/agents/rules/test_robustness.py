@@ -64,6 +64,6 @@ def test_odd_values_never_raise_anything_but_validation_errors(engine):
 
 
 def test_the_rules_file_path_in_settings_is_this_file():
-    from syncflow.streams.settings import SyncInSettings
+    from syncflow.settings import SyncInSettings
 
     assert Path(SyncInSettings().rules_file).resolve() == (REPO / "syncflow/agents/rules/sync_in.yaml").resolve()

@@ -19,7 +19,7 @@ from syncflow.errors import (
     TransientTargetError,
     ValidationError,
 )
-from syncflow.streams.settings import SyncOutSettings
+from syncflow.settings import SyncOutSettings
 
 
 def event(**kw: object) -> ChangeEvent:
@@ -103,7 +103,7 @@ def test_a_reference_delivered_in_the_same_batch_is_waited_for_in_the_buffer() -
 def test_dependency_waits_do_not_use_up_the_retries_owed_to_a_transient_error() -> None:
     from syncflow.agents.sync_out.decisions import route_failure
     from syncflow.errors import TransientTargetError
-    from syncflow.streams.settings import SyncOutSettings
+    from syncflow.settings import SyncOutSettings
 
     settings = SyncOutSettings(retry_delays_s=[1.0, 2.0, 3.0])
     error = TransientTargetError("502", 502)

@@ -14,7 +14,7 @@ from syncflow.agents.sync_out.observe import SyncOutObserver, target_reachable
 from syncflow.emulators.targets import emulator_url, start_target_emulator
 from syncflow.streams.health import HealthCheck
 from syncflow.streams.metrics import FRESHNESS_BUCKETS, create_metrics
-from syncflow.streams.settings import OpsSettings
+from syncflow.settings import OpsSettings
 
 
 def test_outcomes_become_metrics_and_progress() -> None:

@@ -7,7 +7,7 @@ import pytest
 from syncflow.agents.sync_out.registry import binding_for
 from syncflow.errors import ConfigError
 from syncflow.sinks.targets import Lessen360Client, OneClient
-from syncflow.streams.settings import Settings, SyncOutSettings, TargetSettings
+from syncflow.settings import Settings, SyncOutSettings, TargetSettings
 
 
 def test_each_configured_target_gets_its_client_and_rules() -> None:

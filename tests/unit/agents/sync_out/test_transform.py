@@ -9,7 +9,7 @@ import pytest
 from syncflow.agents.sync_out.events import BadChangeEventError, ChangeEvent
 from syncflow.agents.sync_out.transform import Transformer, lookup, map_fields
 from syncflow.errors import ConfigError
-from syncflow.streams.settings import SyncOutSettings
+from syncflow.settings import SyncOutSettings
 
 RULES = SyncOutSettings().rules_file
 

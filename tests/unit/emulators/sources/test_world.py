@@ -10,7 +10,7 @@ import pytest
 from syncflow.connectors.schemas import check_record, load_schema, modified_ms_of, source_id_of
 from syncflow.emulators.sources.render import render
 from syncflow.emulators.sources.world import BASE_TIME_MS, apply_changes, generate_world
-from syncflow.streams.settings import REPO_ROOT
+from syncflow.settings import REPO_ROOT
 
 SCHEMAS = REPO_ROOT / "avro_schemas"
 

@@ -183,7 +183,7 @@ async def test_lessen360_single_record_endpoint(lessen) -> None:
 async def test_all_configured_targets_start_on_their_base_url_ports() -> None:
     import socket
 
-    from syncflow.streams.settings import Settings
+    from syncflow.settings import Settings
 
     def free_port() -> int:
         with socket.socket() as sock:

@@ -14,7 +14,7 @@ from syncflow.emulators.targets import emulator_state, emulator_url, start_targe
 from syncflow.errors import PermanentTargetError, TransientTargetError
 from syncflow.sinks.targets import Delivery, Lessen360Client, OneClient, error_for
 from syncflow.sinks.targets.base import BadAnswerError, UnusableAnswerError, parse_answer, readable, target_ref_of
-from syncflow.streams.settings import TargetSettings
+from syncflow.settings import TargetSettings
 
 
 def one_loc(n: int) -> Delivery:

@@ -10,7 +10,7 @@ from aiohttp import web
 from syncflow.emulators.targets import emulator_state, emulator_url, start_target_emulator
 from syncflow.errors import DependencyNotMetError, PermanentTargetError, RateLimitedError, TransientTargetError
 from syncflow.sinks.targets import Delivery, Lessen360Client, OneClient, error_for, parse_retry_after
-from syncflow.streams.settings import TargetSettings
+from syncflow.settings import TargetSettings
 
 LOC_ONE = Delivery("location", "loc-1", 1, "upsert", "locations", {"propertyCode": "P1", "kind": "unit"})
 WO_ONE = Delivery("service_request", "sr-1", 1, "upsert", "work-orders",

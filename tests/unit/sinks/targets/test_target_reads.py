@@ -11,7 +11,7 @@ from syncflow.emulators.targets import emulator_state, emulator_url, start_targe
 from syncflow.errors import RateLimitedError
 from syncflow.sinks.targets import Delivery, Lessen360Client, OneClient
 from syncflow.sinks.targets.base import payload_hash
-from syncflow.streams.settings import TargetSettings
+from syncflow.settings import TargetSettings
 
 CASES = {
     "one": (OneClient, {"propertyCode": "P1", "kind": "unit"}),

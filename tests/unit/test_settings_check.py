@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from syncflow.cli import app
 from syncflow.errors import ConfigError
-from syncflow.streams.settings import Settings
+from syncflow.settings import Settings
 
 
 @pytest.mark.parametrize(("name", "nearest"), [

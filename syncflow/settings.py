@@ -14,15 +14,15 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from syncflow.streams.security import KafkaSecuritySettings, SchemaRegistrySecuritySettings
-from syncflow.streams.settings_check import check_names
+from syncflow.settings_check import check_names
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def merge_named_defaults(defaults: dict[str, dict], given: object) -> object:
@@ -46,6 +46,87 @@ def local_stack_dir() -> Path:
     if os.geteuid() == 0:
         return Path("/var/lib/syncflow")
     return Path.home() / ".local/state/syncflow"
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN", "OAUTHBEARER"]
+
+
+class KafkaSecuritySettings(BaseModel):
+    """How every syncflow Kafka client authenticates and encrypts. The default is PLAINTEXT
+    (the local stack's quick path)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    # PLAIN and SCRAM
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    # OAUTHBEARER: client-credentials grant against an OIDC token endpoint
+    oauth_token_endpoint: str | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: SecretStr | None = None
+    oauth_client_secret_file: Path | None = None
+    oauth_scope: str | None = None
+    # TLS (SSL and SASL_SSL): the CA that signed the brokers' certificates (system CAs when
+    # unset), a client certificate and key for mutual TLS, and host-name verification
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password: SecretStr | None = None
+    key_password_file: Path | None = None
+    verify_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self) -> "KafkaSecuritySettings":
+        for name in ("password", "oauth_client_secret", "key_password"):
+            if getattr(self, name) is not None and getattr(self, f"{name}_file") is not None:
+                raise ValueError(f"kafka_security: set either {name} or {name}_file, not both")
+        if self.sasl:
+            if self.sasl_mechanism == "OAUTHBEARER":
+                if not (self.oauth_token_endpoint and self.oauth_client_id
+                        and (self.oauth_client_secret is not None or self.oauth_client_secret_file is not None)):
+                    raise ValueError("kafka_security: OAUTHBEARER needs oauth_token_endpoint, oauth_client_id "
+                                     "and oauth_client_secret (or oauth_client_secret_file)")
+            elif not self.username or (self.password is None and self.password_file is None):
+                raise ValueError(f"kafka_security: {self.protocol} with {self.sasl_mechanism} needs username "
+                                 "and password (or password_file)")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("kafka_security: cert_file and key_file go together")
+        return self
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+
+class SchemaRegistrySecuritySettings(BaseModel):
+    """The schema registry's HTTP basic auth and TLS (https:// URLs)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> "SchemaRegistrySecuritySettings":
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("schema_registry_security: set either password or password_file, not both")
+        if self.username and self.password is None and self.password_file is None:
+            raise ValueError("schema_registry_security: username needs password (or password_file)")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("schema_registry_security: cert_file and key_file go together")
+        return self
 
 
 class TopicSettings(BaseModel):
