@@ -309,9 +309,43 @@ EOF
 # ---------------------------------------------------------------- postgres
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
+# A server certificate for 127.0.0.1/localhost signed by the stack's CA (the one Kafka's
+# listener uses), so clients can connect with sslmode=verify-full; plaintext stays allowed.
+ensure_postgres_tls() {
+  local tls="$STACK/postgres/tls" ca="$STACK/kafka/tls"
+  ensure_kafka_tls
+  if [ -f "$tls/server.crt" ] && [ -f "$tls/server.key" ] && cmp -s "$ca/ca.crt" "$tls/ca.crt" \
+     && openssl x509 -checkend 2592000 -noout -in "$tls/server.crt" >/dev/null 2>&1; then
+    return
+  fi
+  rm -rf "$tls"; mkdir -p "$tls"
+  printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+    "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" > "$tls/server.ext"
+  {
+    openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=localhost" -keyout "$tls/server.key" -out "$tls/server.csr"
+    openssl x509 -req -sha256 -days 825 -in "$tls/server.csr" -CA "$ca/ca.crt" -CAkey "$ca/ca.key" \
+      -CAcreateserial -CAserial "$tls/ca.srl" -extfile "$tls/server.ext" -out "$tls/server.crt"
+  } >"$tls/openssl.log" 2>&1 || { cat "$tls/openssl.log" >&2; die "could not make the PostgreSQL TLS files"; }
+  cp "$ca/ca.crt" "$tls/ca.crt"
+  chmod 600 "$tls/server.key"; chmod 644 "$tls/server.crt" "$tls/ca.crt"
+  if [ "$(id -u)" = 0 ]; then chown -R postgres: "$tls"; fi
+}
+
+# ssl=on with the stack's certificate, in a file of its own that postgresql.conf includes (a
+# data directory made before TLS gets it too; a reload is enough for PostgreSQL to take it).
+postgres_tls_conf() {
+  local dir="$STACK/postgres"
+  printf '%s\n' "ssl = on" "ssl_cert_file = '$dir/tls/server.crt'" "ssl_key_file = '$dir/tls/server.key'" \
+    > "$dir/data/syncflow_tls.conf"
+  grep -q "^include_if_exists = 'syncflow_tls.conf'" "$dir/data/postgresql.conf" \
+    || echo "include_if_exists = 'syncflow_tls.conf'" >> "$dir/data/postgresql.conf"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$dir/data/syncflow_tls.conf"; fi
+}
+
 start_postgres() {
   local dir="$STACK/postgres"; mkdir -p "$dir"
   [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+  ensure_postgres_tls
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
       || fail_service postgres "$dir/initdb.log"
@@ -325,6 +359,7 @@ fsync = off
 full_page_writes = off
 EOF
   fi
+  postgres_tls_conf
   as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null 2>&1 \
     || fail_service postgres "$dir/postgres.log"
   echo "$(head -n1 "$dir/data/postmaster.pid")" > "$dir/pid"
@@ -409,6 +444,7 @@ stop_one() {
 up_one() { # service: start only when it does not answer
   if is_up "$1" >/dev/null 2>&1; then
     if [ "$1" = kafka ]; then kafka_secure_or_restart; fi
+    if [ "$1" = postgres ]; then postgres_secure_or_reload; fi
     return
   fi
   # A process that is alive but not answering is given a moment, then replaced.
@@ -428,6 +464,14 @@ kafka_secure_or_restart() { # a running broker: add the SCRAM user, or restart o
     log "stack: restarting kafka to add its SASL_SSL listener"
     stop_one kafka; start_one kafka
   fi
+}
+
+postgres_secure_or_reload() { # a running server started before TLS: give it the certificate
+  [ "$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc 'SHOW ssl' 2>/dev/null)" = on ] && return
+  ensure_postgres_binaries; ensure_postgres_tls; postgres_tls_conf
+  log "stack: reloading postgres to turn TLS on"
+  as_pg "$PG_BIN/pg_ctl" -D "$STACK/postgres/data" reload >/dev/null
+  sleep 1
 }
 
 wait_for_quiet() { # service: up to 20 s for a live process to answer
@@ -451,6 +495,10 @@ SYNCFLOW_LOCAL_KAFKA_SASL_SSL_MECHANISM=SCRAM-SHA-512
 SYNCFLOW_LOCAL_KAFKA_SASL_SSL_CA_FILE=$STACK/kafka/tls/ca.crt
 SYNCFLOW_LOCAL_KAFKA_SASL_SSL_USERNAME=$KAFKA_SCRAM_USER
 SYNCFLOW_LOCAL_KAFKA_SASL_SSL_PASSWORD_FILE=$STACK/kafka/tls/$KAFKA_SCRAM_USER.password"
+  fi
+  if [ -f "$STACK/postgres/tls/ca.crt" ]; then
+    secure_lines="$secure_lines
+SYNCFLOW_LOCAL_POSTGRES_CA_FILE=$STACK/postgres/tls/ca.crt"
   fi
   cat > "$STACK/stack.env" <<EOF
 # Written by deploy/local/stack.sh: where the local stack listens.

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def settings(stack: Settings, unique: Callable[[str], str]) -> Iterator[Settings]:
     """Settings for one test: its own PostgreSQL schema and MongoDB database."""
     schema = unique("t").replace("-", "_")
-    engine = create_engine(stack.database_url)
+    engine = create_engine(stack.database_url, pool_pre_ping=True)  # survives a test that restarts PostgreSQL
     with engine.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     mongo_db = unique("t")

@@ -21,7 +21,7 @@ runner = CliRunner()
 
 
 def invoke(*args: str) -> object:
-    result = runner.invoke(app, list(args))
+    result = runner.invoke(app, list(args), env={"COLUMNS": "250"})  # wide enough that no cell wraps
     assert result.exit_code == 0, result.output
     return read_json(result.output) if "--json" in args else result.output
 
