@@ -44,7 +44,7 @@ from bench.figures import Baseline, BenchResult, Figure, print_table, write_json
 
 from syncflow.agents.sync_out import sync_out_topics  # noqa: E402
 from syncflow.roles.sync_out import build_worker  # noqa: E402
-from syncflow.agents.sync_out.events import ChangeEvent  # noqa: E402
+from syncflow.model import ChangeEvent  # noqa: E402
 from syncflow.agents.sync_out.registry import binding_for  # noqa: E402
 from syncflow.sinks.common_db.migrate import migrate  # noqa: E402
 from syncflow.streams.admin import create_topics, delete_topics  # noqa: E402

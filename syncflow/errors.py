@@ -218,6 +218,12 @@ class TooLargeError(BadInputError):
         super().__init__(message)
 
 
+class BadChangeEventError(BadInputError):
+    """A decoded change event sync-out cannot use (bad snapshot JSON, missing identity)."""
+
+    category = "bad-change-event"
+
+
 class RecordCrashError(BadInputError):
     """Decoding, the rules or the database failed on one record in a way no typed error
     describes; the record is routed to the DLQ with the original exception's text."""

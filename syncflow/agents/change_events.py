@@ -1,38 +1,16 @@
 """Committed versions -> ChangeEvent records on `changes.<entity_type>` (Avro, keyed by the
-canonical entity id, with the priority and trace id as headers)."""
+canonical entity id, with the priority and trace id as headers). The record is
+`syncflow.model.ChangeEvent.to_record()`, the form sync-out reads back with `from_record`."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
-from syncflow.sinks.common_db.repository import NewVersion
-from syncflow.sinks.common_db.versioning import EntityRecord, snapshot_json
+from syncflow.model import CHANGE_EVENT_SCHEMA, ChangeEvent, EntityRecord, NewVersion
 from syncflow.streams.avro import AvroCodec
 from syncflow.streams.headers import ENTITY_TYPE, PRIORITY, SOURCE_SYSTEM, TRACE_ID
 from syncflow.streams.producer import OutgoingRecord
-
-CHANGE_EVENT_SCHEMA = "io.syncflow.canonical.ChangeEvent"
-
-
-def change_event(version: NewVersion) -> dict[str, Any]:
-    """The ChangeEvent record of one version (see avro_schemas/canonical/ChangeEvent.avsc)."""
-    return {
-        "event_id": version.event_id,
-        "entity_type": version.entity_type,
-        "entity_id": version.entity_id,
-        "version": version.version_number,
-        "change_type": version.change_type,
-        "origin_source": version.source_system,
-        "origin_source_id": version.source_id,
-        "priority": version.priority,
-        "changed_fields": list(version.changed_fields),
-        "snapshot": snapshot_json(version.snapshot),
-        "references": {str(k): str(v) for k, v in version.references.items()},
-        "occurred_at": version.created_date,
-        "trace_id": version.trace_id,
-    }
 
 
 def change_event_headers(version: NewVersion) -> list[tuple[str, bytes]]:
@@ -57,7 +35,7 @@ def change_records(
             OutgoingRecord(
                 topic=topic,
                 key=version.entity_id.encode(),
-                value=codec.encode(CHANGE_EVENT_SCHEMA, change_event(version), topic=topic),
+                value=codec.encode(CHANGE_EVENT_SCHEMA, ChangeEvent.from_version(version).to_record(), topic=topic),
                 headers=change_event_headers(version),
             )
         )

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import Engine, text
 
 from syncflow.agents.change_events import change_records
+from syncflow.model import NewVersion
 from syncflow.sinks.common_db.engine import unit_of_work
 from syncflow.sinks.common_db.repository import (
-    NewVersion,
     lock_unpublished,
     lock_unpublished_for_sweep,
     mark_published,

@@ -32,8 +32,9 @@ from syncflow.agents.sync_in_steps import (
 from syncflow.errors import BadInputError, RecordCrashError, RetryLaterError, ValidationError
 from syncflow.sinks.common_db.engine import unit_of_work
 from syncflow.sinks.common_db.refusals import data_refusal
-from syncflow.sinks.common_db.repository import NewVersion, upsert_versions
-from syncflow.sinks.raw_store import Completed, Failed, RawDocument, RawRecordStore
+from syncflow.model import NewVersion, RawDocument
+from syncflow.sinks.common_db.repository import upsert_versions
+from syncflow.sinks.raw_store import Completed, Failed, RawRecordStore
 from syncflow.streams.avro import AvroCodec, DecodedRecord
 from syncflow.streams.dead_letters import FailureContext, carry_headers, dead_letter
 from syncflow.streams.logging import trace_context

@@ -11,8 +11,7 @@ from syncflow.agents.change_events import event_size_bound
 from syncflow.agents.rules import CanonicalRecord
 from syncflow.errors import BadInputError, RawKeyError, TooLargeError, ValidationError
 from syncflow.sinks.common_db.limits import record_problems
-from syncflow.sinks.common_db.versioning import EntityRecord
-from syncflow.sinks.raw_store import RawDocument, RawKey
+from syncflow.model import EntityRecord, RawDocument, RawKey
 from syncflow.streams.avro import DecodedRecord
 from syncflow.streams.headers import BATCH_NUMBER, ENTITY_TYPE, TRACE_ID, header_value
 from syncflow.streams.records import Headers, KafkaRecord

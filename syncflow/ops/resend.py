@@ -26,11 +26,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, text
 
-from syncflow.agents.change_events import CHANGE_EVENT_SCHEMA, change_event, change_event_headers
-from syncflow.agents.sync_out.events import ChangeEvent
+from syncflow.agents.change_events import change_event_headers
 from syncflow.agents.sync_out.rate_limit import RateLimiter
 from syncflow.agents.sync_out.transform import Transformer
 from syncflow.errors import OpsError, RateLimitedError, TransientTargetError
+from syncflow.model import CHANGE_EVENT_SCHEMA, ChangeEvent
 from syncflow.sinks.common_db.latest import Latest, force_resend, unforce_resend
 from syncflow.sinks.targets.base import Delivery, TargetClient
 from syncflow.streams.avro import AvroCodec
@@ -49,7 +49,7 @@ def new_resend_id(action: str) -> str:
 
 def event_of(latest: Latest) -> ChangeEvent:
     """The change event of the latest version as a sync-out worker decodes it."""
-    return ChangeEvent.from_record(change_event(latest.version))
+    return ChangeEvent.from_record(ChangeEvent.from_version(latest.version).to_record())
 
 
 def expected_delivery(transformer: Transformer, latest: Latest) -> Delivery:
@@ -136,7 +136,7 @@ def resend(settings: Settings, engine: Engine, codec: AvroCodec, target: str, it
     superseded = [i for i in items if i.key not in sendable]
     records = []
     for item in sent:
-        record = {**change_event(item.version), "event_id": f"{item.version.event_id}/{resend_id}"}
+        record = ChangeEvent.from_version(item.version, resend=resend_id).to_record()
         records.append(OutgoingRecord(topic, item.version.entity_id.encode(), codec.encode(CHANGE_EVENT_SCHEMA, record, topic=topic),
                                       change_event_headers(item.version) + [(RESEND_HEADER, resend_id.encode())]))
     producer = ReliableProducer(settings)

@@ -25,7 +25,8 @@ from syncflow.agents.sync_in_steps import SyncInTopics
 from syncflow.agents.sync_out.worker import sync_out_topics
 from syncflow.ops.key_scan import ScanResult, scan_for
 from syncflow.sinks.common_db import lineage
-from syncflow.sinks.raw_store import RawKey, RawRecordStore, from_document
+from syncflow.model import RawKey
+from syncflow.sinks.raw_store import RawRecordStore, from_document
 from syncflow.streams.dead_letters import read_failure_headers
 from syncflow.streams.headers import TRACE_ID, header_value
 from syncflow.streams.records import KafkaRecord

@@ -23,6 +23,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, OperationFailure
 
 from syncflow.errors import FieldError, RawDocumentRejected
+from syncflow.model import RawDocument, RawKey
 from syncflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,35 +107,6 @@ def from_document(value: Any) -> Any:
 
 
 # -- the store ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RawKey:
-    source_system: str
-    entity_type: str
-    source_id: str
-
-    @property
-    def doc_id(self) -> str:
-        """The document's _id: FerretDB looks documents up fast only by _id."""
-        return f"{self.source_system}\x1f{self.entity_type}\x1f{self.source_id}"
-
-    def fields(self) -> dict[str, str]:
-        return {"sourceSystem": self.source_system, "entityType": self.entity_type, "sourceId": self.source_id}
-
-    def filter(self) -> dict[str, str]:
-        return {"_id": self.doc_id}
-
-
-@dataclass(frozen=True)
-class RawDocument:
-    """One raw record as received (rawData is the decoded source-native record)."""
-
-    key: RawKey
-    raw_data: Mapping[str, Any]
-    hash: str
-    batch_number: int | None = None
-    trace_id: str | None = None
 
 
 @dataclass(frozen=True)

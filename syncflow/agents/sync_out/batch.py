@@ -25,7 +25,7 @@ from syncflow.agents.sync_out.decisions import (
     route_failure,
     waits_for_batch,
 )
-from syncflow.agents.sync_out.events import ChangeEvent
+from syncflow.model import ChangeEvent
 from syncflow.agents.sync_out.priority import Entry
 from syncflow.agents.sync_out.rate_limit import RateLimiter
 from syncflow.agents.sync_out.retry_gate import RETRY_DUE_HEADER

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from syncflow.agents.sync_out.events import ChangeEvent
+from syncflow.model import ChangeEvent
 from syncflow.errors import DependencyNotMetError, SchemaRegistryUnavailableError, TransientTargetError
 from syncflow.settings import SyncOutSettings
 

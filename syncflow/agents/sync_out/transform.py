@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from syncflow.agents.sync_out.events import ChangeEvent
+from syncflow.model import ChangeEvent
 from syncflow.errors import BadInputError, ConfigError
 from syncflow.sinks.targets.base import Delivery
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from syncflow.agents.sync_out.batch import BatchProcessor, Consumed
-from syncflow.agents.sync_out.events import ChangeEvent
+from syncflow.model import ChangeEvent
 from syncflow.agents.sync_out.observe import SyncOutObserver
 from syncflow.agents.sync_out.offsets import OffsetTracker, TopicPartitionKey
 from syncflow.agents.sync_out.pause_hold import PauseHold

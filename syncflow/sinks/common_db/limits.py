@@ -20,7 +20,7 @@ from sqlalchemy.sql.type_api import TypeEngine
 from syncflow.errors import FieldError
 from syncflow.sinks.common_db.models import DataVersion, ResidentialDetails, SyncMasterData
 from syncflow.sinks.common_db.rows import coerce, data_columns, entity_table, parent_ids
-from syncflow.sinks.common_db.versioning import EntityRecord
+from syncflow.model import EntityRecord
 
 RULE = "column-fits"
 _INT_RANGE = {Integer: 2**31, BigInteger: 2**63}

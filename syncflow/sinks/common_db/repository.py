@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from psycopg2.extras import execute_values
 from sqlalchemy import Table, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from syncflow.model import EntityRecord, NewVersion
 from syncflow.sinks.common_db.models import (
     ENTITY_MODELS,
     PARENT_REFERENCES,
@@ -30,7 +29,6 @@ from syncflow.sinks.common_db.versioning import (
     DELETE,
     EntityHead,
     EntityKey,
-    EntityRecord,
     MasterKey,
     MasterState,
     PlannedVersion,
@@ -40,31 +38,6 @@ from syncflow.sinks.common_db.versioning import (
 
 _versions: Table = DataVersion.__table__  # type: ignore[assignment]
 _residential: Table = ResidentialDetails.__table__  # type: ignore[assignment]
-
-
-@dataclass(frozen=True)
-class NewVersion:
-    """A committed version as the outbox publishes it."""
-
-    id: int
-    entity_type: str
-    entity_id: str
-    version_number: int
-    change_type: str
-    changed_fields: list[str]
-    snapshot: dict[str, Any]
-    priority: int
-    references: dict[str, str]
-    source_system: str
-    source_id: str
-    trace_id: str | None
-    data_hash: str
-    created_date: datetime
-    item_index: int | None = None  # position of the input record that made it (upsert_versions only)
-
-    @property
-    def event_id(self) -> str:
-        return f"{self.entity_id}:{self.version_number}"
 
 
 def upsert_versions(session: Session, items: Sequence[EntityRecord]) -> list[NewVersion]:

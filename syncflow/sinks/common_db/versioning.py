@@ -5,7 +5,6 @@ current state, calls `plan_versions`, and writes what it returns."""
 from __future__ import annotations
 
 import base64
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,39 +13,9 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from syncflow.model import EntityRecord
+
 CREATE, UPDATE, DELETE = "create", "update", "delete"
-
-
-@dataclass(frozen=True)
-class EntityRecord:
-    """One validated canonical record to apply to the common database."""
-
-    entity_type: str
-    entity_id: str
-    entity: Mapping[str, Any]
-    data_hash: str
-    source_system: str
-    source_id: str
-    priority: int = 5
-    references: Mapping[str, str] = field(default_factory=dict)
-    deleted: bool = False
-    trace_id: str | None = None
-
-    @property
-    def source_updated_at(self) -> datetime | None:
-        """When the source last changed the record (the canonical `source_updated_at`)."""
-        value = self.entity.get("source_updated_at")
-        if isinstance(value, datetime):
-            return value if value.tzinfo else value.replace(tzinfo=UTC)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value / 1000.0, tz=UTC)
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                return None
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        return None
 
 
 @dataclass(frozen=True)
@@ -106,11 +75,6 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [json_safe(v) for v in value]
     return str(value)
-
-
-def snapshot_json(snapshot: Mapping[str, Any]) -> str:
-    """The canonical text of a snapshot (what a change event carries)."""
-    return json.dumps(snapshot, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def changed_fields(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:

@@ -14,7 +14,7 @@ from syncflow.agents.outbox import OutboxRelay, outbox_backlog
 from syncflow.sinks.common_db.engine import make_engine, unit_of_work
 from syncflow.sinks.common_db.migrate import migrate
 from syncflow.sinks.common_db.repository import upsert_versions
-from syncflow.sinks.common_db.versioning import EntityRecord
+from syncflow.model import EntityRecord
 from syncflow.streams.avro import codec_for
 from syncflow.streams.producer import DeliveryError, OutgoingRecord
 from syncflow.settings import Settings

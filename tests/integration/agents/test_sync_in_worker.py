@@ -35,7 +35,8 @@ from syncflow.connectors.schemas import schema_name
 from syncflow.emulators.sources.render import render
 from syncflow.emulators.sources.world import apply_changes, generate_world
 from syncflow.errors import ValidationError
-from syncflow.sinks.raw_store import COLLECTION, COMPLETED, FAILED, RawKey, from_document
+from syncflow.model import RawKey
+from syncflow.sinks.raw_store import COLLECTION, COMPLETED, FAILED, from_document
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.migrate import migrate
 from syncflow.streams.admin import create_topics

@@ -28,7 +28,7 @@ from syncflow.sinks.common_db.engine import make_engine, unit_of_work
 from syncflow.sinks.common_db.migrate import migrate
 from syncflow.sinks.common_db.models import TargetSyncState
 from syncflow.sinks.common_db.repository import upsert_versions
-from syncflow.sinks.common_db.versioning import EntityRecord
+from syncflow.model import EntityRecord
 from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.streams.avro import codec_for
 from syncflow.streams.producer import ReliableProducer

@@ -14,7 +14,7 @@ from syncflow.cli import status
 from syncflow.sinks.common_db.engine import make_engine, unit_of_work
 from syncflow.sinks.common_db.migrate import migrate
 from syncflow.sinks.common_db.repository import upsert_versions
-from syncflow.sinks.common_db.versioning import EntityRecord
+from syncflow.model import EntityRecord
 from syncflow.settings import Settings
 from tests.integration.ops.conftest import consume_all, read_json
 

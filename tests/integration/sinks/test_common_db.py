@@ -16,7 +16,7 @@ from syncflow.sinks.common_db.engine import make_engine, unit_of_work
 from syncflow.sinks.common_db.migrate import alembic_config, migrate
 from syncflow.sinks.common_db.models import DataVersion, Location, ResidentialDetails, ServiceRequest
 from syncflow.sinks.common_db.repository import lock_unpublished, mark_published, upsert_versions
-from syncflow.sinks.common_db.versioning import EntityRecord
+from syncflow.model import EntityRecord
 from syncflow.settings import Settings
 
 pytestmark = pytest.mark.integration

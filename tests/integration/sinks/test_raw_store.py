@@ -9,7 +9,8 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from syncflow.errors import FieldError
-from syncflow.sinks.raw_store import Completed, Failed, RawDocument, RawKey, RawRecordStore
+from syncflow.model import RawDocument, RawKey
+from syncflow.sinks.raw_store import Completed, Failed, RawRecordStore
 from syncflow.settings import Settings
 
 pytestmark = pytest.mark.integration

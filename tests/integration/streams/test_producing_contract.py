@@ -26,7 +26,7 @@ from syncflow.emulators.sources.render import render
 from syncflow.emulators.sources.world import Entity, generate_world
 from syncflow.sinks.common_db.engine import unit_of_work
 from syncflow.sinks.common_db.models import DataVersion
-from syncflow.sinks.raw_store import RawKey
+from syncflow.model import RawKey
 from syncflow.streams.admin import create_topics
 from syncflow.roles.sync_in import build_sync_in, prepare_stores
 from syncflow.streams.dead_letters import read_failure_headers

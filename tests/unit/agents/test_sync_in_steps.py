@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from syncflow.agents.change_events import CHANGE_EVENT_SCHEMA, change_records
+from syncflow.model import CHANGE_EVENT_SCHEMA, NewVersion
+from syncflow.agents.change_events import change_records
 from syncflow.agents.hashing import content_hash
 from syncflow.agents.rules import CanonicalRecord
 from syncflow.agents.sync_in_steps import SyncInTopics, parse_key, prepare_batch
 from syncflow.streams.records import KafkaRecord
 from syncflow.errors import DecodeError, FieldError, RawKeyError, ValidationError
-from syncflow.sinks.common_db.repository import NewVersion
 from syncflow.streams.avro import DecodedRecord, SingleObjectCodec
 from syncflow.streams.headers import ENTITY_TYPE, PRIORITY, TRACE_ID, header_value
 from syncflow.streams.schemas import SchemaCatalogue

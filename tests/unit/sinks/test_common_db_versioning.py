@@ -6,15 +6,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
+from syncflow.model import EntityRecord, snapshot_json
 from syncflow.sinks.common_db.rows import entity_row, parent_ids, residential_row, to_date, to_datetime
 from syncflow.sinks.common_db.versioning import (
     EntityHead,
-    EntityRecord,
     MasterState,
     changed_fields,
     json_safe,
     plan_versions,
-    snapshot_json,
 )
 
 

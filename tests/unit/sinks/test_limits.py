@@ -9,7 +9,7 @@ import pytest
 
 from syncflow.sinks.common_db.limits import record_problems
 from syncflow.sinks.common_db.models import Location, Resident
-from syncflow.sinks.common_db.versioning import EntityRecord
+from syncflow.model import EntityRecord
 
 
 def record(entity_type: str = "location", **entity: Any) -> EntityRecord:

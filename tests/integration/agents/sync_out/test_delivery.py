@@ -173,7 +173,8 @@ async def test_echo_suppression_can_be_turned_off(so_settings, lessen_emulator, 
 
 
 async def test_raw_documents_get_their_outbound_status(so_settings, one_emulator, events, start_worker) -> None:
-    from syncflow.sinks.raw_store import RawDocument, RawKey, RawRecordStore
+    from syncflow.model import RawDocument, RawKey
+    from syncflow.sinks.raw_store import RawRecordStore
 
     s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)
     store = RawRecordStore(s)
@@ -297,7 +298,7 @@ async def test_a_service_request_in_the_same_batch_as_its_location_follows_it(so
 
     from syncflow.roles.sync_out import build_worker
     from syncflow.agents.sync_out.batch import Consumed
-    from syncflow.agents.sync_out.events import ChangeEvent
+    from syncflow.model import ChangeEvent
     from syncflow.agents.sync_out.priority import PriorityBuffer
 
     s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)

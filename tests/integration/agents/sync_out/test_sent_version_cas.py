@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 
 from syncflow.roles.sync_out import build_worker
 from syncflow.agents.sync_out.batch import BatchProcessor, Consumed
-from syncflow.agents.sync_out.events import ChangeEvent
+from syncflow.model import ChangeEvent
 from syncflow.agents.sync_out.priority import Entry, PriorityBuffer
 from syncflow.agents.sync_out.state import SyncStateStore
 from syncflow.emulators.targets import emulator_state

@@ -24,7 +24,7 @@ from syncflow.connectors.schemas import schema_name
 from syncflow.emulators.sources.render import render
 from syncflow.emulators.sources.world import Entity, generate_world
 from syncflow.emulators.targets import emulator_state
-from syncflow.sinks.raw_store import RawKey
+from syncflow.model import RawKey
 from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.roles.sync_in import SyncInRuntime, build_sync_in, prepare_stores
 from syncflow.streams.headers import ENTITY_TYPE, SOURCE_SYSTEM, TRACE_ID, traceparent

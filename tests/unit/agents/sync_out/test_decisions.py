@@ -11,7 +11,7 @@ from syncflow.agents.sync_out.decisions import (
     route_failure,
     waits_for_batch,
 )
-from syncflow.agents.sync_out.events import ChangeEvent
+from syncflow.model import ChangeEvent
 from syncflow.errors import (
     DependencyNotMetError,
     PermanentTargetError,

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from syncflow.agents.sync_out.batch import BatchResult, Outcome
-from syncflow.agents.sync_out.events import ChangeEvent
+from syncflow.model import ChangeEvent
 from syncflow.agents.sync_out.observe import SyncOutObserver, target_reachable
 from syncflow.emulators.targets import emulator_url, start_target_emulator
 from syncflow.streams.health import HealthCheck

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from syncflow.agents.sync_out.events import BadChangeEventError, ChangeEvent
+from syncflow.errors import BadChangeEventError
+from syncflow.model import ChangeEvent
 from syncflow.agents.sync_out.transform import Transformer, lookup, map_fields
 from syncflow.errors import ConfigError
 from syncflow.settings import SyncOutSettings
