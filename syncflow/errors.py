@@ -1,7 +1,18 @@
-"""Typed errors. The class of an error decides where a record goes, so every failure
-that can reach a routing decision is one of these."""
+"""Typed errors, every one under `SyncflowError`, grouped by what the caller must do:
+
+- `BadInputError`: the record itself is at fault; route it to a DLQ and go on.
+- `RetryLaterError`: an outage or an unreadable answer; the same work is tried again later
+  (`retry_after` seconds when the other side said), never dead-lettered for it alone.
+- `ConfigError`: settings, rules or a schema that cannot be used; refused at start-up.
+- `OpsError`: an operations command cannot do what its user asked.
+
+The class of an error decides where a record goes, so every failure that can reach a
+routing decision is one of these. `category` names the kind in DLQ headers and logs
+(docs/dead-letters.md lists every one)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class SyncflowError(Exception):
@@ -11,10 +22,17 @@ class SyncflowError(Exception):
 
 
 class RetryLaterError(SyncflowError):
-    """An outage of something the record needs (a store, the broker, the schema registry):
-    the record is fine; do the same work again later, never dead-letter it."""
+    """An outage of something the record needs (a store, the broker, the schema registry, a
+    target): the record is fine; do the same work again later. `retry_after`: how long the
+    failing side asked us to wait (seconds), None when it did not say."""
 
     category = "transient"
+    retry_after: float | None = None
+
+    def __init__(self, *args: object, retry_after: float | None = None):
+        super().__init__(*args)
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 # -- input that can never succeed: route to a DLQ and go on ---------------------------
@@ -83,7 +101,7 @@ class TargetError(SyncflowError):
         super().__init__(message)
 
 
-class TransientTargetError(TargetError):
+class TransientTargetError(TargetError, RetryLaterError):
     """Timeouts, connection errors, 5xx: worth retrying later."""
 
     category = "transient"
@@ -105,6 +123,21 @@ class PermanentTargetError(TargetError):
     category = "permanent"
 
 
+class BadAnswerError(TransientTargetError):
+    """A target's answer syncflow cannot read (bad charset, not JSON, too large, an odd
+    status, a batch result of the wrong shape): the outcome is unknown, so the record is
+    tried again under the same idempotency key and lands in the DLQ after the last tier."""
+
+    category = "bad-answer"
+
+
+class UnusableAnswerError(PermanentTargetError):
+    """A well-formed success whose content syncflow cannot keep (the target's id is too long
+    or not text): the target answers the same on every retry, so the record goes to the DLQ."""
+
+    category = "unusable-answer"
+
+
 class DependencyNotMetError(SyncflowError):
     """The entity references another that the target does not hold yet."""
 
@@ -120,8 +153,12 @@ class SourceError(SyncflowError):
     """A source system call failed."""
 
 
-class TransientSourceError(SourceError):
+class TransientSourceError(SourceError, RetryLaterError):
     category = "transient"
+
+
+class MalformedResponseError(TransientSourceError):
+    """A body that cannot be read (truncated JSON or XML): worth asking again."""
 
 
 class PermanentSourceError(SourceError):
@@ -134,6 +171,11 @@ class ConfigError(SyncflowError):
     """Settings or a rules file that cannot be used; refused at start-up."""
 
     category = "config"
+
+
+class UnknownEntityError(ConfigError, KeyError):
+    """A (source, entity type) pair that has no native schema (a KeyError too, for callers
+    that look pairs up)."""
 
 
 # -- Avro serialization ----------------------------------------------------------------
@@ -191,12 +233,6 @@ class RawDocumentRejected(BadInputError):
     category = "raw-store-rejected"
 
 
-class StoreUnavailableError(RetryLaterError):
-    """PostgreSQL, MongoDB or Kafka did not take a batch; the batch is retried, not skipped."""
-
-    category = "transient"
-
-
 class DatabaseRefusedError(BadInputError):
     """PostgreSQL refused one record for its data (SQLSTATE class 22 or 23) where no rule
     caught it first; `sqlstate` and, when the server names it, `column` say what."""
@@ -216,6 +252,28 @@ class TooLargeError(BadInputError):
     def __init__(self, message: str, size: int, limit: int):
         self.size, self.limit = size, limit
         super().__init__(message)
+
+
+class NotAcknowledgedError(RetryLaterError):
+    """The broker did not acknowledge some records within the timeout. `failures`: each
+    (outgoing record, Kafka error or None) not acknowledged."""
+
+    def __init__(self, failures: list[tuple[Any, Any]]):
+        self.failures = failures
+        first = failures[0][1]
+        super().__init__(f"{len(failures)} record(s) not acknowledged: {first}")
+
+
+# -- sync-out ----------------------------------------------------------------------------
+class LocksLostError(RetryLaterError):
+    """The lock session no longer holds an entity's lock (it was lost with its connection):
+    the batch is tried again on a new session, nothing is sent meanwhile."""
+
+
+class TransformError(BadInputError):
+    """A snapshot the target's rules cannot turn into a payload."""
+
+    category = "transform"
 
 
 class BadChangeEventError(BadInputError):

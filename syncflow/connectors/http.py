@@ -13,15 +13,11 @@ from typing import Any, TypeVar
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from syncflow.errors import PermanentSourceError, TransientSourceError
+from syncflow.errors import MalformedResponseError, PermanentSourceError, TransientSourceError
 from syncflow.settings import SourceSettings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-
-class MalformedResponseError(TransientSourceError):
-    """A body that cannot be read (truncated JSON or XML): worth asking again."""
 
 
 class SourceHttp:

@@ -31,9 +31,16 @@ from syncflow.connectors.observe import Observer
 from syncflow.connectors.publish import RawPublisher, new_batch_number, refused_as_too_large
 from syncflow.connectors.schemas import SOURCE_ENTITIES, check_record, load_schema
 from syncflow.connectors.xml_records import element_to_record, local_name, parse_xml
-from syncflow.errors import ConfigError, EncodeError, SchemaRegistryUnavailableError, TooLargeError, ValidationError
+from syncflow.errors import (
+    ConfigError,
+    EncodeError,
+    NotAcknowledgedError,
+    SchemaRegistryUnavailableError,
+    TooLargeError,
+    ValidationError,
+)
 from syncflow.streams.headers import REQUEST_ID, TRACE_ID, TRACEPARENT, header_value, trace_id_of_traceparent
-from syncflow.streams.producer import DeliveryError, OutgoingRecord, ReliableProducer
+from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -225,9 +232,9 @@ async def _produce(request: web.Request, source: str, entity_type: str, records:
         return too_large.response(413)
     try:
         refused = await asyncio.to_thread(publisher.send_raw, prepared, entity_type)
-    except (DeliveryError, KafkaException) as exc:
+    except (NotAcknowledgedError, KafkaException) as exc:
         log.error("ingest %s/%s: not acknowledged: %s", source, entity_type, exc)
-        if isinstance(exc, DeliveryError) and refused_as_too_large(exc):
+        if isinstance(exc, NotAcknowledgedError) and refused_as_too_large(exc):
             return _one_error(413, "the broker refused a record as too large; it can never be accepted")
         return _one_error(503, "the records were not acknowledged by the broker; send them again")
     if refused:

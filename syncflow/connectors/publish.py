@@ -15,11 +15,18 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from syncflow.connectors.schemas import check_record, load_schema, schema_name, source_id_of
-from syncflow.errors import BadInputError, EncodeError, FieldError, TooLargeError, ValidationError
+from syncflow.errors import (
+    BadInputError,
+    EncodeError,
+    FieldError,
+    NotAcknowledgedError,
+    TooLargeError,
+    ValidationError,
+)
 from syncflow.streams import headers as h
 from syncflow.streams.avro import AvroCodec, codec_for
 from syncflow.streams.dead_letters import PREFIX, FailureContext, failure_headers, record_size
-from syncflow.streams.producer import DeliveryError, OutgoingRecord, ReliableProducer
+from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.settings import Settings
 from syncflow.streams.topics import SYNC_IN_DLQ, raw_key, raw_topic
 
@@ -55,7 +62,7 @@ class PublishResult:
     rejected_by_category: Counter[str] = field(default_factory=Counter)
 
 
-def refused_as_too_large(exc: DeliveryError) -> bool:
+def refused_as_too_large(exc: NotAcknowledgedError) -> bool:
     """True when every record the broker did not take was refused for its size (a permanent
     answer about those records, not a broker outage)."""
     return all(err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE for _, err in exc.failures)
@@ -145,7 +152,7 @@ class RawPublisher:
                 rejects: list[Reject] | None = None) -> PublishResult:
         """Send records and dead-letter what cannot go on the raw topic (does not fit the
         schema, too large, refused by the broker as too large); returns once all are
-        acknowledged, so one bad record never holds up the others. Raises DeliveryError
+        acknowledged, so one bad record never holds up the others. Raises NotAcknowledgedError
         when the broker did not take them for any other reason."""
         result = PublishResult()
         prepared: list[tuple[OutgoingRecord, Record]] = []
@@ -174,7 +181,7 @@ class RawPublisher:
         try:
             self.producer.send_all([out for out, _ in prepared], timeout=self.ack_timeout_s)
             return {}
-        except DeliveryError as exc:
+        except NotAcknowledgedError as exc:
             if not refused_as_too_large(exc):
                 raise
             failed = {id(out) for out, _ in exc.failures}
@@ -184,7 +191,7 @@ class RawPublisher:
                 continue
             try:
                 self.producer.send_all([out], timeout=self.ack_timeout_s)
-            except DeliveryError as exc:
+            except NotAcknowledgedError as exc:
                 if not refused_as_too_large(exc):
                     raise
                 size = record_size(out.key, out.value, out.headers)

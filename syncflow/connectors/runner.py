@@ -19,8 +19,7 @@ from syncflow.connectors.base import SourceClient, unpublished, within_window
 from syncflow.connectors.cursor import CursorStore
 from syncflow.connectors.observe import Observer
 from syncflow.connectors.publish import RawPublisher, new_batch_number
-from syncflow.errors import SchemaRegistryUnavailableError, SourceError
-from syncflow.streams.producer import DeliveryError
+from syncflow.errors import RetryLaterError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,7 @@ async def run_pass(client: SourceClient, publisher: RawPublisher, cursors: Curso
         except SourceError as exc:
             log.error("%s %s: %s (%s); other streams go on", client.source, stream, exc, exc.category)
             stats.error(f"{stream}: {exc}")
-        except (DeliveryError, KafkaException, SchemaRegistryUnavailableError) as exc:
+        except (RetryLaterError, KafkaException) as exc:  # not acknowledged, registry outage
             log.error("%s: cannot produce: %s; pass stopped, cursor kept", client.source, exc)
             stats.error(f"{stream}: {exc}")
             return

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from syncflow.errors import FieldError
+from syncflow.errors import FieldError, UnknownEntityError
 
 Record = dict[str, Any]
 
@@ -40,10 +40,6 @@ SOURCE_ID_PATH: dict[tuple[str, str], tuple[str, ...]] = {
 }
 MODIFIED_FIELD = {"yardi": "UpdateDate", "realpage": "lastModifiedDate", "insight": "updated_at",
                   "lessen360": "updatedAtMs"}
-
-
-class UnknownEntityError(KeyError):
-    """A (source, entity type) pair that has no native schema."""
 
 
 def schema_name(source: str, entity_type: str) -> str:

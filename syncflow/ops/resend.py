@@ -142,7 +142,7 @@ def resend(settings: Settings, engine: Engine, codec: AvroCodec, target: str, it
     producer = ReliableProducer(settings)
     try:
         producer.send_all(records, timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - DeliveryError, or whatever the producer raised: undo
+    except Exception as exc:  # noqa: BLE001 - NotAcknowledgedError, or whatever the producer raised: undo
         unforce_resend(engine, target, {i.key: i.version.version_number for i in sent})
         raise OpsError(f"the resends to {topic} were not acknowledged ({exc}); nothing was changed") from exc
     finally:

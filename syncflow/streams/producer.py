@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from syncflow.errors import NotAcknowledgedError
 from syncflow.streams.records import Headers
 from syncflow.streams.security import kafka_client_config
 from syncflow.settings import Settings
@@ -39,18 +40,9 @@ class OutgoingRecord:
     partition: int | None = None
 
 
-class DeliveryError(Exception):
-    """The broker did not acknowledge some records within the timeout."""
-
-    def __init__(self, failures: list[tuple[OutgoingRecord, KafkaError | None]]):
-        self.failures = failures
-        first = failures[0][1]
-        super().__init__(f"{len(failures)} record(s) not acknowledged: {first}")
-
-
 class ReliableProducer:
     """A confluent-kafka Producer whose `send_all` returns only when the broker has
-    acknowledged every record, or raises DeliveryError naming the ones it did not."""
+    acknowledged every record, or raises NotAcknowledgedError naming the ones it did not."""
 
     def __init__(self, settings: Settings, **overrides: object):
         self._producer = Producer(producer_config(settings, **overrides))
@@ -85,7 +77,7 @@ class ReliableProducer:
         if remaining:
             failures.append((OutgoingRecord("?", None, None), None))
         if failures:
-            raise DeliveryError(failures)
+            raise NotAcknowledgedError(failures)
         return pending
 
     def close(self, timeout: float = 30.0) -> None:

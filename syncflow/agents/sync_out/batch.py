@@ -32,13 +32,14 @@ from syncflow.agents.sync_out.retry_gate import RETRY_DUE_HEADER
 from syncflow.agents.sync_out.state import Failed, Synced, SyncStateStore, storable_text, target_ref_problem
 from syncflow.agents.sync_out.transform import Transformer
 from syncflow.errors import (
+    BadAnswerError,
     DependencyNotMetError,
     RateLimitedError,
-    SchemaRegistryUnavailableError,
+    RetryLaterError,
     SyncflowError,
-    TransientTargetError,
+    UnusableAnswerError,
 )
-from syncflow.sinks.targets.base import BadAnswerError, Delivery, DeliveryResult, TargetClient, UnusableAnswerError
+from syncflow.sinks.targets.base import Delivery, DeliveryResult, TargetClient
 from syncflow.streams.dead_letters import FailureContext, carry_headers, failure_headers
 from syncflow.streams.headers import TRACE_ID, TRANSIENT_FAILURES, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
@@ -271,7 +272,7 @@ class BatchProcessor:
         """Route a failed try to its retry tier or the DLQ, with the failure headers."""
         c = entry.item
         transient = int(header_value(c.headers, TRANSIENT_FAILURES) or 0)
-        if isinstance(error, (TransientTargetError, SchemaRegistryUnavailableError)):
+        if isinstance(error, RetryLaterError):
             transient += 1
         route: Route = route_failure(error, c.attempt, self.sync_out, transient_failures=transient)
         now = time.time()

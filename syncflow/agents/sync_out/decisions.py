@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from syncflow.model import ChangeEvent
-from syncflow.errors import DependencyNotMetError, SchemaRegistryUnavailableError, TransientTargetError
+from syncflow.errors import DependencyNotMetError, RetryLaterError
 from syncflow.settings import SyncOutSettings
 
 EntityKey = tuple[str, str]  # (entity_type, entity_id)
@@ -75,7 +75,7 @@ def route_failure(error: BaseException, attempt: int, settings: SyncOutSettings,
         if attempt >= settings.dependency_max_attempts:
             return DLQ
         return Route("wait", 0, settings.dependency_retry_delay_s)
-    if isinstance(error, (TransientTargetError, SchemaRegistryUnavailableError)):
+    if isinstance(error, RetryLaterError):
         n = attempt if transient_failures is None else transient_failures
         if n > tiers:
             return DLQ

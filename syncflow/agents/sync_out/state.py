@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, text
 
 from syncflow.agents.sync_out.decisions import EntityKey
-from syncflow.errors import StoreUnavailableError
+from syncflow.errors import LocksLostError
 from syncflow.sinks.common_db.models import TargetSyncState
 
 TARGET_REF_MAX: int = TargetSyncState.__table__.c.target_ref.type.length  # type: ignore[attr-defined]
@@ -102,11 +102,6 @@ _FAILURE = text(
      WHERE target_sync_state.synced_version < :version
     """
 )
-
-
-class LocksLostError(StoreUnavailableError):
-    """The lock session no longer holds an entity's lock (it was lost with its connection):
-    the batch is tried again on a new session, nothing is sent meanwhile."""
 
 
 def storable_text(value: str) -> str:

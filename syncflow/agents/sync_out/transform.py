@@ -15,17 +15,11 @@ from typing import Any
 import yaml
 
 from syncflow.model import ChangeEvent
-from syncflow.errors import BadInputError, ConfigError
+from syncflow.errors import ConfigError, TransformError
 from syncflow.sinks.targets.base import Delivery
 
 _CALL = re.compile(r"^(\w+)\(([\w.]+)\)$")
 _EPOCH_DAY = date(1970, 1, 1)
-
-
-class TransformError(BadInputError):
-    """A snapshot the target's rules cannot turn into a payload."""
-
-    category = "transform"
 
 
 def _iso(value: Any) -> Any:

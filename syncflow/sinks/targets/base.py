@@ -26,32 +26,20 @@ from urllib.parse import quote
 import aiohttp
 
 from syncflow.errors import (
+    BadAnswerError,
     DependencyNotMetError,
     PermanentTargetError,
     RateLimitedError,
+    RetryLaterError,
     SyncflowError,
     TransientTargetError,
+    UnusableAnswerError,
 )
 from syncflow.streams.headers import REQUEST_ID, TRACEPARENT, traceparent
 from syncflow.settings import TargetSettings
 
 DEFAULT_RETRY_AFTER_S = 1.0
 REASON_MAX = 500  # characters of a target's text kept in a reason
-
-
-class BadAnswerError(TransientTargetError):
-    """A target's answer syncflow cannot read (bad charset, not JSON, too large, an odd
-    status, a batch result of the wrong shape): the outcome is unknown, so the record is
-    tried again under the same idempotency key and lands in the DLQ after the last tier."""
-
-    category = "bad-answer"
-
-
-class UnusableAnswerError(PermanentTargetError):
-    """A well-formed success whose content syncflow cannot keep (the target's id is too long
-    or not text): the target answers the same on every retry, so the record goes to the DLQ."""
-
-    category = "unusable-answer"
 
 
 @dataclass(frozen=True)
@@ -270,7 +258,7 @@ class OAuth2Token:
         what = f"the token endpoint {url} answered {answer.status}"
         if answer.status != 200:
             error = error_for(answer.status, body_text(answer.body), retry_after=answer.headers.get("Retry-After"))
-            if isinstance(error, (RateLimitedError, TransientTargetError)):
+            if isinstance(error, RetryLaterError):
                 raise error
             raise PermanentTargetError(f"{what}, no token: {body_text(answer.body)}", answer.status)
         body = answer.body if isinstance(answer.body, dict) else {}

@@ -7,19 +7,8 @@ import asyncio
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from syncflow.errors import SyncflowError, TargetError
-from syncflow.sinks.targets.base import (
-    BadAnswerError,
-    Delivery,
-    DeliveryResult,
-    RecordPage,
-    TargetClient,
-    TargetRecord,
-    body_text,
-    error_for,
-    readable,
-    target_ref_of,
-)
+from syncflow.errors import BadAnswerError, SyncflowError, TargetError
+from syncflow.sinks.targets.base import Delivery, DeliveryResult, RecordPage, TargetClient, TargetRecord, body_text, error_for, readable, target_ref_of
 
 
 def one_error_parts(body: Any) -> tuple[str, list[tuple[str, str]]]:

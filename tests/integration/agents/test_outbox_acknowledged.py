@@ -16,7 +16,8 @@ from syncflow.sinks.common_db.migrate import migrate
 from syncflow.sinks.common_db.repository import upsert_versions
 from syncflow.model import EntityRecord
 from syncflow.streams.avro import codec_for
-from syncflow.streams.producer import DeliveryError, OutgoingRecord
+from syncflow.streams.producer import OutgoingRecord
+from syncflow.errors import NotAcknowledgedError
 from syncflow.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ class Unacknowledged:
 
     def send_all(self, records: Iterable[OutgoingRecord], timeout: float = 60.0) -> int:
         self.attempts += 1
-        raise DeliveryError([(r, None) for r in records])
+        raise NotAcknowledgedError([(r, None) for r in records])
 
 
 class Acknowledged:
@@ -81,10 +82,10 @@ def test_a_version_kafka_did_not_acknowledge_stays_unpublished_until_one_it_did(
     assert unpublished(engine) == [("loc-a", 1), ("loc-a", 2), ("loc-b", 1)]
 
     refused = Unacknowledged()
-    with pytest.raises(DeliveryError):
+    with pytest.raises(NotAcknowledgedError):
         relay(engine, settings, refused).publish_entities([("location", "loc-a")])
     assert unpublished(engine) == [("loc-a", 1), ("loc-a", 2), ("loc-b", 1)]
-    with pytest.raises(DeliveryError):
+    with pytest.raises(NotAcknowledgedError):
         relay(engine, settings, refused).sweep()
     assert refused.attempts == 2
     assert unpublished(engine) == [("loc-a", 1), ("loc-a", 2), ("loc-b", 1)]

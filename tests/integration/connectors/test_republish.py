@@ -26,7 +26,7 @@ from syncflow.connectors.yardi import YardiClient
 from syncflow.sinks.common_db.cursors import save_cursor
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.migrate import migrate
-from syncflow.streams.producer import DeliveryError
+from syncflow.errors import NotAcknowledgedError
 from syncflow.settings import Settings, SourceSettings
 
 pytestmark = pytest.mark.integration
@@ -81,7 +81,7 @@ class FakePublisher:
     def publish(self, entity_type: str, records: list[dict[str, Any]], batch_number: int,
                 rejects: Any = None) -> PublishResult:
         if self.down:
-            raise DeliveryError([(None, None)])  # type: ignore[list-item]
+            raise NotAcknowledgedError([(None, None)])  # type: ignore[list-item]
         self.sent += records
         return PublishResult(keys=[f"{entity_type}:{r.get('ServiceRequestId') or r.get('ticket_id')}" for r in records])
 

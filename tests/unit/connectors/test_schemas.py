@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from syncflow.connectors.schemas import (
-    SOURCE_ENTITIES,
-    UnknownEntityError,
-    check_record,
-    load_schema,
-    modified_ms_of,
-    schema_name,
-    with_defaults,
-)
+from syncflow.connectors.schemas import SOURCE_ENTITIES, check_record, load_schema, modified_ms_of, schema_name, with_defaults
+from syncflow.errors import UnknownEntityError
 from syncflow.settings import REPO_ROOT
 
 SCHEMAS = REPO_ROOT / "avro_schemas"

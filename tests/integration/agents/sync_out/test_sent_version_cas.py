@@ -143,7 +143,7 @@ def test_the_worker_locks_in_its_own_schema(so_settings) -> None:
 
 def test_a_claim_checks_each_lock_is_still_held(engine) -> None:
     """The session is alive but no longer holds one entity's lock: nothing is claimed."""
-    from syncflow.agents.sync_out.state import LocksLostError
+    from syncflow.errors import LocksLostError
 
     store = SyncStateStore(engine, "one", "schema_c")
     held, lost = ("location", "loc-held"), ("location", "loc-lost")

@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 
 from syncflow.emulators.targets import emulator_state, emulator_url, start_target_emulator
-from syncflow.errors import PermanentTargetError, TransientTargetError
+from syncflow.errors import BadAnswerError, PermanentTargetError, TransientTargetError, UnusableAnswerError
 from syncflow.sinks.targets import Delivery, Lessen360Client, OneClient, error_for
-from syncflow.sinks.targets.base import BadAnswerError, UnusableAnswerError, parse_answer, readable, target_ref_of
+from syncflow.sinks.targets.base import parse_answer, readable, target_ref_of
 from syncflow.settings import TargetSettings
 
 
