@@ -15,6 +15,7 @@ from typing import Any
 from syncflow.errors import BadChangeEventError
 
 CHANGE_EVENT_SCHEMA = "io.syncflow.canonical.ChangeEvent"
+EntityKey = tuple[str, str]  # (entity_type, entity_id): one entity, across sources and targets
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

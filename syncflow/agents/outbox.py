@@ -8,17 +8,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from syncflow.agents.change_events import change_records
-from syncflow.model import NewVersion
+from syncflow.model import EntityKey, NewVersion
+from syncflow.sinks.common_db import counts
 from syncflow.sinks.common_db.engine import unit_of_work
 from syncflow.sinks.common_db.repository import (
     lock_unpublished,
     lock_unpublished_for_sweep,
     mark_published,
 )
-from syncflow.sinks.common_db.versioning import EntityKey
 from syncflow.streams.avro import AvroCodec
 from syncflow.streams.producer import ReliableProducer
 
@@ -73,12 +73,9 @@ class OutboxRelay:
 def outbox_backlog(engine: Engine) -> Callable[[], tuple[int, float | None]]:
     """The outbox backlog for the metrics: versions committed and not yet published, and the
     age in seconds of the oldest (read through the partial index on unpublished rows)."""
-    query = text("SELECT count(*), extract(epoch FROM now() - min(created_date)) FROM data_versions "
-                 "WHERE published_at IS NULL")
 
     def read() -> tuple[int, float | None]:
         with engine.connect() as conn:
-            count, oldest = conn.execute(query).one()
-        return int(count), None if oldest is None else max(0.0, float(oldest))
+            return counts.outbox_backlog(conn)
 
     return read

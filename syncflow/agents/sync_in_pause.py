@@ -25,7 +25,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
-from syncflow.ops.pauses import PauseRules, source_property
+from syncflow.agents.pauses import PauseRules, source_property
 from syncflow.streams.avro import AvroCodec
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from syncflow.ops.pauses import PauseScope, list_pauses, pause, resume
+from syncflow.sinks.common_db.pauses import PauseScope, list_pauses, pause, resume
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.migrate import migrate
 from syncflow.settings import Settings, get_settings

@@ -10,9 +10,8 @@ from rich.table import Table
 from sqlalchemy import create_engine
 
 from syncflow.ops.offsets import admin_for
-from syncflow.ops.pauses import pause_status
+from syncflow.ops.status import StatusReport, collect_status, pause_status
 from syncflow.sinks.common_db.engine import make_engine
-from syncflow.ops.status import StatusReport, collect_status
 from syncflow.settings import get_settings
 
 app = typer.Typer(help="Where records are: sync status counts, lag per group, DLQ depth.")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from syncflow.agents.change_events import change_event_headers
 from syncflow.agents.sync_out.rate_limit import RateLimiter
@@ -32,6 +32,7 @@ from syncflow.agents.sync_out.transform import Transformer
 from syncflow.errors import OpsError, RateLimitedError, TransientTargetError
 from syncflow.model import CHANGE_EVENT_SCHEMA, ChangeEvent
 from syncflow.sinks.common_db.latest import Latest, force_resend, unforce_resend
+from syncflow.sinks.common_db.rate_buckets import bucket_exists
 from syncflow.sinks.targets.base import Delivery, TargetClient
 from syncflow.streams.avro import AvroCodec
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
@@ -108,9 +109,7 @@ def limiter_for(settings: Settings, engine: Engine, target: str) -> RateLimiter:
     worker has written it yet: the workers' rate wins over an operator's shell."""
     t = settings.sync_out.targets[target]
     limiter = RateLimiter(engine, target, t.rate_per_minute, t.rate_burst_s)
-    with engine.connect() as conn:
-        exists = conn.execute(text("SELECT 1 FROM sync_out_rate_limit WHERE target = :t"), {"t": target}).first()
-    if exists is None:
+    if not bucket_exists(engine, target):
         limiter.ensure()
     return limiter
 

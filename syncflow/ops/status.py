@@ -2,19 +2,22 @@
 (sync-in) and per entity type and target (sync-out), the oldest pending item, consumer lag
 per group and DLQ depth per DLQ topic.
 
-The common-database tables are read with plain SQL against settings.database_schema, so this
-module needs nothing but the table and column names."""
+The common-database tables are read through the named queries of sinks/common_db/counts.py,
+against settings.database_schema."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from syncflow.errors import TablesMissingError
 from syncflow.ops import offsets
+from syncflow.sinks.common_db import counts
+from syncflow.sinks.common_db.pauses import list_pauses
 from syncflow.settings import Settings
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, changes_topic, raw_topic, retry_topic, sync_out_group, target_dlq
 
@@ -77,9 +80,7 @@ def dlq_topics(settings: Settings) -> list[str]:
 
 
 def missing_tables(engine: Engine, schema: str) -> list[str]:
-    query = text("SELECT table_name FROM information_schema.tables WHERE table_schema = :schema")
-    with engine.connect() as conn:
-        present = {row[0] for row in conn.execute(query, {"schema": schema})}
+    present = counts.tables_in(engine, schema)
     return [t for t in REQUIRED_TABLES if t not in present]
 
 
@@ -93,35 +94,17 @@ def status_counts(engine: Engine, schema: str, now: datetime | None = None) -> l
     if missing:
         raise TablesMissingError(f"schema {schema!r} has no table {', '.join(missing)} (run the migrations first)")
     now = now or datetime.now(timezone.utc)
-    # sync-in: source records applied (a version made, or unchanged); refusals are in sync-in.dlq
-    sync_in = text(
-        f"SELECT entity_type, source_system, 'applied', count(*), NULL FROM \"{schema}\".sync_master_data "
-        "GROUP BY entity_type, source_system ORDER BY 1, 2"
-    )
-    # sync-out: each entity's real state per target (synced = the target holds its current version)
-    sync_out = text(
-        f'SELECT entity_type, target, status, count(*), min(updated_at) FROM "{schema}".entity_sync_status '
-        "GROUP BY entity_type, target, status ORDER BY 1, 2, 3"
-    )
-    counts: list[StatusCount] = []
+    out: list[StatusCount] = []
     with engine.connect() as conn:
-        for side, query in (("sync-in", sync_in), ("sync-out", sync_out)):
-            for entity_type, system, status, count, oldest in conn.execute(query):
-                age = _age(oldest, now) if status in PENDING else None
-                counts.append(StatusCount(side, entity_type, system, status, count, age))
-    return counts
+        for side, entity_type, system, status, count, oldest in counts.status_rows(conn, schema):
+            age = _age(oldest, now) if status in PENDING else None
+            out.append(StatusCount(side, entity_type, system, status, count, age))
+    return out
 
 
 def unpublished_versions(engine: Engine, schema: str) -> int | None:
     """Versions committed but not yet published as change events (the outbox backlog)."""
-    query = text(
-        "SELECT count(*) FROM information_schema.columns WHERE table_schema = :schema "
-        "AND table_name = 'data_versions' AND column_name = 'published_at'"
-    )
-    with engine.connect() as conn:
-        if not conn.execute(query, {"schema": schema}).scalar():
-            return None
-        return int(conn.execute(text(f'SELECT count(*) FROM "{schema}".data_versions WHERE published_at IS NULL')).scalar() or 0)
+    return counts.unpublished_in(engine, schema)
 
 
 def lag_by_group(admin: AdminClient, groups: dict[str, list[str]]) -> list[GroupLag]:
@@ -165,3 +148,33 @@ def collect_status(settings: Settings, engine: Engine, admin: AdminClient) -> St
     report.dlq_depth = dlq_depth(admin, dlq_topics(settings))
     report.dlq_not_redriven = dlq_not_redriven(admin, dlq_topics(settings), settings.ops.redrive_group)
     return report
+
+
+def pause_status(engine: Engine, settings: Any, admin: Any) -> list[dict[str, Any]]:
+    """Every pause with its age and, as the records held, the consumer lag behind it: the
+    target's sync-out group (all its topics) or the sync-in group on the source's raw topic.
+    Approximate: the lag also counts records of unpaused scopes not read yet."""
+    scopes = list_pauses(engine)
+    groups = consumer_groups(settings)
+    now = datetime.now(timezone.utc)
+    lag_cache: dict[tuple[str, str], int | None] = {}
+    out = []
+    for s in scopes:
+        if s.side == "sync-out":
+            group = sync_out_group(s.system) + settings.sync_out.topic_suffix
+            topics = groups.get(group, [])
+        else:
+            group = settings.sync_in.group_id
+            topics = [raw_topic(s.system) + settings.sync_in.topic_suffix]
+        key = (group, ",".join(topics))
+        if key not in lag_cache:
+            try:
+                lag_cache[key] = sum(offsets.group_lag(admin, group, topics).values()) if topics else 0
+            except Exception:  # noqa: BLE001 - a status shows what it can
+                lag_cache[key] = None
+        d = s.to_dict()
+        d["age_s"] = (now - s.since).total_seconds() if s.since else None
+        d["held_approx"] = lag_cache[key]
+        d["group"] = group
+        out.append(d)
+    return out

@@ -29,6 +29,7 @@ from syncflow.ops.status import consumer_groups, dlq_depth, dlq_topics, lag_by_g
 from syncflow.pipeline.namespace import Namespace
 from syncflow.pipeline.reconcile import Reconciliation, get_json, reconcile
 from syncflow.pipeline.supervisor import RoleSpec, Supervisor
+from syncflow.sinks.common_db.counts import version_count
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.migrate import migrate
 from syncflow.sinks.raw_store import RawRecordStore
@@ -188,7 +189,7 @@ def read_progress(settings: Settings, engine: Engine, phase: str) -> Progress:
     lags = {g.group: g.lag for g in lag_by_group(admin, groups)}
     dlqs = dlq_depth(admin, dlq_topics(settings))
     with engine.connect() as conn:
-        versions = conn.execute(text("SELECT count(*) FROM data_versions")).scalar_one()
+        versions = version_count(conn)
     p = Progress(versions=versions, lag=lags, phase=phase)
     p.sync_in_dlq = dlqs.get(SYNC_IN_DLQ + settings.sync_in.topic_suffix, 0)
     raw_topics = groups[settings.sync_in.group_id]

@@ -14,13 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from syncflow.agents.hashing import content_hash
 from syncflow.agents.sync_out.transform import Transformer
 from syncflow.agents.rules import RulesEngine
 from syncflow.errors import SyncflowError
+from syncflow.model import EntityKey
 from syncflow.ops.dead_letter_queue import DlqRecord, read_dlq
+from syncflow.sinks.common_db import counts
 from syncflow.streams.avro import AvroCodec
 from syncflow.streams.dead_letters import read_failure_headers
 from syncflow.streams.headers import header_value
@@ -30,7 +32,6 @@ from syncflow.streams.topics import SYNC_IN_DLQ, target_dlq
 TRANSIENT_CATEGORIES = {"transient", "rate-limited"}
 INJECTED = "syncflow.injected"  # header naming a bad record a test produced on purpose
 SourceKey = tuple[str, str, str]  # source, entity_type, source_id
-EntityKey = tuple[str, str]  # entity_type, entity_id
 
 
 @dataclass(frozen=True)
@@ -188,21 +189,13 @@ def _entity_name(entity_type: str) -> str:
 def _master_heads(engine: Engine) -> dict[tuple[str, str, str], str]:
     """(entity_type, entity_id, source) -> hash of that source's latest version."""
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT DISTINCT ON (entity_type, entity_id, source_system) entity_type, entity_id, source_system, data_hash"
-            " FROM data_versions ORDER BY entity_type, entity_id, source_system, version_number DESC"))
-        return {(r[0], r[1], r[2]): r[3] for r in rows}
+        return counts.latest_hash_per_source(conn)
 
 
 def _check_versions(engine: Engine, result: Reconciliation) -> None:
     with engine.connect() as conn:
-        gaps = conn.execute(text(
-            "SELECT entity_type, entity_id, count(*), min(version_number), max(version_number)"
-            " FROM data_versions GROUP BY entity_type, entity_id"
-            " HAVING count(*) <> max(version_number) OR min(version_number) <> 1")).all()
-        versions = conn.execute(text("SELECT count(*) FROM data_versions")).scalar_one()
-        entities = conn.execute(text("SELECT count(DISTINCT (entity_type, entity_id)) FROM data_versions")).scalar_one()
-        unpublished = conn.execute(text("SELECT count(*) FROM data_versions WHERE published_at IS NULL")).scalar_one()
+        gaps = counts.version_gaps(conn)
+        versions, entities, unpublished = counts.version_counts(conn)
     result.counts["versions written"] = versions
     result.counts["entities versioned"] = entities
     for entity_type, entity_id, n, low, high in gaps[:20]:
@@ -222,13 +215,9 @@ class Expected:
 def _expected_at_target(engine: Engine, target: str, entity_types: list[str], echo: bool) -> dict[EntityKey, Expected]:
     """Per entity: the latest version the target should hold (skipping versions that came
     from the target itself when echo suppression is on)."""
-    origin_filter = "AND source_system <> :target" if echo else ""
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT DISTINCT ON (entity_type, entity_id) entity_type, entity_id, version_number, change_type, \"references\""
-            f" FROM data_versions WHERE entity_type = ANY(:types) {origin_filter}"
-            " ORDER BY entity_type, entity_id, version_number DESC"), {"types": entity_types, "target": target})
-        return {(r[0], r[1]): Expected(r[2], r[3] == "delete", r[4] or {}) for r in rows}
+        latest = counts.latest_of_entities(conn, entity_types, not_from=target if echo else None)
+    return {key: Expected(version, change == "delete", refs or {}) for key, (version, change, refs) in latest.items()}
 
 
 def _check_target(settings: Settings, engine: Engine, target: str, entity_types: list[str], truth: TargetTruth,

@@ -12,13 +12,13 @@ from prometheus_client import CollectorRegistry
 
 from syncflow.agents.sync_out.batch import BatchProcessor, OutboundStatusSink
 from syncflow.agents.sync_out.observe import SyncOutObserver, target_reachable
+from syncflow.agents.pauses import PauseRules, PropertyResolver, register_pause_metrics
 from syncflow.agents.sync_out.pause_hold import PauseHold
 from syncflow.agents.sync_out.rate_limit import RateLimiter
 from syncflow.agents.sync_out.raw_status import OutboundStatusWriter
 from syncflow.agents.sync_out.registry import binding_for
-from syncflow.agents.sync_out.state import SyncStateStore
+from syncflow.sinks.common_db.target_state import SyncStateStore
 from syncflow.agents.sync_out.worker import SyncOutWorker, sync_out_topics
-from syncflow.ops.pauses import PauseRules, PropertyResolver, register_pause_metrics
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.streams.avro import codec_for
 from syncflow.streams.health import (

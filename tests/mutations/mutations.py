@@ -96,7 +96,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # 4. the sent-version compare-and-set
     Mutation(
         "the sent-version write is not a compare-and-set (WHERE dropped)",
-        "syncflow/agents/sync_out/state.py",
+        "syncflow/sinks/common_db/target_state.py",
         "         WHERE s.sent_version <= excluded.sent_version AND s.synced_version < excluded.sent_version\n",
         "",
         (_CAS,),
@@ -112,14 +112,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     # 5. the rate-limit bucket
     Mutation(
         "the bucket grants whatever is asked (acquire never waits)",
-        "syncflow/agents/sync_out/rate_limit.py",
+        "syncflow/sinks/common_db/rate_buckets.py",
         "ELSE LEAST(:n, FLOOR(cur.avail + 1e-9))::int END AS granted",
         "ELSE CAST(:n AS int) END AS granted",
         (_BUCKET,),
     ),
     Mutation(
         "the bucket's tokens never decrease",
-        "syncflow/agents/sync_out/rate_limit.py",
+        "syncflow/sinks/common_db/rate_buckets.py",
         "       SET tokens = g.avail - g.granted, refilled_at = g.refilled_at\n",
         "       SET tokens = g.avail, refilled_at = g.refilled_at\n",
         (_BUCKET,),

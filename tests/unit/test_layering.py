@@ -29,8 +29,6 @@ LAYERS: list[tuple[str, list[str]]] = [
 
 # Imports against the direction that are still to be removed: (importer, imported) modules.
 ALLOWED_UPWARD: set[tuple[str, str]] = {
-    ("syncflow.agents.sync_in_pause", "syncflow.ops.pauses"),
-    ("syncflow.agents.sync_out.pause_hold", "syncflow.ops.pauses"),
     ("syncflow.sinks.targets.base", "syncflow.streams.headers"),
     ("syncflow.sinks.targets.lessen360", "syncflow.streams.headers"),
     ("syncflow.streams.metrics", "syncflow.ops.offsets"),

@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 from syncflow.agents.sync_out.decisions import (
-    EntityKey,
     Route,
     is_echo,
     is_stale,
@@ -25,11 +24,11 @@ from syncflow.agents.sync_out.decisions import (
     route_failure,
     waits_for_batch,
 )
-from syncflow.model import ChangeEvent
+from syncflow.model import ChangeEvent, EntityKey
 from syncflow.agents.sync_out.priority import Entry
 from syncflow.agents.sync_out.rate_limit import RateLimiter
 from syncflow.agents.sync_out.retry_gate import RETRY_DUE_HEADER
-from syncflow.agents.sync_out.state import Failed, Synced, SyncStateStore, storable_text, target_ref_problem
+from syncflow.sinks.common_db.target_state import Failed, Synced, SyncStateStore, storable_text, target_ref_problem
 from syncflow.agents.sync_out.transform import Transformer
 from syncflow.errors import (
     BadAnswerError,

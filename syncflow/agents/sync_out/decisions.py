@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from syncflow.model import ChangeEvent
+from syncflow.model import ChangeEvent, EntityKey
 from syncflow.errors import DependencyNotMetError, RetryLaterError
 from syncflow.settings import SyncOutSettings
 
-EntityKey = tuple[str, str]  # (entity_type, entity_id)
 
 
 def is_echo(event: ChangeEvent, target: str, echo_suppression: bool) -> bool:

@@ -1,5 +1,5 @@
 """Which buffered records a sync-out worker holds because their scope is paused
-(`syncflow pause --target T [--property P] [--entity-type E]`, ops/pauses.py).
+(`syncflow pause --target T [--property P] [--entity-type E]`, agents/pauses.py).
 
 A held record stays in the priority buffer: it is not taken, so it is not tried, retried,
 dead-lettered or charged to the rate limit, and its offset stays pending, so nothing is
@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from syncflow.ops.pauses import PauseRules, PropertyResolver
+from syncflow.agents.pauses import PauseRules, PropertyResolver
 
 if TYPE_CHECKING:
     from syncflow.agents.sync_out.batch import Consumed

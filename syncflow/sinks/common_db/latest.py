@@ -18,9 +18,8 @@ from datetime import datetime
 
 from sqlalchemy import Engine, text
 
-from syncflow.model import NewVersion
+from syncflow.model import EntityKey, NewVersion
 from syncflow.sinks.common_db.repository import _version_from_row
-from syncflow.sinks.common_db.versioning import EntityKey
 
 # The property code of each entity type's row `e`: a location's own, else its location's (an
 # attachment's through its service request).

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-EntityKey = tuple[str, str]  # (entity_type, entity_id)
+from syncflow.model import EntityKey
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from psycopg2.extras import execute_values
 from sqlalchemy import Table, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from syncflow.model import EntityRecord, NewVersion
+from syncflow.model import EntityKey, EntityRecord, NewVersion
 from syncflow.sinks.common_db.models import (
     ENTITY_MODELS,
     PARENT_REFERENCES,
@@ -28,7 +28,6 @@ from syncflow.sinks.common_db.rows import data_columns, entity_row, entity_table
 from syncflow.sinks.common_db.versioning import (
     DELETE,
     EntityHead,
-    EntityKey,
     MasterKey,
     MasterState,
     PlannedVersion,

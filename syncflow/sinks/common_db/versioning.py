@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from syncflow.model import EntityRecord
+from syncflow.model import EntityKey, EntityRecord
 
 CREATE, UPDATE, DELETE = "create", "update", "delete"
 
@@ -46,7 +46,6 @@ class PlannedVersion:
     snapshot: dict[str, Any]
 
 
-EntityKey = tuple[str, str]  # (entity_type, entity_id)
 MasterKey = tuple[str, str, str]  # (entity_type, entity_id, source_system)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from syncflow.ops.offsets import admin_for, group_lag
-from syncflow.ops.pauses import pause, resume
+from syncflow.sinks.common_db.pauses import pause, resume
 from syncflow.streams.topics import raw_topic
 
 from .test_sync_in_worker import Pipeline, assert_outcome, make_stream, pipeline  # noqa: F401 - the fixture

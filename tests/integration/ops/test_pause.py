@@ -11,7 +11,8 @@ import time
 from typer.testing import CliRunner
 
 from syncflow.cli import app
-from syncflow.ops.pauses import PauseRules, list_pauses
+from syncflow.agents.pauses import PauseRules
+from syncflow.sinks.common_db.pauses import list_pauses
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.settings import REPO_ROOT, Settings
 

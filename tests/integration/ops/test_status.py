@@ -9,7 +9,7 @@ import time
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from syncflow.agents.sync_out.state import Failed, Synced, SyncStateStore
+from syncflow.sinks.common_db.target_state import Failed, Synced, SyncStateStore
 from syncflow.cli import status
 from syncflow.sinks.common_db.engine import make_engine, unit_of_work
 from syncflow.sinks.common_db.migrate import migrate

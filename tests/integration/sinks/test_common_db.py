@@ -205,3 +205,26 @@ def test_a_retried_batch_after_a_rollback_writes_the_same_versions(engine: Engin
         resident = s.execute(text("SELECT placeholder, current_version FROM residents WHERE entity_id = 'res-r1'")).one()
     assert [(v.entity_id, v.version_number) for v in made] == [("loc-r1", 1), ("sr-r1", 1)] and again == []
     assert tuple(resident) == (True, 0)
+
+
+def test_named_counts_read_what_was_written(settings: Settings, engine: Engine) -> None:
+    """sinks/common_db/counts.py: the queries status, metrics and the demo's reconciliation use."""
+    from syncflow.sinks.common_db import counts
+
+    with unit_of_work(engine) as s:
+        upsert_versions(s, [unit("loc-c1"), unit("loc-c1", name="Unit One")])
+    with unit_of_work(engine) as s:
+        published = lock_unpublished(s, [("location", "loc-c1")])
+        mark_published(s, [published[0].id])
+    with engine.connect() as conn:
+        assert counts.version_counts(conn) == (2, 1, 1)
+        assert counts.version_count(conn) == 2 and counts.version_gaps(conn) == []
+        assert counts.outbox_backlog(conn)[0] == 1
+        assert counts.latest_hash_per_source(conn) == {("location", "loc-c1", "yardi"): "h-Unit One-1200.50-False"}
+        latest = counts.latest_of_entities(conn, ["location"])
+        assert latest == {("location", "loc-c1"): (2, "update", {"location": "loc-prop"})}
+        assert counts.latest_of_entities(conn, ["location"], not_from="yardi") == {}
+        rows = counts.status_rows(conn, settings.database_schema)
+    assert ("sync-in", "location", "yardi", "applied", 1, None) in rows
+    assert {"data_versions", "sync_master_data", "entity_sync_status"} <= counts.tables_in(engine, settings.database_schema)
+    assert counts.unpublished_in(engine, settings.database_schema) == 1

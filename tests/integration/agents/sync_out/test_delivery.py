@@ -128,7 +128,7 @@ async def test_an_older_version_never_follows_one_handed_over_without_a_recorded
         so_settings, one_emulator, events, start_worker) -> None:
     """A worker handed v3 to the target and died before recording it; v1, waiting in a retry
     tier meanwhile, comes due: it must not reach the target after v3."""
-    from syncflow.agents.sync_out.state import SyncStateStore
+    from syncflow.sinks.common_db.target_state import SyncStateStore
 
     s = pointing_at(so_settings, "one", one_emulator, rate_per_minute=600_000)
     engine = make_engine(s, pool_size=1)

@@ -17,7 +17,7 @@ from syncflow.agents.sync_out import sync_out_topics
 from syncflow.roles.sync_out import add_observability
 from syncflow.emulators.targets import emulator_state
 from syncflow.ops.offsets import admin_for, group_lag
-from syncflow.ops.pauses import pause, resume
+from syncflow.sinks.common_db.pauses import pause, resume
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.streams.health import HealthCheck
 from syncflow.settings import Settings

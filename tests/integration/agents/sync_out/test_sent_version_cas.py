@@ -17,7 +17,7 @@ from syncflow.roles.sync_out import build_worker
 from syncflow.agents.sync_out.batch import BatchProcessor, Consumed
 from syncflow.model import ChangeEvent
 from syncflow.agents.sync_out.priority import Entry, PriorityBuffer
-from syncflow.agents.sync_out.state import SyncStateStore
+from syncflow.sinks.common_db.target_state import SyncStateStore
 from syncflow.emulators.targets import emulator_state
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.settings import Settings

@@ -2,7 +2,7 @@
 'sync-out', system = target), a sync-in scope a source (side 'sync-in', system = source),
 each optionally narrowed to one property and/or one entity type ('' = every one, so the
 scope is a plain unique key). Written by `syncflow pause` / `syncflow resume`, read by
-every worker every few seconds (ops/pauses.py).
+every worker every few seconds (sinks/common_db/pauses.py, agents/pauses.py).
 
 Revision ID: 0006_pauses
 Revises: 0005_entity_sync_status

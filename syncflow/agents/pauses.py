@@ -1,7 +1,8 @@
 """Operator pauses: a target (sync-out) or a source (sync-in), whole or narrowed to one
 property and/or one entity type, held until resumed.
 
-The state is the common database's `pauses` table (migration 0006), so a pause survives
+The state is the common database's `pauses` table (migration 0006, read and written by
+sinks/common_db/pauses.py; `syncflow pause` / `resume` write it), so a pause survives
 restarts of every worker and of PostgreSQL. Workers read it through `PauseRules`, a cache
 refreshed every `settings.ops.pause_refresh_s` (2 s): a pause or resume takes effect within
 about that long. A failed refresh keeps the rules last read (a database outage neither
@@ -20,109 +21,27 @@ Property codes compare upper-cased, as identity rules store them."""
 
 from __future__ import annotations
 
-import getpass
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+
+from syncflow.sinks.common_db.pauses import (
+    PauseScope,
+    list_pauses,
+    location_properties,
+    norm_property,
+    service_request_properties,
+)
 
 log = logging.getLogger(__name__)
 
-SIDES = ("sync-in", "sync-out")
 PROPERTY_FIELDS = ("PropertyCode", "propertyCode", "property_ref", "property_code")
-
-
-def default_actor() -> str:
-    try:
-        user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no login name in some containers
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
-def norm_property(value: object) -> str:
-    return "" if value is None else str(value).strip().upper()
-
-
-@dataclass(frozen=True)
-class PauseScope:
-    side: str  # sync-in | sync-out
-    system: str  # source or target
-    prop: str = ""  # the property code; "" = every property
-    entity_type: str = ""  # "" = every entity type
-    reason: str = ""
-    paused_by: str = ""
-    since: datetime | None = None
-
-    @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.side, self.system, self.prop, self.entity_type)
-
-    def covers(self, entity_type: str, prop: str | None) -> bool:
-        return (not self.entity_type or self.entity_type == entity_type) and (not self.prop or self.prop == (prop or ""))
-
-    def describe(self) -> str:
-        parts = [f"{self.side} {self.system}"]
-        parts += [f"property {self.prop}"] if self.prop else []
-        parts += [f"entity type {self.entity_type}"] if self.entity_type else []
-        return ", ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["property"] = d.pop("prop")
-        d["since"] = self.since.isoformat() if self.since else None
-        return d
-
-
-_COLUMNS = "side, system, property, entity_type, reason, paused_by, since"
-
-
-def pause(engine: Engine, side: str, system: str, *, prop: str | None = None, entity_type: str | None = None,
-          reason: str = "", by: str | None = None) -> tuple[PauseScope, bool]:
-    """Pause a scope; returns it and whether it is new (an existing pause keeps its `since`
-    and takes the new reason)."""
-    if side not in SIDES:
-        raise ValueError(f"side must be one of {SIDES}")
-    params = {"side": side, "system": system, "property": norm_property(prop), "entity_type": entity_type or "",
-              "reason": reason, "paused_by": by or default_actor()}
-    query = text(
-        f"INSERT INTO pauses ({_COLUMNS}) VALUES (:side, :system, :property, :entity_type, :reason, :paused_by, now()) "
-        "ON CONFLICT (side, system, property, entity_type) DO UPDATE SET reason = excluded.reason "
-        f"RETURNING {_COLUMNS}, (xmax = 0) AS inserted"
-    )
-    with engine.begin() as conn:
-        row = conn.execute(query, params).one()
-    return PauseScope(*row[:7]), bool(row[7])
-
-
-def resume(engine: Engine, side: str, system: str, *, prop: str | None = None, entity_type: str | None = None) -> PauseScope | None:
-    """Lift exactly this scope (a pause of the whole target is not lifted by resuming one
-    property of it); the scope removed, or None when it was not paused."""
-    query = text(
-        "DELETE FROM pauses WHERE side = :side AND system = :system AND property = :property "
-        f"AND entity_type = :entity_type RETURNING {_COLUMNS}"
-    )
-    with engine.begin() as conn:
-        row = conn.execute(query, {"side": side, "system": system, "property": norm_property(prop),
-                                   "entity_type": entity_type or ""}).one_or_none()
-    return PauseScope(*row) if row else None
-
-
-def list_pauses(engine: Engine, side: str | None = None, system: str | None = None) -> list[PauseScope]:
-    query = text(
-        f"SELECT {_COLUMNS} FROM pauses WHERE (CAST(:side AS text) IS NULL OR side = :side) "
-        "AND (CAST(:system AS text) IS NULL OR system = :system) ORDER BY side, system, property, entity_type"
-    )
-    with engine.connect() as conn:
-        return [PauseScope(*row) for row in conn.execute(query, {"side": side, "system": system})]
 
 
 class PauseRules:
@@ -196,15 +115,6 @@ def source_property(record: dict[str, Any]) -> str | None:
     return None
 
 
-_LOCATIONS = text(
-    "SELECT l.entity_id, l.property_code FROM locations l WHERE l.entity_id = ANY(:ids)"
-)
-_SERVICE_REQUESTS = text(
-    "SELECT s.entity_id, l.property_code FROM service_requests s JOIN locations l ON l.entity_id = s.location_id "
-    "WHERE s.entity_id = ANY(:ids)"
-)
-
-
 class PropertyResolver:
     """The property of a change event, looking up in the common database what the snapshot
     does not say. A location's id is derived from its property code, so what is found is
@@ -237,10 +147,10 @@ class PropertyResolver:
                 self._service_requests.clear()
             with self.engine.connect() as conn:
                 if want_loc:
-                    self._locations.update({i: norm_property(p) for i, p in conn.execute(_LOCATIONS, {"ids": list(want_loc)}) if p})
+                    self._locations.update({i: norm_property(p) for i, p in location_properties(conn, want_loc) if p})
                 if want_sr:
                     self._service_requests.update(
-                        {i: norm_property(p) for i, p in conn.execute(_SERVICE_REQUESTS, {"ids": list(want_sr)}) if p})
+                        {i: norm_property(p) for i, p in service_request_properties(conn, want_sr) if p})
             self._missing = {i: t for i, t in self._missing.items() if t > now}
             for i in (want_loc - self._locations.keys()) | (want_sr - self._service_requests.keys()):
                 self._missing[i] = now + self.retry_s
@@ -274,38 +184,3 @@ def register_pause_metrics(registry: CollectorRegistry, rules: PauseRules, held:
     collector = PauseCollector(rules, held)
     registry.register(collector)  # type: ignore[arg-type]
     return collector
-
-
-# -- status ------------------------------------------------------------------------------------------
-def pause_status(engine: Engine, settings: Any, admin: Any) -> list[dict[str, Any]]:
-    """Every pause with its age and, as the records held, the consumer lag behind it: the
-    target's sync-out group (all its topics) or the sync-in group on the source's raw topic.
-    Approximate: the lag also counts records of unpaused scopes not read yet."""
-    from syncflow.ops import offsets
-    from syncflow.ops.status import consumer_groups
-    from syncflow.streams.topics import raw_topic, sync_out_group
-
-    scopes = list_pauses(engine)
-    groups = consumer_groups(settings)
-    now = datetime.now(timezone.utc)
-    lag_cache: dict[tuple[str, str], int | None] = {}
-    out = []
-    for s in scopes:
-        if s.side == "sync-out":
-            group = sync_out_group(s.system) + settings.sync_out.topic_suffix
-            topics = groups.get(group, [])
-        else:
-            group = settings.sync_in.group_id
-            topics = [raw_topic(s.system) + settings.sync_in.topic_suffix]
-        key = (group, ",".join(topics))
-        if key not in lag_cache:
-            try:
-                lag_cache[key] = sum(offsets.group_lag(admin, group, topics).values()) if topics else 0
-            except Exception:  # noqa: BLE001 - a status shows what it can
-                lag_cache[key] = None
-        d = s.to_dict()
-        d["age_s"] = (now - s.since).total_seconds() if s.since else None
-        d["held_approx"] = lag_cache[key]
-        d["group"] = group
-        out.append(d)
-    return out

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, text
 
-from syncflow.agents.sync_out.decisions import EntityKey
+from syncflow.model import EntityKey
 from syncflow.errors import LocksLostError
 from syncflow.sinks.common_db.models import TargetSyncState
 
