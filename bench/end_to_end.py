@@ -50,11 +50,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.baselines import Call, bare_consume, bare_http, median, percentile  # noqa: E402
 from bench.figures import Baseline, BenchResult, Figure, print_table, write_json  # noqa: E402
 
-from syncflow.pipeline.demo import (  # noqa: E402
+from syncflow.demo.demo import (  # noqa: E402
     SOURCES, DemoPlan, wait_for_emulators, plan_settings, post_json, read_progress, reset_state, role_env, role_specs)
-from syncflow.pipeline.namespace import Namespace  # noqa: E402
-from syncflow.pipeline.reconcile import get_json  # noqa: E402
-from syncflow.pipeline.supervisor import RoleProcess, Supervisor  # noqa: E402
+from syncflow.demo.namespace import Namespace  # noqa: E402
+from syncflow.demo.reconcile import get_json  # noqa: E402
+from syncflow.demo.supervisor import RoleProcess, Supervisor  # noqa: E402
 from syncflow.sinks.common_db.engine import make_engine  # noqa: E402
 from syncflow.streams.admin import delete_topics  # noqa: E402
 from syncflow.streams.security import kafka_client_config  # noqa: E402

@@ -22,7 +22,7 @@ def demo(
     timeout: float = typer.Option(900, help="Give up after this many seconds."),
 ) -> None:
     """Bring up the local stack, run every role, feed a day of changes, reconcile."""
-    from syncflow.pipeline.demo import DemoPlan, run_demo
+    from syncflow.demo.demo import DemoPlan, run_demo
     from syncflow.settings import Settings
 
     if subprocess.call([str(SCRIPT), "up"], env=_env()) != 0:

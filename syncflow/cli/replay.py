@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from syncflow.errors import OpsError
-from syncflow.ops.offsets import admin_for
+from syncflow.streams.admin import admin_client
 from syncflow.ops.progress import progress_report
 from syncflow.ops.replay import ReplayResult, ResetTo, parse_time, replay
 from syncflow.settings import get_settings
@@ -60,7 +60,7 @@ def main(
         reset = reset_from_options(to_earliest, to_latest, to_offset, to_time)
         settings = get_settings()
         with progress_report(f"replay {group}", Console(stderr=True), settings.ops.progress_interval_s) as progress:
-            result = replay(admin_for(settings), group, topics, reset, partitions=partitions or None, dry_run=dry_run,
+            result = replay(admin_client(settings), group, topics, reset, partitions=partitions or None, dry_run=dry_run,
                             on_step=lambda text: progress.update(status=text))
     except OpsError as exc:
         typer.echo(f"replay: {exc}", err=True)

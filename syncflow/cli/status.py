@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine
 
-from syncflow.ops.offsets import admin_for
+from syncflow.streams.admin import admin_client
 from syncflow.ops.status import StatusReport, collect_status, pause_status
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.settings import get_settings
@@ -80,7 +80,7 @@ def main(as_json: bool = typer.Option(False, "--json", help="Print the report as
     settings = get_settings()
     engine = create_engine(settings.database_url, connect_args={"connect_timeout": 5})
     try:
-        admin = admin_for(settings)
+        admin = admin_client(settings)
         report = collect_status(settings, engine, admin)
         pauses = collect_pauses(settings, admin)
     except Exception as exc:  # noqa: BLE001 - a status command reports, it does not trace back

@@ -39,7 +39,8 @@ from syncflow.errors import (
     TooLargeError,
     ValidationError,
 )
-from syncflow.streams.headers import REQUEST_ID, TRACE_ID, TRACEPARENT, header_value, trace_id_of_traceparent
+from syncflow.streams.headers import TRACE_ID, header_value
+from syncflow.tracing import REQUEST_ID, TRACEPARENT, trace_id_of_traceparent
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.settings import Settings
 

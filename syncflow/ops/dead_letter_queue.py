@@ -26,7 +26,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from syncflow.errors import OpsError
-from syncflow.ops import offsets
+from syncflow.streams import admin as kafka_admin
 from syncflow.streams.dead_letters import PREFIX, VALUE_REPLACED, carry_headers, read_failure_headers
 from syncflow.streams.headers import ENTITY_TYPE, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
@@ -145,7 +145,7 @@ def _consumer(settings: Settings, group: str | None) -> Consumer:
     )
 
 
-def _read(consumer: Consumer, starts: dict[offsets.TP, int], ends: dict[offsets.TP, int], timeout: float) -> Iterator[DlqRecord]:
+def _read(consumer: Consumer, starts: dict[kafka_admin.TP, int], ends: dict[kafka_admin.TP, int], timeout: float) -> Iterator[DlqRecord]:
     """Records from each start offset up to (not including) the end offset of its partition."""
     todo = {tp for tp in starts if starts[tp] < ends[tp]}
     if not todo:
@@ -176,8 +176,8 @@ def _read(consumer: Consumer, starts: dict[offsets.TP, int], ends: dict[offsets.
 
 def read_dlq(settings: Settings, topic: str, flt: DlqFilter | None = None, limit: int | None = None, timeout: float = 15.0) -> list[DlqRecord]:
     """The DLQ's records, oldest first per partition, that match the filter (no commits)."""
-    admin = offsets.admin_for(settings)
-    marks = offsets.watermarks(admin, offsets.topic_partitions(admin, [topic]))
+    admin = kafka_admin.admin_client(settings)
+    marks = kafka_admin.watermarks(admin, kafka_admin.topic_partitions(admin, [topic]))
     consumer = _consumer(settings, None)
     out: list[DlqRecord] = []
     try:
@@ -352,9 +352,9 @@ def redrive(
     `to_topic` (e.g. a target's first retry tier, so only that target's group sees them).
     Records that cannot go back are parked with their reason; the others still go."""
     max_redrives = settings.ops.max_redrives if max_redrives is None else max_redrives
-    admin = offsets.admin_for(settings)
-    marks = offsets.watermarks(admin, offsets.topic_partitions(admin, [topic]))
-    topics = offsets.existing_topics(admin)
+    admin = kafka_admin.admin_client(settings)
+    marks = kafka_admin.watermarks(admin, kafka_admin.topic_partitions(admin, [topic]))
+    topics = kafka_admin.existing_topics(admin)
     if to_topic is not None and to_topic not in topics:
         raise OpsError(f"--to-topic {to_topic!r} does not exist")
     consumer = _consumer(settings, settings.ops.redrive_group)
@@ -362,15 +362,15 @@ def redrive(
     report = RedriveReport()
     try:
         committed = consumer.committed([TopicPartition(t, p) for t, p in marks], timeout=timeout)
-        starts: dict[offsets.TP, int] = {}
-        done: dict[offsets.TP, set[int]] = {}
+        starts: dict[kafka_admin.TP, int] = {}
+        done: dict[kafka_admin.TP, set[int]] = {}
         for tp in committed:
             low, _ = marks[(tp.topic, tp.partition)]
             starts[(tp.topic, tp.partition)] = max(tp.offset, low) if tp.offset >= 0 else low
             done[(tp.topic, tp.partition)] = decode_ranges(tp.metadata) if tp.offset >= 0 else set()
         ends = {tp: hi for tp, (_, hi) in marks.items()}
         total = sum(max(ends[tp] - starts[tp], 0) for tp in marks)
-        seen: dict[offsets.TP, list[int]] = {tp: [] for tp in marks}
+        seen: dict[kafka_admin.TP, list[int]] = {tp: [] for tp in marks}
         batch: list[tuple[DlqRecord, dict[str, object]]] = []
 
         def park(record: DlqRecord, reason: str) -> None:
@@ -432,7 +432,7 @@ def redrive(
     return report
 
 
-def _commits(seen: dict[offsets.TP, list[int]], done: dict[offsets.TP, set[int]], positions: dict[offsets.TP, int],
+def _commits(seen: dict[kafka_admin.TP, list[int]], done: dict[kafka_admin.TP, set[int]], positions: dict[kafka_admin.TP, int],
              limit: int = MAX_METADATA_CHARS) -> list[TopicPartition]:
     """Offsets + handled-ranges metadata to commit for each partition read up to `positions`.
     Before producing, `limit` keeps room for records the broker may still refuse (parked,

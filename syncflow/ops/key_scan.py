@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from syncflow.errors import OpsError
-from syncflow.ops import offsets
+from syncflow.streams import admin as kafka_admin
 from syncflow.streams.headers import TRACE_ID, header_value
 from syncflow.streams.records import KafkaRecord
 from syncflow.streams.security import kafka_client_config
@@ -33,13 +33,13 @@ def scan_for(settings: Settings, topics: Iterable[str], *, keys: Iterable[bytes]
     `trace_ids`, among the last `per_partition` records of each partition."""
     wanted_keys, wanted_traces = set(keys), set(trace_ids)
     result = ScanResult()
-    admin = offsets.admin_for(settings)
-    present = offsets.existing_topics(admin)
+    admin = kafka_admin.admin_client(settings)
+    present = kafka_admin.existing_topics(admin)
     names = list(dict.fromkeys(topics))
     result.missing_topics = [t for t in names if t not in present]
-    tps = offsets.topic_partitions(admin, [t for t in names if t in present])
-    marks = offsets.watermarks(admin, tps) if tps else {}
-    starts: dict[offsets.TP, int] = {}
+    tps = kafka_admin.topic_partitions(admin, [t for t in names if t in present])
+    marks = kafka_admin.watermarks(admin, tps) if tps else {}
+    starts: dict[kafka_admin.TP, int] = {}
     for tp, (low, high) in marks.items():
         start = max(low, high - max(per_partition, 0))
         result.not_scanned[tp[0]] = result.not_scanned.get(tp[0], 0) + (start - low)

@@ -15,7 +15,7 @@ Entities whose latest version came from the target itself (echo suppression) are
 Every read takes a token of the target's group-wide bucket (the workers' own). `heal` resends
 the latest version of each healable drift through the normal sync-out path (ops/resend.py).
 
-Not syncflow/pipeline/reconcile.py, which checks the demo against its ground truth."""
+Not syncflow/demo/reconcile.py, which checks the demo against its ground truth."""
 
 from __future__ import annotations
 

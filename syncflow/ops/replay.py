@@ -14,8 +14,8 @@ from typing import Literal
 from confluent_kafka.admin import AdminClient
 
 from syncflow.errors import GroupActiveError, OpsError
-from syncflow.ops import offsets
-from syncflow.ops.offsets import TP
+from syncflow.streams import admin as kafka_admin
+from syncflow.streams.admin import TP
 
 ResetKind = Literal["earliest", "latest", "offset", "time"]
 
@@ -66,7 +66,7 @@ class PartitionPlan:
 class ReplayResult:
     group: str
     reset: ResetTo
-    state: offsets.GroupState
+    state: kafka_admin.GroupState
     plans: list[PartitionPlan]
     applied: bool
 
@@ -117,21 +117,21 @@ def replay(
     if not topics:
         raise OpsError("name at least one topic")
     step(f"reading the state of group {group}")
-    state = offsets.group_state(admin, group)
+    state = kafka_admin.group_state(admin, group)
     if state.members and not dry_run:
         raise GroupActiveError(group, state.members)
-    tps = [tp for tp in offsets.topic_partitions(admin, topics) if partitions is None or tp[1] in partitions]
+    tps = [tp for tp in kafka_admin.topic_partitions(admin, topics) if partitions is None or tp[1] in partitions]
     if not tps:
         raise OpsError(f"no partition {partitions} in {', '.join(topics)}")
     step(f"reading the offsets of {len(tps)} partition(s)")
-    marks = offsets.watermarks(admin, tps)
-    at_time = offsets.offsets_for_time(admin, tps, reset.value) if reset.kind == "time" and reset.value is not None else None
+    marks = kafka_admin.watermarks(admin, tps)
+    at_time = kafka_admin.offsets_for_time(admin, tps, reset.value) if reset.kind == "time" and reset.value is not None else None
     if reset.kind == "time" and reset.value is None:
         raise OpsError("a time reset needs a time")
-    plans = plan(offsets.committed_offsets(admin, group), marks, target_offsets(reset, marks, at_time))
+    plans = plan(kafka_admin.committed_offsets(admin, group), marks, target_offsets(reset, marks, at_time))
     if not dry_run:
         step(f"moving {group} on {len(plans)} partition(s)")
-        offsets.alter_group_offsets(admin, group, {(p.topic, p.partition): p.new for p in plans})
+        kafka_admin.alter_group_offsets(admin, group, {(p.topic, p.partition): p.new for p in plans})
     return ReplayResult(group, reset, state, plans, applied=not dry_run)
 
 

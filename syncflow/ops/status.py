@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine
 
 from syncflow.errors import TablesMissingError
-from syncflow.ops import offsets
+from syncflow.streams import admin as kafka_admin
 from syncflow.sinks.common_db import counts
 from syncflow.sinks.common_db.pauses import list_pauses
 from syncflow.settings import Settings
@@ -110,29 +110,29 @@ def unpublished_versions(engine: Engine, schema: str) -> int | None:
 def lag_by_group(admin: AdminClient, groups: dict[str, list[str]]) -> list[GroupLag]:
     out = []
     for group, topics in groups.items():
-        lag = offsets.group_lag(admin, group, topics)
+        lag = kafka_admin.group_lag(admin, group, topics)
         out.append(GroupLag(group, sum(lag.values()), len(lag)))
     return out
 
 
 def dlq_depth(admin: AdminClient, topics: list[str]) -> dict[str, int]:
     """Records stored per DLQ topic (high - low watermark; 0 for a topic not created yet)."""
-    present = offsets.existing_topics(admin)
+    present = kafka_admin.existing_topics(admin)
     depth = {t: 0 for t in topics}
-    tps = offsets.topic_partitions(admin, [t for t in topics if t in present])
-    for (topic, _), (low, high) in offsets.watermarks(admin, tps).items():
+    tps = kafka_admin.topic_partitions(admin, [t for t in topics if t in present])
+    for (topic, _), (low, high) in kafka_admin.watermarks(admin, tps).items():
         depth[topic] += high - low
     return depth
 
 
 def dlq_not_redriven(admin: AdminClient, topics: list[str], redrive_group: str) -> dict[str, int]:
     """Records per DLQ topic after the redrive group's committed offset: not handled yet."""
-    present = offsets.existing_topics(admin)
-    tps = offsets.topic_partitions(admin, [t for t in topics if t in present])
-    committed = offsets.committed_offsets(admin, redrive_group)
+    present = kafka_admin.existing_topics(admin)
+    tps = kafka_admin.topic_partitions(admin, [t for t in topics if t in present])
+    committed = kafka_admin.committed_offsets(admin, redrive_group)
     out = {t: 0 for t in topics}
-    for tp, (low, high) in offsets.watermarks(admin, tps).items():
-        out[tp[0]] += offsets.partition_lag(committed.get(tp), low, high)
+    for tp, (low, high) in kafka_admin.watermarks(admin, tps).items():
+        out[tp[0]] += kafka_admin.partition_lag(committed.get(tp), low, high)
     return out
 
 
@@ -169,7 +169,7 @@ def pause_status(engine: Engine, settings: Any, admin: Any) -> list[dict[str, An
         key = (group, ",".join(topics))
         if key not in lag_cache:
             try:
-                lag_cache[key] = sum(offsets.group_lag(admin, group, topics).values()) if topics else 0
+                lag_cache[key] = sum(kafka_admin.group_lag(admin, group, topics).values()) if topics else 0
             except Exception:  # noqa: BLE001 - a status shows what it can
                 lag_cache[key] = None
         d = s.to_dict()

@@ -294,22 +294,22 @@ def kafka_lag_source(
     settings: Settings, groups: dict[str, list[str]], dlq_topics: list[str]
 ) -> tuple[Callable[[], list[LagRow]], Callable[[], dict[str, int]]]:
     """The two Kafka queries for ConsumerLagCollector: {group: topics} lag, DLQ depth."""
-    from syncflow.ops import offsets  # the offset helpers live with the operations commands
+    from syncflow.streams import admin as kafka_admin
 
-    admin = offsets.admin_for(settings)
+    admin = kafka_admin.admin_client(settings)
 
     def query_lag() -> list[LagRow]:
         rows: list[LagRow] = []
         for group, topics in groups.items():
-            for (topic, partition), value in sorted(offsets.group_lag(admin, group, topics).items()):
+            for (topic, partition), value in sorted(kafka_admin.group_lag(admin, group, topics).items()):
                 rows.append((group, topic, partition, value))
         return rows
 
     def query_dlq_depth() -> dict[str, int]:
-        present = offsets.existing_topics(admin)
-        tps = offsets.topic_partitions(admin, [t for t in dlq_topics if t in present])
+        present = kafka_admin.existing_topics(admin)
+        tps = kafka_admin.topic_partitions(admin, [t for t in dlq_topics if t in present])
         depth: dict[str, int] = {}
-        for (topic, _), (low, high) in offsets.watermarks(admin, tps).items():
+        for (topic, _), (low, high) in kafka_admin.watermarks(admin, tps).items():
             depth[topic] = depth.get(topic, 0) + high - low
         return depth
 

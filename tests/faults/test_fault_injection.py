@@ -16,10 +16,10 @@ import pytest
 from rich.console import Console
 
 from syncflow.connectors.schemas import schema_name
-from syncflow.pipeline.demo import DemoPlan, drop_state, post_json, run_demo
-from syncflow.pipeline.namespace import Namespace
-from syncflow.pipeline.reconcile import INJECTED
-from syncflow.pipeline.supervisor import Supervisor
+from syncflow.demo.demo import DemoPlan, drop_state, post_json, run_demo
+from syncflow.demo.namespace import Namespace
+from syncflow.demo.reconcile import INJECTED
+from syncflow.demo.supervisor import Supervisor
 from syncflow.streams.avro import codec_for
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.settings import REPO_ROOT, Settings

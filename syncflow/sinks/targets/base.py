@@ -35,7 +35,7 @@ from syncflow.errors import (
     TransientTargetError,
     UnusableAnswerError,
 )
-from syncflow.streams.headers import REQUEST_ID, TRACEPARENT, traceparent
+from syncflow.tracing import REQUEST_ID, TRACEPARENT, traceparent
 from syncflow.settings import TargetSettings
 
 DEFAULT_RETRY_AFTER_S = 1.0

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from syncflow.errors import BadAnswerError, SyncflowError, TargetError
-from syncflow.streams.headers import REQUEST_ID, TRACEPARENT
+from syncflow.tracing import REQUEST_ID, TRACEPARENT
 from syncflow.sinks.targets.base import Delivery, DeliveryResult, RecordPage, TargetClient, TargetRecord, body_text, error_for, readable, target_ref_of
 
 

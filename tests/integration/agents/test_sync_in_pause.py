@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from syncflow.ops.offsets import admin_for, group_lag
+from syncflow.streams.admin import admin_client, group_lag
 from syncflow.sinks.common_db.pauses import pause, resume
 from syncflow.streams.topics import raw_topic
 
@@ -68,7 +68,7 @@ def test_source_pause_holds_records_and_resume_applies_everything(pipeline: Pipe
     assert got["yardi"] == 0 and got["realpage"] == realpage_docs, got
     masters = p.sql("SELECT source_system, entity_type, source_id FROM sync_master_data")
     assert not [m for m in masters if m[0] == "yardi" or (m[0] == "realpage" and (m[1], m[2]) in paused_keys)]
-    admin = admin_for(p.settings)
+    admin = admin_client(p.settings)
     assert sum(group_lag(admin, group, [p.topic(raw_topic("yardi"))]).values()) == yardi_records  # nothing committed
     assert sum(group_lag(admin, group, [p.topic(raw_topic("insight"))]).values()) == 0
     assert metric(port, "syncflow_paused_scopes", "yardi") == 1.0

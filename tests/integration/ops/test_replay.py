@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, Producer
 from typer.testing import CliRunner
 
 from syncflow.cli import replay
-from syncflow.ops.offsets import admin_for, committed_offsets
+from syncflow.streams.admin import admin_client, committed_offsets
 from syncflow.settings import Settings
 from tests.integration.ops.conftest import consume_all
 
@@ -40,7 +40,7 @@ def test_dry_run_shows_offsets_and_rereads_and_changes_nothing(
     assert body["applied"] is False
     assert body["rereads"] == 10
     assert [(p["partition"], p["current"], p["new"], p["rereads"]) for p in body["partitions"]] == [(0, 5, 0, 5), (1, 5, 0, 5)]
-    assert committed_offsets(admin_for(cli_settings), group) == {(topic, 0): 5, (topic, 1): 5}
+    assert committed_offsets(admin_client(cli_settings), group) == {(topic, 0): 5, (topic, 1): 5}
 
 
 def test_reset_to_earliest_then_the_group_reads_everything_again(
@@ -52,7 +52,7 @@ def test_reset_to_earliest_then_the_group_reads_everything_again(
     result = runner.invoke(replay.app, ["-g", group, "-t", topic, "--to-earliest"])
     assert result.exit_code == 0, result.output
     assert "records to re-read: 6" in result.stdout
-    assert committed_offsets(admin_for(cli_settings), group) == {(topic, 0): 0, (topic, 1): 0}
+    assert committed_offsets(admin_client(cli_settings), group) == {(topic, 0): 0, (topic, 1): 0}
     assert len(consume_all(cli_settings, topic, group, expected=6)) == 6
 
 
@@ -62,7 +62,7 @@ def test_reset_to_an_offset_and_to_a_time_on_one_partition(
     topic, group = topic_factory("replay", partitions=2), unique("group")
     produce(cli_settings, topic, per_partition=6, partitions=2)
     consume_all(cli_settings, topic, group, expected=12)
-    admin = admin_for(cli_settings)
+    admin = admin_client(cli_settings)
     result = runner.invoke(replay.app, ["-g", group, "-t", topic, "-p", "1", "--to-offset", "2", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rereads"] == 4

@@ -83,7 +83,7 @@ def location(i: int, name: str) -> EntityRecord:
 def test_lag_of_a_group_that_is_behind(cli_settings: Settings, topic_factory: Callable[..., str], unique: Callable[[str], str],
                                        monkeypatch) -> None:
     """The lag a status shows is the records a group has not read: here a group that read 2 of 5."""
-    from syncflow.ops.offsets import admin_for
+    from syncflow.streams.admin import admin_client
     from syncflow.ops.status import lag_by_group
     from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 
@@ -91,13 +91,13 @@ def test_lag_of_a_group_that_is_behind(cli_settings: Settings, topic_factory: Ca
     ReliableProducer(cli_settings).send_all([OutgoingRecord(topic, None, b"x") for _ in range(2)])
     consume_all(cli_settings, topic, group, expected=2)
     ReliableProducer(cli_settings).send_all([OutgoingRecord(topic, None, b"x") for _ in range(3)])
-    [lag] = lag_by_group(admin_for(cli_settings), {group: [topic]})
+    [lag] = lag_by_group(admin_client(cli_settings), {group: [topic]})
     assert (lag.group, lag.lag, lag.partitions) == (group, 3, 1)
 
 
 def test_dlq_depth_and_records_not_redriven_yet(cli_settings: Settings, topic_factory: Callable[..., str]) -> None:
     from syncflow.cli import dlq
-    from syncflow.ops.offsets import admin_for
+    from syncflow.streams.admin import admin_client
     from syncflow.ops.status import dlq_depth, dlq_not_redriven
     from tests.integration.ops.test_dlq import park
     from syncflow.errors import ValidationError
@@ -105,7 +105,7 @@ def test_dlq_depth_and_records_not_redriven_yet(cli_settings: Settings, topic_fa
     dlq_topic, original = topic_factory("sync-in.dlq"), topic_factory("raw")
     for key in ("a", "b"):
         park(cli_settings, dlq_topic, original, key, ValidationError([]), "location")
-    admin = admin_for(cli_settings)
+    admin = admin_client(cli_settings)
     group = cli_settings.ops.redrive_group
     assert dlq_depth(admin, [dlq_topic]) == {dlq_topic: 2}
     assert dlq_not_redriven(admin, [dlq_topic], group) == {dlq_topic: 2}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from syncflow.errors import OpsError
-from syncflow.ops.offsets import partition_lag
+from syncflow.streams.admin import partition_lag
 from syncflow.ops.replay import PartitionPlan, ResetTo, parse_time, plan, target_offsets
 
 MARKS = {("t", 0): (10, 50), ("t", 1): (0, 5)}

@@ -61,7 +61,7 @@ def test_a_line_about_one_record_of_a_batch_names_its_trace_id() -> None:
 
 
 def test_traceparent_is_w3c_and_derived_from_the_trace_id() -> None:
-    from syncflow.streams.headers import trace_id_of_traceparent, traceparent, w3c_trace_id
+    from syncflow.tracing import trace_id_of_traceparent, traceparent, w3c_trace_id
 
     hex_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     tp = traceparent(hex_id, "loc-1:3")

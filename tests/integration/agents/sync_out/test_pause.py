@@ -16,7 +16,7 @@ from sqlalchemy import text
 from syncflow.agents.sync_out import sync_out_topics
 from syncflow.roles.sync_out import add_observability
 from syncflow.emulators.targets import emulator_state
-from syncflow.ops.offsets import admin_for, group_lag
+from syncflow.streams.admin import admin_client, group_lag
 from syncflow.sinks.common_db.pauses import pause, resume
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.streams.health import HealthCheck
@@ -73,7 +73,7 @@ def resume_p2(settings: Settings) -> None:
 
 def lag(settings: Settings, target: str) -> int:
     topics = sync_out_topics(settings, target)
-    return sum(group_lag(admin_for(settings), topics.group, topics.changes + topics.retries).values())
+    return sum(group_lag(admin_client(settings), topics.group, topics.changes + topics.retries).values())
 
 
 async def test_paused_property_is_held_others_flow_and_resume_delivers_in_order(

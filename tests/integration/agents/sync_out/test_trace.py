@@ -27,7 +27,8 @@ from syncflow.emulators.targets import emulator_state
 from syncflow.model import RawKey
 from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.roles.sync_in import SyncInRuntime, build_sync_in, prepare_stores
-from syncflow.streams.headers import ENTITY_TYPE, SOURCE_SYSTEM, TRACE_ID, traceparent
+from syncflow.streams.headers import ENTITY_TYPE, SOURCE_SYSTEM, TRACE_ID
+from syncflow.tracing import traceparent
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.records import KafkaRecord
 from syncflow.settings import Settings, get_settings

@@ -23,12 +23,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from syncflow.agents.rules import RulesEngine
-from syncflow.ops.offsets import admin_for, topic_partitions, watermarks
+from syncflow.streams.admin import admin_client, topic_partitions, watermarks
 from syncflow.ops.progress import progress_report
 from syncflow.ops.status import consumer_groups, dlq_depth, dlq_topics, lag_by_group
-from syncflow.pipeline.namespace import Namespace
-from syncflow.pipeline.reconcile import Reconciliation, get_json, reconcile
-from syncflow.pipeline.supervisor import RoleSpec, Supervisor
+from syncflow.demo.namespace import Namespace
+from syncflow.demo.reconcile import Reconciliation, get_json, reconcile
+from syncflow.demo.supervisor import RoleSpec, Supervisor
 from syncflow.sinks.common_db.counts import version_count
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.migrate import migrate
@@ -184,7 +184,7 @@ class Progress:
 
 
 def read_progress(settings: Settings, engine: Engine, phase: str) -> Progress:
-    admin = admin_for(settings)
+    admin = admin_client(settings)
     groups = consumer_groups(settings)
     lags = {g.group: g.lag for g in lag_by_group(admin, groups)}
     dlqs = dlq_depth(admin, dlq_topics(settings))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from syncflow.pipeline.supervisor import RoleSpec, Supervisor
+from syncflow.demo.supervisor import RoleSpec, Supervisor
 
 
 def wait_dead(supervisor: Supervisor, timeout: float = 30.0) -> None:
