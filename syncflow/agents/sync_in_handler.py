@@ -34,7 +34,7 @@ from syncflow.sinks.common_db.engine import unit_of_work
 from syncflow.sinks.common_db.refusals import data_refusal
 from syncflow.model import NewVersion, RawDocument
 from syncflow.sinks.common_db.repository import upsert_versions
-from syncflow.sinks.raw_store import Completed, Failed, RawRecordStore
+from syncflow.sinks.raw_store import Completed, RawFailed, RawRecordStore
 from syncflow.streams.avro import AvroCodec, DecodedRecord
 from syncflow.streams.dead_letters import FailureContext, carry_headers, dead_letter
 from syncflow.streams.logging import trace_context
@@ -60,7 +60,7 @@ class BatchProgress:
 
 
 @dataclass(frozen=True)
-class BatchResult:
+class SyncInBatchResult:
     records: int
     versions: int
     unchanged: int
@@ -102,7 +102,7 @@ class SyncInHandler:
     state: PipelineState = field(default_factory=PipelineState)
 
     # -- one attempt ---------------------------------------------------------------------
-    def process(self, progress: BatchProgress) -> BatchResult:
+    def process(self, progress: BatchProgress) -> SyncInBatchResult:
         started = time.perf_counter()
         step = self._stepper()
         progress.attempts += 1
@@ -130,7 +130,7 @@ class SyncInHandler:
             self._route_rejected(progress)
             progress.dead_lettered = True
             step("dead_letters")
-        result = BatchResult(
+        result = SyncInBatchResult(
             records=len(progress.messages),
             versions=len(progress.new_versions),
             unchanged=len(prepared.accepted) - len({v.item_index for v in progress.new_versions}),
@@ -144,7 +144,7 @@ class SyncInHandler:
         messages: Sequence[KafkaRecord],
         give_up: Callable[[], bool] = lambda: False,
         alive: Callable[[], None] = lambda: None,
-    ) -> BatchResult | None:
+    ) -> SyncInBatchResult | None:
         """Run the batch in a worker thread, retrying with backoff until it succeeds. A batch
         still failing when `give_up()` turns true (the worker is stopping, or its partitions
         moved) returns None: the caller leaves it unacknowledged for the next owner.
@@ -224,11 +224,11 @@ class SyncInHandler:
         without its rawData and with the refusal in its errorLog; its record stays applied
         (or rejected) as it was, and the original bytes stay on the raw topic."""
         made = {v.item_index: v.version_number for v in versions}
-        by_index: dict[int, Completed | Failed] = {
+        by_index: dict[int, Completed | RawFailed] = {
             a.index: Completed(a.raw_key, a.entity.entity, made.get(pos)) for pos, a in enumerate(prepared.accepted)
         }
         by_index.update(
-            (r.index, Failed(r.raw_key, f"{type(r.error).__name__}: {r.error}", _field_errors(r.error), retry_count))
+            (r.index, RawFailed(r.raw_key, f"{type(r.error).__name__}: {r.error}", _field_errors(r.error), retry_count))
             for r in prepared.rejected if r.raw_key is not None
         )
         outcomes = [by_index.get(i) for i in prepared.raw_doc_index]
@@ -236,11 +236,11 @@ class SyncInHandler:
         if not result.rejected:
             return
         stubs: list[RawDocument] = []
-        stub_outcomes: list[Completed | Failed | None] = []
+        stub_outcomes: list[Completed | RawFailed | None] = []
         for i, refusal in sorted(result.rejected.items()):
             doc = replace(prepared.raw_docs[i], raw_data={})
             stubs += [doc, doc]
-            stub_outcomes += [Failed(doc.key, f"{type(refusal).__name__}: {refusal}", [], retry_count), outcomes[i]]
+            stub_outcomes += [RawFailed(doc.key, f"{type(refusal).__name__}: {refusal}", [], retry_count), outcomes[i]]
             if self.metrics is not None:
                 self.metrics.sync_in_failures.labels(doc.key.source_system, doc.key.entity_type, refusal.category).inc()
         log.error("raw store refused %d document(s); stored without rawData: %s",
@@ -326,7 +326,7 @@ class SyncInHandler:
         entity_type = (msg.key or b"unknown").split(b":", 1)[0].decode(errors="replace")[:50]
         return source, entity_type
 
-    def _observe(self, progress: BatchProgress, result: BatchResult, seconds: float) -> None:
+    def _observe(self, progress: BatchProgress, result: SyncInBatchResult, seconds: float) -> None:
         if self.metrics is None or progress.prepared is None:
             return
         m = self.metrics

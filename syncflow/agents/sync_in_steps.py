@@ -37,9 +37,6 @@ class SyncInTopics:
         suffix = settings.sync_in.topic_suffix
         return cls({raw_topic(s) + suffix: s for s in sources}, SYNC_IN_DLQ + suffix, suffix)
 
-    def all_changes(self) -> list[str]:
-        return [self.changes(e) for e in ENTITY_TYPES]
-
 
 @dataclass(frozen=True)
 class Rejected:

@@ -43,7 +43,7 @@ def last_position(entity_type: str, records: list[dict[str, Any]], current: tupl
     return best
 
 
-class Lessen360Client:
+class Lessen360SourceClient:
     source = "lessen360"
 
     def __init__(self, session: aiohttp.ClientSession, settings: SourceSettings, schemas_dir: Any = None):

@@ -13,7 +13,7 @@ import aiohttp
 from syncflow.connectors.base import SourceClient
 from syncflow.connectors.cursor import CursorStore
 from syncflow.connectors.insight import InsightClient
-from syncflow.connectors.lessen360 import Lessen360Client
+from syncflow.connectors.lessen360 import Lessen360SourceClient
 from syncflow.connectors.observe import Observer, connector_web_port, start_ops_server, worker_observer
 from syncflow.connectors.publish import RawPublisher
 from syncflow.connectors.realpage import RealPageClient
@@ -28,7 +28,7 @@ from syncflow.settings import Settings, SourceSettings
 log = logging.getLogger(__name__)
 
 CLIENTS: dict[str, Any] = {"yardi": YardiClient, "realpage": RealPageClient, "insight": InsightClient,
-                           "lessen360": Lessen360Client}
+                           "lessen360": Lessen360SourceClient}
 
 
 def make_client(source: str, session: aiohttp.ClientSession, settings: Settings,

@@ -117,14 +117,14 @@ class Completed:
 
 
 @dataclass(frozen=True)
-class Failed:
+class RawFailed:
     key: RawKey
     error: str
     field_errors: list[FieldError] = field(default_factory=list)
     retry_count: int = 0
 
 
-Outcome = Completed | Failed
+Outcome = Completed | RawFailed
 
 
 def _apply_outcome(doc: dict[str, Any], outcome: Outcome, now: datetime) -> None:

@@ -41,10 +41,6 @@ class SchemaVersion:
     source: Path | None = None
     field_names: frozenset[str] = frozenset()
 
-    @property
-    def fingerprint_hex(self) -> str:
-        return self.fingerprint.hex()
-
     def to_json(self) -> str:
         return json.dumps(self.schema, separators=(",", ":"))
 

@@ -26,10 +26,6 @@ class RulesEngine:
     def supports(self, source: str, entity_type: str) -> bool:
         return (source, entity_type) in self._pipelines
 
-    def pairs(self) -> list[tuple[str, str]]:
-        """Every (source, entity type) with rules, e.g. for start-up checks."""
-        return sorted(self._pipelines)
-
     def transform(self, source: str, entity_type: str, record: dict) -> CanonicalRecord:
         """The canonical record, or ValidationError listing every failing rule."""
         pipeline = self._pipelines.get((source, entity_type))

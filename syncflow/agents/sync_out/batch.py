@@ -28,7 +28,7 @@ from syncflow.model import ChangeEvent, EntityKey
 from syncflow.agents.sync_out.priority import Entry
 from syncflow.agents.sync_out.rate_limit import RateLimiter
 from syncflow.agents.sync_out.retry_gate import RETRY_DUE_HEADER
-from syncflow.sinks.common_db.target_state import Failed, Synced, SyncStateStore, storable_text, target_ref_problem
+from syncflow.sinks.common_db.target_state import DeliveryFailed, Synced, SyncStateStore, storable_text, target_ref_problem
 from syncflow.agents.sync_out.transform import Transformer
 from syncflow.errors import (
     BadAnswerError,
@@ -83,7 +83,7 @@ class Outcome:
 
 
 @dataclass
-class BatchResult:
+class SyncOutBatchResult:
     done: list[Entry[Consumed]] = field(default_factory=list)  # outcome recorded
     put_back: list[Entry[Consumed]] = field(default_factory=list)  # try again later
     not_before_s: float = 0.0  # monotonic time before which no new batch is worth starting
@@ -101,7 +101,7 @@ class BatchResult:
 @dataclass
 class _Outcomes:
     synced: list[Synced] = field(default_factory=list)
-    failed: list[Failed] = field(default_factory=list)
+    failed: list[DeliveryFailed] = field(default_factory=list)
     produce: list[OutgoingRecord] = field(default_factory=list)
     raw_status: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
@@ -143,9 +143,9 @@ class BatchProcessor:
         if self.outbound is not None and hasattr(self.outbound, "close"):
             self.outbound.close()
 
-    async def process(self, entries: list[Entry[Consumed]]) -> BatchResult:
+    async def process(self, entries: list[Entry[Consumed]]) -> SyncOutBatchResult:
         """Handle entries of distinct entities; every entry ends in `done` or `put_back`."""
-        result, out = BatchResult(), _Outcomes()
+        result, out = SyncOutBatchResult(), _Outcomes()
         candidates: list[Entry[Consumed]] = []
         for entry in entries:
             c = entry.item
@@ -174,7 +174,7 @@ class BatchProcessor:
                 await asyncio.to_thread(self.state.unlock, locked)
         return result
 
-    async def _check(self, entries: list[Entry[Consumed]], out: _Outcomes, result: BatchResult) -> list[tuple[Entry[Consumed], Delivery]]:
+    async def _check(self, entries: list[Entry[Consumed]], out: _Outcomes, result: SyncOutBatchResult) -> list[tuple[Entry[Consumed], Delivery]]:
         """Stale and dependency checks against target_sync_state, then the transform."""
         if not entries:
             return []
@@ -203,7 +203,7 @@ class BatchProcessor:
                     self._fail(out, result, entry, exc)
         return to_send
 
-    async def _send(self, to_send: list[tuple[Entry[Consumed], Delivery]], out: _Outcomes, result: BatchResult) -> None:
+    async def _send(self, to_send: list[tuple[Entry[Consumed], Delivery]], out: _Outcomes, result: SyncOutBatchResult) -> None:
         """Take tokens, call the target, sort the answers into outcomes."""
         if not to_send:
             return
@@ -258,7 +258,7 @@ class BatchProcessor:
         error = BadAnswerError(storable_text(problem)[:2000])
         return [DeliveryResult(d, error=error) for d in deliveries]
 
-    def _synced(self, out: _Outcomes, result: BatchResult, entry: Entry[Consumed], target_ref: str | None) -> None:
+    def _synced(self, out: _Outcomes, result: SyncOutBatchResult, entry: Entry[Consumed], target_ref: str | None) -> None:
         event = entry.item.event
         assert event is not None
         if target_ref is not None and target_ref_problem(target_ref):
@@ -267,7 +267,7 @@ class BatchProcessor:
         out.raw_status.append((event.origin_source, event.entity_type, event.origin_source_id, self.target, "synced"))
         result.done.append(entry)
 
-    def _fail(self, out: _Outcomes, result: BatchResult, entry: Entry[Consumed], error: BaseException) -> None:
+    def _fail(self, out: _Outcomes, result: SyncOutBatchResult, entry: Entry[Consumed], error: BaseException) -> None:
         """Route a failed try to its retry tier or the DLQ, with the failure headers."""
         c = entry.item
         transient = int(header_value(c.headers, TRANSIENT_FAILURES) or 0)
@@ -303,7 +303,7 @@ class BatchProcessor:
         if c.event is not None:
             key = (c.event.entity_type, c.event.entity_id)
             message = f"{type(error).__name__}: {error}"
-            out.failed.append(Failed(key, c.event.version, status, c.attempt, next_retry, message))
+            out.failed.append(DeliveryFailed(key, c.event.version, status, c.attempt, next_retry, message))
             out.raw_status.append((c.event.origin_source, c.event.entity_type, c.event.origin_source_id, self.target, status))
         what = f"{c.event.entity_type}:{c.event.entity_id} v{c.event.version}" if c.event else "undecodable record"
         log.log(logging.ERROR if route.kind == "dlq" else logging.WARNING,

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from urllib.parse import urlparse
 
-from syncflow.agents.sync_out.batch import BatchResult
+from syncflow.agents.sync_out.batch import SyncOutBatchResult
 from syncflow.streams.health import CheckFn, HealthCheck
 from syncflow.streams.metrics import RateWindow, SyncflowMetrics
 
@@ -42,7 +42,7 @@ class SyncOutObserver:
         if self.health is not None:
             self.health.heartbeat()
 
-    def batch(self, result: BatchResult, seconds: float) -> None:
+    def batch(self, result: SyncOutBatchResult, seconds: float) -> None:
         """A batch finished after `seconds`: one INFO line with its counts, metrics, progress."""
         if self.health is not None and result.done:
             self.health.progress()
@@ -81,7 +81,7 @@ class SyncOutObserver:
             m.rate_limit_usage.labels(t).set(min(1.0, self._delivered.mark(delivered) / self.rate_per_s))
 
 
-    def log_batch(self, result: BatchResult, seconds: float) -> None:
+    def log_batch(self, result: SyncOutBatchResult, seconds: float) -> None:
         c = result.counts
         counts = {"delivered": c["delivered"], "skipped": c["stale"] + c["echo"] + c["not-taken"],
                   "retried": c["retried"], "dead_lettered": c["dead-lettered"],

@@ -6,13 +6,13 @@ from __future__ import annotations
 from syncflow.agents.sync_out.transform import Transformer
 from syncflow.errors import ConfigError
 from syncflow.sinks.targets.base import TargetClient
-from syncflow.sinks.targets.lessen360 import Lessen360Client
+from syncflow.sinks.targets.lessen360 import Lessen360TargetClient
 from syncflow.sinks.targets.one import OneClient
 from syncflow.settings import Settings
 
 TARGETS: dict[str, tuple[type[TargetClient], str]] = {
     "one": (OneClient, "one"),
-    "lessen360": (Lessen360Client, "lessen360"),
+    "lessen360": (Lessen360TargetClient, "lessen360"),
 }
 
 

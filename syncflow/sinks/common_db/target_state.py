@@ -126,7 +126,7 @@ class Synced:
 
 
 @dataclass(frozen=True)
-class Failed:
+class DeliveryFailed:
     key: EntityKey
     version: int
     status: str  # "retry" | "failed"
@@ -237,7 +237,7 @@ class SyncStateStore:
                 "versions": [versions[k] for k in keys], "lock_keys": [self._lock_key(k) for k in keys],
                 "check_locks": check_locks}
 
-    def record(self, synced: list[Synced], failed: list[Failed]) -> None:
+    def record(self, synced: list[Synced], failed: list[DeliveryFailed]) -> None:
         """Write the outcomes of one batch in one transaction. A version never moves back: an
         older success or failure does not overwrite what a newer version recorded."""
         with self.engine.begin() as conn:

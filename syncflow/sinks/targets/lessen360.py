@@ -59,7 +59,7 @@ def batch_trace_headers(chunk: list[Delivery]) -> dict[str, str]:
     return chunk[0].trace_headers() if len(traces) == 1 else {}
 
 
-class Lessen360Client(TargetClient):
+class Lessen360TargetClient(TargetClient):
     name = "lessen360"
 
     def auth_headers(self) -> dict[str, str]:

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 from syncflow.connectors.base import Page, latest_modified_ms, unpublished
 from syncflow.connectors.cursor import CursorStore
 from syncflow.connectors.insight import InsightClient
-from syncflow.connectors.lessen360 import Lessen360Client
+from syncflow.connectors.lessen360 import Lessen360SourceClient
 from syncflow.connectors.publish import PublishResult
 from syncflow.connectors.realpage import RealPageClient
 from syncflow.connectors.runner import ConnectorStats, run_pass
@@ -214,7 +214,7 @@ def test_cursor_round_trip_per_source_and_no_rewrite_when_unchanged(engine: Engi
 @pytest.mark.parametrize(("client_class", "cursor", "expected"), [
     (YardiClient, str(T0 + 12_345), T0 + 10_000),
     (RealPageClient, str(T0 + 12_345), T0 + 10_000),
-    (Lessen360Client, json.dumps([T0 + 12_345, "W1"]), T0 + 10_345),
+    (Lessen360SourceClient, json.dumps([T0 + 12_345, "W1"]), T0 + 10_345),
     (InsightClient, "opaque-token", None),
 ])
 def test_each_client_names_the_window_its_next_pass_re_reads(client_class: Any, cursor: str,

@@ -9,7 +9,7 @@ import time
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from syncflow.sinks.common_db.target_state import Failed, Synced, SyncStateStore
+from syncflow.sinks.common_db.target_state import DeliveryFailed, Synced, SyncStateStore
 from syncflow.cli import status
 from syncflow.sinks.common_db.engine import make_engine, unit_of_work
 from syncflow.sinks.common_db.migrate import migrate
@@ -46,9 +46,9 @@ def test_status_counts_what_sync_in_and_sync_out_really_wrote(cli_settings: Sett
     claimed_at = time.monotonic()
     assert one.record_sending({k: 1 for k in keys}) == set(keys)  # all four handed to ONE
     one.record([Synced(keys[0], 1, "one-0"), Synced(keys[1], 1, "one-1")],
-               [Failed(keys[2], 1, "retry", 1, None, "503 from ONE")])  # L3 stays in flight
+               [DeliveryFailed(keys[2], 1, "retry", 1, None, "503 from ONE")])  # L3 stays in flight
     assert lessen.record_sending({keys[0]: 1}) == {keys[0]}
-    lessen.record([], [Failed(keys[0], 1, "failed", 3, None, "422 from Lessen360")])
+    lessen.record([], [DeliveryFailed(keys[0], 1, "failed", 3, None, "422 from Lessen360")])
     with unit_of_work(engine) as s:
         upsert_versions(s, [location(1, "Unit renamed")])  # L1 v2: ONE holds only v1 now
 

@@ -10,7 +10,7 @@ from pymongo.errors import AutoReconnect
 
 from syncflow.errors import FieldError
 from syncflow.model import RawDocument, RawKey
-from syncflow.sinks.raw_store import Completed, Failed, RawRecordStore
+from syncflow.sinks.raw_store import Completed, RawFailed, RawRecordStore
 from syncflow.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,7 @@ def test_upsert_keeps_one_document_per_identity_with_latest_raw_data(store: RawR
 
 def test_completed_failed_outbound_and_find_failed(store: RawRecordStore) -> None:
     outcomes = [Completed(key(0), {"entity_id": "loc-1"}, version=1),
-                Failed(key(1), "validation", [FieldError("required", "unit_code", None, "is missing")]), None]
+                RawFailed(key(1), "validation", [FieldError("required", "unit_code", None, "is missing")]), None]
     store.upsert_raw_many([RawDocument(key(i), {"i": i}, f"h{i}") for i in range(3)], outcomes=outcomes)
     store.set_outbound_statuses([("yardi", "location", "u-0", "one", "synced"), ("yardi", "location", "u-0", "lessen360", "failed")])
     done = store.find_one(key(0))
@@ -134,7 +134,7 @@ class CountingFinds:
 def test_new_identities_are_inserted_with_their_outcome_without_reading(store: RawRecordStore) -> None:
     counting = CountingFinds(store.collection)
     store.collection = counting  # type: ignore[assignment]
-    outcomes = [Failed(key(0), "validation")] + [Completed(key(i), {"entity_id": f"loc-{i}"}, version=1) for i in range(1, 4)]
+    outcomes = [RawFailed(key(0), "validation")] + [Completed(key(i), {"entity_id": f"loc-{i}"}, version=1) for i in range(1, 4)]
     store.upsert_raw_many([RawDocument(key(i), {"i": i}, f"h{i}") for i in range(4)], outcomes=outcomes)
     assert counting.calls == []
     store.upsert_raw_many([RawDocument(key(1), {"i": 10}, "h10")], outcomes=[Completed(key(1), {"entity_id": "loc-1"})])
@@ -150,7 +150,7 @@ def test_an_upsert_reads_what_another_writer_left_not_its_own_earlier_write(sett
     store.upsert_raw_many([RawDocument(key(1), {"i": 1}, "h1")], outcomes=[Completed(key(1), {"entity_id": "loc-1"}, version=1)])
     other = RawRecordStore(settings)  # e.g. the worker that owned the partition in between
     try:
-        other.upsert_raw_many([RawDocument(key(1), {"i": 2}, "h2")], outcomes=[Failed(key(1), "validation")])
+        other.upsert_raw_many([RawDocument(key(1), {"i": 2}, "h2")], outcomes=[RawFailed(key(1), "validation")])
     finally:
         other.close()
     store.upsert_raw_many([RawDocument(key(1), {"i": 3}, "h3")])

@@ -15,14 +15,14 @@ from aiohttp import web
 
 from syncflow.emulators.targets import OAuth2Client, emulator_state, emulator_url, start_target_emulator
 from syncflow.errors import PermanentTargetError
-from syncflow.sinks.targets import Delivery, Lessen360Client, OneClient, TargetClient, join_url
+from syncflow.sinks.targets import Delivery, Lessen360TargetClient, OneClient, TargetClient, join_url
 from syncflow.settings import TargetSettings
 
 pytestmark = pytest.mark.integration
 
 LOC_ONE = Delivery("location", "loc-1", 1, "upsert", "locations", {"propertyCode": "P1", "kind": "unit"})
 LOC_L360 = Delivery("location", "loc-1", 1, "upsert", "locations", {"property_code": "P1", "location_kind": "unit"})
-CLIENTS: dict[str, tuple[type[TargetClient], Delivery]] = {"one": (OneClient, LOC_ONE), "lessen360": (Lessen360Client, LOC_L360)}
+CLIENTS: dict[str, tuple[type[TargetClient], Delivery]] = {"one": (OneClient, LOC_ONE), "lessen360": (Lessen360TargetClient, LOC_L360)}
 API_KEY = "static-key-9f2c"
 CLIENT_ID, CLIENT_SECRET = "syncflow-client", "client-secret-61ad"
 
@@ -140,7 +140,7 @@ async def test_a_401_fetches_one_new_token_and_retries_once(one_oauth: web.AppRu
 async def test_oauth2_for_lessen360_sends_a_bearer_token() -> None:
     runner = await start_target_emulator("lessen360", credential=API_KEY, oauth2=OAuth2Client(CLIENT_ID, CLIENT_SECRET))
     try:
-        async with Lessen360Client(oauth_settings(runner)) as client:
+        async with Lessen360TargetClient(oauth_settings(runner)) as client:
             results = await client.deliver([delivery(1, "lessen360"), delivery(2, "lessen360")])
         assert all(r.ok for r in results), [r.error for r in results]
         assert emulator_state(runner).counters["tokens_issued"] == 1

@@ -8,7 +8,7 @@ import socket
 import pytest
 from prometheus_client import CollectorRegistry
 
-from syncflow.agents.sync_out.batch import BatchResult, Outcome
+from syncflow.agents.sync_out.batch import SyncOutBatchResult, Outcome
 from syncflow.model import ChangeEvent
 from syncflow.agents.sync_out.observe import SyncOutObserver, target_reachable
 from syncflow.emulators.targets import emulator_url, start_target_emulator
@@ -21,7 +21,7 @@ def test_outcomes_become_metrics_and_progress() -> None:
     registry = CollectorRegistry()
     health = HealthCheck(OpsSettings())
     observer = SyncOutObserver("one", "sync-out.one", "sync-out.one.dlq", 600, create_metrics(registry), health)
-    result = BatchResult(call_seconds=0.02, outcomes=[
+    result = SyncOutBatchResult(call_seconds=0.02, outcomes=[
         Outcome("location", "changes.location", "delivered"),
         Outcome("location", "changes.location", "delivered"),
         Outcome("location", "changes.location", "stale"),
@@ -72,7 +72,7 @@ def test_freshness_is_observed_per_priority_for_deliveries_only() -> None:
     now = 1_700_000_000.0
     observer = SyncOutObserver("one", "sync-out.one", "sync-out.one.dlq", 600, create_metrics(registry), clock=lambda: now)
     changed = int(now * 1000)
-    result = BatchResult(outcomes=[
+    result = SyncOutBatchResult(outcomes=[
         Outcome("location", "changes.location", "delivered", priority=1, changed_at_ms=changed - 4_000),
         Outcome("location", "changes.location", "delivered", priority=1, changed_at_ms=changed - 90_000),
         Outcome("location", "changes.location", "delivered", priority=5, changed_at_ms=changed - 5 * 3600_000),

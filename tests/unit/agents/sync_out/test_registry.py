@@ -6,7 +6,7 @@ import pytest
 
 from syncflow.agents.sync_out.registry import binding_for
 from syncflow.errors import ConfigError
-from syncflow.sinks.targets import Lessen360Client, OneClient
+from syncflow.sinks.targets import Lessen360TargetClient, OneClient
 from syncflow.settings import Settings, SyncOutSettings, TargetSettings
 
 
@@ -15,7 +15,7 @@ def test_each_configured_target_gets_its_client_and_rules() -> None:
     client, transformer = binding_for(settings, "one")
     assert isinstance(client, OneClient) and transformer.rules["service_request"].resource == "work-orders"
     client, transformer = binding_for(settings, "lessen360")
-    assert isinstance(client, Lessen360Client) and transformer.rules["service_request"].resource == "work_orders"
+    assert isinstance(client, Lessen360TargetClient) and transformer.rules["service_request"].resource == "work_orders"
 
 
 def test_unknown_or_clientless_targets_are_refused() -> None:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from syncflow.emulators.targets import emulator_state, emulator_url, start_target_emulator
 from syncflow.errors import BadAnswerError, PermanentTargetError, TransientTargetError, UnusableAnswerError
-from syncflow.sinks.targets import Delivery, Lessen360Client, OneClient, error_for
+from syncflow.sinks.targets import Delivery, Lessen360TargetClient, OneClient, error_for
 from syncflow.sinks.targets.base import parse_answer, readable, target_ref_of
 from syncflow.settings import TargetSettings
 
@@ -75,7 +75,7 @@ async def test_one_client_classifies_each_spoiled_answer_on_its_record(one_emula
 async def test_lessen360_batch_result_of_the_wrong_shape_fails_only_its_record(lessen_emulator, mode, words) -> None:
     state = emulator_state(lessen_emulator)
     state.set_faults({"answer_modes": {"loc-1": mode}})
-    async with Lessen360Client(settings_for(lessen_emulator)) as client:
+    async with Lessen360TargetClient(settings_for(lessen_emulator)) as client:
         results = await client.deliver([l360_loc(0), l360_loc(1), l360_loc(2)])
     assert state.counters["requests"] == 1  # one batch
     assert [r.ok for r in results] == [True, False, True]
@@ -91,7 +91,7 @@ async def test_lessen360_batch_result_of_the_wrong_shape_fails_only_its_record(l
 ])
 async def test_lessen360_spoiled_batch_body_fails_that_batch_only(lessen_emulator, mode, words) -> None:
     emulator_state(lessen_emulator).set_faults({"answer_modes": {"loc-1": mode}})
-    async with Lessen360Client(settings_for(lessen_emulator, batch_max=1)) as client:
+    async with Lessen360TargetClient(settings_for(lessen_emulator, batch_max=1)) as client:
         results = await client.deliver([l360_loc(0), l360_loc(1), l360_loc(2)])
     assert [r.ok for r in results] == [True, False, True]
     assert isinstance(results[1].error, BadAnswerError) and words in str(results[1].error), results[1].error

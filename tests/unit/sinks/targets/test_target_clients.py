@@ -9,7 +9,7 @@ from aiohttp import web
 
 from syncflow.emulators.targets import emulator_state, emulator_url, start_target_emulator
 from syncflow.errors import DependencyNotMetError, PermanentTargetError, RateLimitedError, TransientTargetError
-from syncflow.sinks.targets import Delivery, Lessen360Client, OneClient, error_for, parse_retry_after
+from syncflow.sinks.targets import Delivery, Lessen360TargetClient, OneClient, error_for, parse_retry_after
 from syncflow.settings import TargetSettings
 
 LOC_ONE = Delivery("location", "loc-1", 1, "upsert", "locations", {"propertyCode": "P1", "kind": "unit"})
@@ -98,7 +98,7 @@ async def test_lessen360_client_batches_and_mixes_outcomes(lessen_emulator: web.
     bad = Delivery("location", "loc-2", 1, "upsert", "locations", {"property_code": "P2"})
     locs = [Delivery("location", f"loc-b{i}", 1, "upsert", "locations", {"property_code": "P", "location_kind": "unit"}) for i in range(5)]
     state = emulator_state(lessen_emulator)
-    async with Lessen360Client(settings_for(lessen_emulator, batch_max=3)) as client:
+    async with Lessen360TargetClient(settings_for(lessen_emulator, batch_max=3)) as client:
         results = await client.deliver([LOC_L360, wo, orphan, bad, *locs])
         assert [r.ok for r in results] == [True, True, False, False] + [True] * 5
         assert isinstance(results[2].error, DependencyNotMetError)

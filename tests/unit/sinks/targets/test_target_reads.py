@@ -9,13 +9,13 @@ import pytest
 
 from syncflow.emulators.targets import emulator_state, emulator_url, start_target_emulator
 from syncflow.errors import RateLimitedError
-from syncflow.sinks.targets import Delivery, Lessen360Client, OneClient
+from syncflow.sinks.targets import Delivery, Lessen360TargetClient, OneClient
 from syncflow.sinks.targets.base import payload_hash
 from syncflow.settings import TargetSettings
 
 CASES = {
     "one": (OneClient, {"propertyCode": "P1", "kind": "unit"}),
-    "lessen360": (Lessen360Client, {"property_code": "P1", "location_kind": "unit"}),
+    "lessen360": (Lessen360TargetClient, {"property_code": "P1", "location_kind": "unit"}),
 }
 
 
