@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.baselines import Call, HttpRun, bare_http, median, percentile  # noqa: E402
 from bench.figures import Baseline, BenchResult, Figure, print_table, write_json  # noqa: E402
 
-from syncflow.agents.sync_out import sync_out_topics  # noqa: E402
+from syncflow.streams.topics import TopicSpec, changes_topic, sync_out_topics  # noqa: E402
 from syncflow.roles.sync_out import build_worker  # noqa: E402
 from syncflow.model import ChangeEvent  # noqa: E402
 from syncflow.agents.sync_out.registry import binding_for  # noqa: E402
@@ -53,7 +53,6 @@ from syncflow.streams.headers import PRIORITY  # noqa: E402
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer  # noqa: E402
 from syncflow.streams.security import kafka_client_config  # noqa: E402
 from syncflow.settings import Settings  # noqa: E402
-from syncflow.streams.topics import TopicSpec, changes_topic  # noqa: E402
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ from faust.types import EventT
 from syncflow.agents.outbox import OutboxRelay
 from syncflow.agents.sync_in_handler import SyncInHandler
 from syncflow.agents.sync_in_pause import SourceHold, refresh
-from syncflow.agents.sync_in_steps import SyncInTopics
+from syncflow.streams.topics import SyncInTopics
 from syncflow.streams.health import HealthCheck
 from syncflow.streams.records import KafkaRecord
 from syncflow.settings import Settings

@@ -22,13 +22,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from syncflow.agents.outbox import OutboxRelay
-from syncflow.agents.sync_in_steps import (
-    Accepted,
-    PreparedBatch,
-    Rejected,
-    SyncInTopics,
-    prepare_batch,
-)
+from syncflow.agents.sync_in_steps import Accepted, PreparedBatch, Rejected, prepare_batch
+from syncflow.streams.topics import SyncInTopics
 from syncflow.errors import BadInputError, RecordCrashError, RetryLaterError, ValidationError
 from syncflow.sinks.common_db.engine import unit_of_work
 from syncflow.sinks.common_db.refusals import data_refusal

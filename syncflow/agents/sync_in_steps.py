@@ -3,7 +3,7 @@ rejections out. No I/O here, so every routing decision unit-tests without servic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,27 +15,8 @@ from syncflow.model import EntityRecord, RawDocument, RawKey
 from syncflow.streams.avro import DecodedRecord
 from syncflow.streams.headers import BATCH_NUMBER, ENTITY_TYPE, TRACE_ID, header_value
 from syncflow.streams.records import Headers, KafkaRecord
-from syncflow.settings import Settings
-from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, changes_topic, raw_topic
+from syncflow.streams.topics import ENTITY_TYPES, SyncInTopics
 
-
-
-@dataclass(frozen=True)
-class SyncInTopics:
-    """The topics one sync-in app reads and writes. Built from the catalogue plus
-    `settings.sync_in.topic_suffix`, so tests and benchmarks get their own."""
-
-    raw: Mapping[str, str]  # raw topic -> source system
-    dlq: str
-    changes_suffix: str = ""
-
-    def changes(self, entity_type: str) -> str:
-        return changes_topic(entity_type) + self.changes_suffix
-
-    @classmethod
-    def from_settings(cls, settings: Settings, sources: Sequence[str] = SOURCES) -> "SyncInTopics":
-        suffix = settings.sync_in.topic_suffix
-        return cls({raw_topic(s) + suffix: s for s in sources}, SYNC_IN_DLQ + suffix, suffix)
 
 
 @dataclass(frozen=True)

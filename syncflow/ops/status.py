@@ -19,7 +19,7 @@ from syncflow.streams import admin as kafka_admin
 from syncflow.sinks.common_db import counts
 from syncflow.sinks.common_db.pauses import list_pauses
 from syncflow.settings import Settings
-from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, changes_topic, raw_topic, retry_topic, sync_out_group, target_dlq
+from syncflow.streams.topics import SYNC_IN_DLQ, SyncInTopics, raw_topic, sync_out_group, sync_out_topics, target_dlq
 
 REQUIRED_TABLES = ("sync_master_data", "entity_sync_status")
 PENDING = ("pending", "retry")
@@ -65,12 +65,10 @@ class StatusReport:
 def consumer_groups(settings: Settings) -> dict[str, list[str]]:
     """Each syncflow consumer group and the topics it reads (with the configured topic
     suffixes, as the workers build them)."""
-    sfx_in, sfx_out = settings.sync_in.topic_suffix, settings.sync_out.topic_suffix
-    groups = {settings.sync_in.group_id: [raw_topic(s) + sfx_in for s in SOURCES]}
-    for target, cfg in settings.sync_out.targets.items():
-        tiers = range(1, settings.sync_out.max_attempts + 1)
-        topics = [changes_topic(e) + sfx_out for e in cfg.entity_types] + [retry_topic(target, t) + sfx_out for t in tiers]
-        groups[sync_out_group(target) + sfx_out] = topics
+    groups = {settings.sync_in.group_id: list(SyncInTopics.from_settings(settings).raw)}
+    for target in settings.sync_out.targets:
+        topics = sync_out_topics(settings, target)
+        groups[topics.group] = topics.changes + topics.tiers
     return groups
 
 

@@ -21,8 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from syncflow.agents.sync_in_steps import SyncInTopics
-from syncflow.agents.sync_out.worker import sync_out_topics
+from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SyncInTopics, sync_out_topics
 from syncflow.ops.key_scan import ScanResult, scan_for
 from syncflow.sinks.common_db import lineage
 from syncflow.model import RawKey
@@ -31,7 +30,6 @@ from syncflow.streams.dead_letters import read_failure_headers
 from syncflow.streams.headers import TRACE_ID, header_value
 from syncflow.streams.records import KafkaRecord
 from syncflow.settings import Settings
-from syncflow.streams.topics import ENTITY_TYPES, SOURCES
 
 Decode = Callable[[bytes, str], dict[str, Any]]
 

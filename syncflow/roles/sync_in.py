@@ -19,7 +19,7 @@ from syncflow.agents.rules import RulesEngine
 from syncflow.agents.sync_in import register_sync_in_agent
 from syncflow.agents.sync_in_handler import SyncInHandler
 from syncflow.agents.sync_in_pause import register_source_hold_metrics, source_hold
-from syncflow.agents.sync_in_steps import SyncInTopics
+from syncflow.streams.topics import SyncInTopics
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.migrate import migrate
 from syncflow.sinks.raw_store import RawRecordStore

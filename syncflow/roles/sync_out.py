@@ -18,7 +18,8 @@ from syncflow.agents.sync_out.rate_limit import RateLimiter
 from syncflow.agents.sync_out.raw_status import OutboundStatusWriter
 from syncflow.agents.sync_out.registry import binding_for
 from syncflow.sinks.common_db.target_state import SyncStateStore
-from syncflow.agents.sync_out.worker import SyncOutWorker, sync_out_topics
+from syncflow.agents.sync_out.worker import SyncOutWorker
+from syncflow.streams.topics import sync_out_topics
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.streams.avro import codec_for
 from syncflow.streams.health import (

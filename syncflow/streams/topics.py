@@ -1,8 +1,10 @@
 """The topic catalogue: the one source of topic names, partition counts, retention and
-compaction. `syncflow topics create` creates everything listed here."""
+compaction, and of the topics and consumer group of each role (`SyncInTopics`,
+`sync_out_topics`). `syncflow topics create` creates everything listed here."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from syncflow.settings import Settings
@@ -43,6 +45,52 @@ def sync_out_group(target: str) -> str:
 def raw_key(entity_type: str, source_id: str) -> str:
     """Key on raw.<source>: keeps one source record's history on one partition."""
     return f"{entity_type}:{source_id}"
+
+
+# -- the topics and consumer group of each role ----------------------------------------------
+@dataclass(frozen=True)
+class SyncInTopics:
+    """The topics one sync-in app reads and writes. Built from the catalogue plus
+    `settings.sync_in.topic_suffix`, so tests and benchmarks get their own."""
+
+    raw: Mapping[str, str]  # raw topic -> source system
+    dlq: str
+    changes_suffix: str = ""
+
+    def changes(self, entity_type: str) -> str:
+        return changes_topic(entity_type) + self.changes_suffix
+
+    @classmethod
+    def from_settings(cls, settings: Settings, sources: Sequence[str] = SOURCES) -> "SyncInTopics":
+        suffix = settings.sync_in.topic_suffix
+        return cls({raw_topic(s) + suffix: s for s in sources}, SYNC_IN_DLQ + suffix, suffix)
+
+
+@dataclass(frozen=True)
+class SyncOutTopics:
+    changes: list[str]
+    tiers: list[str]  # retry tiers, index 0 = tier 1
+    dependency: str  # the dependency-wait lane
+    dlq: str
+    group: str
+
+    @property
+    def retries(self) -> list[str]:
+        """Every delayed topic the worker reads (the tiers, then the dependency lane)."""
+        return [*self.tiers, self.dependency]
+
+
+def sync_out_topics(settings: Settings, target: str) -> SyncOutTopics:
+    """The topics and group of a target's worker, with settings.sync_out.topic_suffix."""
+    sfx = settings.sync_out.topic_suffix
+    entity_types = settings.sync_out.targets[target].entity_types
+    return SyncOutTopics(
+        changes=[changes_topic(e) + sfx for e in entity_types],
+        tiers=[retry_topic(target, n) + sfx for n in range(1, len(settings.sync_out.retry_delays_s) + 1)],
+        dependency=dependency_topic(target) + sfx,
+        dlq=target_dlq(target) + sfx,
+        group=sync_out_group(target) + sfx,
+    )
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,6 @@
 the target's rate, or into the target's DLQ with a reason. See docs/sync-out.md; the
 worker is wired in syncflow/roles/sync_out.py."""
 
-from syncflow.agents.sync_out.worker import SyncOutTopics, SyncOutWorker, sync_out_topics
+from syncflow.agents.sync_out.worker import SyncOutWorker
 
-__all__ = ["SyncOutTopics", "SyncOutWorker", "sync_out_topics"]
+__all__ = ["SyncOutWorker"]

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -31,38 +30,11 @@ from syncflow.streams.avro import AvroCodec
 from syncflow.streams.dead_letters import read_failure_headers
 from syncflow.streams.security import kafka_client_config
 from syncflow.settings import Settings
-from syncflow.streams.topics import changes_topic, dependency_topic, retry_topic, sync_out_group, target_dlq
+from syncflow.streams.topics import SyncOutTopics
 
 log = logging.getLogger(__name__)
 
 WORKER_KEY = web.AppKey("sync_out_worker", object)
-
-
-@dataclass(frozen=True)
-class SyncOutTopics:
-    changes: list[str]
-    tiers: list[str]  # retry tiers, index 0 = tier 1
-    dependency: str  # the dependency-wait lane
-    dlq: str
-    group: str
-
-    @property
-    def retries(self) -> list[str]:
-        """Every delayed topic the worker reads (the tiers, then the dependency lane)."""
-        return [*self.tiers, self.dependency]
-
-
-def sync_out_topics(settings: Settings, target: str) -> SyncOutTopics:
-    """The topics and group of a target's worker, with settings.sync_out.topic_suffix."""
-    sfx = settings.sync_out.topic_suffix
-    entity_types = settings.sync_out.targets[target].entity_types
-    return SyncOutTopics(
-        changes=[changes_topic(e) + sfx for e in entity_types],
-        tiers=[retry_topic(target, n) + sfx for n in range(1, len(settings.sync_out.retry_delays_s) + 1)],
-        dependency=dependency_topic(target) + sfx,
-        dlq=target_dlq(target) + sfx,
-        group=sync_out_group(target) + sfx,
-    )
 
 
 def consumer_config(settings: Settings, group: str) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from syncflow.agents.outbox import OutboxRelay
-from syncflow.agents.sync_out import SyncOutWorker, sync_out_topics
+from syncflow.agents.sync_out import SyncOutWorker
+from syncflow.streams.topics import ENTITY_TYPES, TopicSpec, changes_topic, sync_out_topics
 from syncflow.roles.sync_out import build_worker
 from syncflow.cli import app
 from syncflow.emulators.targets import EmulatorState, emulator_state, emulator_url, start_target_emulator
@@ -33,7 +34,6 @@ from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.streams.avro import codec_for
 from syncflow.streams.producer import ReliableProducer
 from syncflow.settings import Settings, get_settings
-from syncflow.streams.topics import ENTITY_TYPES, TopicSpec, changes_topic
 
 runner = CliRunner()
 

@@ -35,7 +35,15 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from syncflow.agents.rules import RulesEngine
-from syncflow.agents.sync_out import sync_out_topics
+from syncflow.streams.topics import (
+    ENTITY_TYPES,
+    SOURCES,
+    SYNC_IN_DLQ,
+    TopicSpec,
+    changes_topic,
+    raw_topic,
+    sync_out_topics,
+)
 from syncflow.roles.sync_out import add_observability, build_worker
 from syncflow.roles.ingest import make_ingest_app
 from syncflow.connectors.publish import RawPublisher, new_batch_number
@@ -51,7 +59,6 @@ from syncflow.streams.producer import ReliableProducer
 from syncflow.settings import KafkaSecuritySettings
 from syncflow.streams.security import kafka_client_config
 from syncflow.settings import REPO_ROOT, Settings, get_settings, local_stack_dir
-from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, TopicSpec, changes_topic, raw_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,7 +12,8 @@ from syncflow.model import CHANGE_EVENT_SCHEMA, NewVersion
 from syncflow.agents.change_events import change_records
 from syncflow.agents.hashing import content_hash
 from syncflow.agents.rules import CanonicalRecord
-from syncflow.agents.sync_in_steps import SyncInTopics, parse_key, prepare_batch
+from syncflow.agents.sync_in_steps import parse_key, prepare_batch
+from syncflow.streams.topics import SyncInTopics
 from syncflow.streams.records import KafkaRecord
 from syncflow.errors import DecodeError, FieldError, RawKeyError, ValidationError
 from syncflow.streams.avro import DecodedRecord, SingleObjectCodec

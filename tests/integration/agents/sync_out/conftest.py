@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 from confluent_kafka import Consumer
 
-from syncflow.agents.sync_out import SyncOutWorker, sync_out_topics
+from syncflow.agents.sync_out import SyncOutWorker
+from syncflow.streams.topics import TopicSpec, changes_topic, sync_out_topics
 from syncflow.roles.sync_out import build_worker
 from syncflow.emulators.targets import EmulatorState, emulator_url, start_target_emulator
 from syncflow.sinks.common_db.migrate import migrate
@@ -23,7 +24,6 @@ from syncflow.streams.avro import codec_for
 from syncflow.streams.headers import PRIORITY
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.settings import Settings
-from syncflow.streams.topics import TopicSpec, changes_topic
 
 ENTITY_TYPES = ("location", "resident", "service_request", "attachment")
 

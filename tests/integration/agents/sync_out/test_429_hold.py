@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from confluent_kafka import Consumer, TopicPartition
 
-from syncflow.agents.sync_out import sync_out_topics
+from syncflow.streams.topics import sync_out_topics
 from syncflow.emulators.targets import emulator_state
 from syncflow.settings import Settings
 

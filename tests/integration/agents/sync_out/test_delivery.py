@@ -7,7 +7,7 @@ import asyncio
 
 from sqlalchemy import select
 
-from syncflow.agents.sync_out import sync_out_topics
+from syncflow.streams.topics import sync_out_topics
 from syncflow.emulators.targets import emulator_state
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.sinks.common_db.models import TargetSyncState

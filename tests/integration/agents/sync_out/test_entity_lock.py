@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from syncflow.agents.sync_out import sync_out_topics
+from syncflow.streams.topics import changes_topic, sync_out_topics
 from syncflow.agents.sync_out.retry_gate import RETRY_DUE_HEADER
 from syncflow.emulators.targets import EmulatorState, emulator_state
 from syncflow.errors import TransientTargetError
@@ -19,7 +19,6 @@ from syncflow.streams.avro import codec_for
 from syncflow.streams.dead_letters import FailureContext, failure_headers
 from syncflow.streams.headers import PRIORITY
 from syncflow.streams.producer import OutgoingRecord
-from syncflow.streams.topics import changes_topic
 
 from .conftest import delivered_versions, location, pointing_at, wait_for
 from .test_delivery import sync_rows

@@ -20,7 +20,7 @@ import aiohttp
 from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
 
-from syncflow.agents.sync_out import sync_out_topics
+from syncflow.streams.topics import sync_out_topics
 from syncflow.emulators.targets import emulator_state, emulator_url
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.streams.avro import codec_for

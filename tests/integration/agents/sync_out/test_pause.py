@@ -13,7 +13,7 @@ import time
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import text
 
-from syncflow.agents.sync_out import sync_out_topics
+from syncflow.streams.topics import sync_out_topics
 from syncflow.roles.sync_out import add_observability
 from syncflow.emulators.targets import emulator_state
 from syncflow.streams.admin import admin_client, group_lag

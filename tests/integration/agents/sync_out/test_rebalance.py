@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer
 
-from syncflow.agents.sync_out import sync_out_topics
+from syncflow.streams.topics import sync_out_topics
 from syncflow.agents.sync_out.worker import consumer_config
 from syncflow.emulators.targets import emulator_state
 

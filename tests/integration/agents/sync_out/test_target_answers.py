@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from syncflow.agents.sync_out import sync_out_topics
+from syncflow.streams.topics import sync_out_topics
 from syncflow.emulators.targets import emulator_state
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.streams.dead_letters import read_failure_headers
