@@ -25,12 +25,11 @@ from syncflow.ops.dead_letter_queue import DlqRecord, read_dlq
 from syncflow.sinks.common_db import counts
 from syncflow.streams.avro import AvroCodec
 from syncflow.streams.dead_letters import read_failure_headers
-from syncflow.streams.headers import header_value
+from syncflow.streams.headers import INJECTED, header_value
 from syncflow.settings import Settings
 from syncflow.streams.topics import SYNC_IN_DLQ, target_dlq
 
 TRANSIENT_CATEGORIES = {"transient", "rate-limited"}
-INJECTED = "syncflow.injected"  # header naming a bad record a test produced on purpose
 SourceKey = tuple[str, str, str]  # source, entity_type, source_id
 
 

@@ -28,13 +28,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from syncflow.errors import OpsError
 from syncflow.streams import admin as kafka_admin
 from syncflow.streams.dead_letters import PREFIX, VALUE_REPLACED, carry_headers, read_failure_headers
-from syncflow.streams.headers import ENTITY_TYPE, header_value
+from syncflow.streams.headers import ENTITY_TYPE, REDRIVE_COUNT, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.records import Headers, KafkaRecord
 from syncflow.streams.security import kafka_client_config
 from syncflow.settings import Settings
 
-REDRIVE_COUNT = "syncflow.redrive.count"  # not a dlt header: it survives carry_headers
 REDRIVE_BATCH = 200
 MAX_METADATA_CHARS = 3000  # Kafka's offset.metadata.max.bytes is 4096 by default
 KAFKA_METADATA_MAX = 4000  # a margin below offset.metadata.max.bytes

@@ -35,11 +35,11 @@ from syncflow.sinks.common_db.latest import Latest, force_resend, unforce_resend
 from syncflow.sinks.common_db.rate_buckets import bucket_exists
 from syncflow.sinks.targets.base import Delivery, TargetClient
 from syncflow.streams.avro import AvroCodec
+from syncflow.streams.headers import RESEND
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.settings import Settings
 from syncflow.streams.topics import retry_topic
 
-RESEND_HEADER = "syncflow.resend"
 T = TypeVar("T")
 
 
@@ -137,7 +137,7 @@ def resend(settings: Settings, engine: Engine, codec: AvroCodec, target: str, it
     for item in sent:
         record = ChangeEvent.from_version(item.version, resend=resend_id).to_record()
         records.append(OutgoingRecord(topic, item.version.entity_id.encode(), codec.encode(CHANGE_EVENT_SCHEMA, record, topic=topic),
-                                      change_event_headers(item.version) + [(RESEND_HEADER, resend_id.encode())]))
+                                      change_event_headers(item.version) + [(RESEND, resend_id.encode())]))
     producer = ReliableProducer(settings)
     try:
         producer.send_all(records, timeout=timeout)

@@ -76,6 +76,8 @@ def carry_headers(headers: list[tuple[str, bytes | None]] | None) -> list[tuple[
 
 OWN_PREFIX = "syncflow."  # syncflow's own headers (the redrive count) survive every cut
 VALUE_REPLACED = PREFIX + "value.replaced"  # "pointer": the value is where the original sits
+RETRY_DUE = "retry.due"  # failure header (without prefix): epoch ms when a sync-out retry is due
+RETRY_DUE_HEADER = PREFIX + RETRY_DUE
 RECORD_OVERHEAD = 512  # Kafka's per-record framing, and room for a header or two
 
 

@@ -10,6 +10,10 @@ EXTRACTION_TIME = "extraction-time"  # ISO-8601 UTC
 TRACE_ID = "trace-id"
 PRIORITY = "priority"  # on change events, so sync-out can order without decoding
 TRANSIENT_FAILURES = "transient-failures"  # on sync-out retries: transient failures so far
+# syncflow's own (prefix "syncflow."): they survive the DLQ's header cuts (dead_letters.OWN_PREFIX)
+REDRIVE_COUNT = "syncflow.redrive.count"  # times `syncflow dlq redrive` sent the record back
+RESEND = "syncflow.resend"  # a forced resend's id (reconcile --heal, resync)
+INJECTED = "syncflow.injected"  # a bad record a test or the demo produced on purpose: its case
 
 
 def header_value(headers: list[tuple[str, bytes | None]] | None, name: str) -> str | None:

@@ -18,7 +18,7 @@ from rich.console import Console
 from syncflow.connectors.schemas import schema_name
 from syncflow.demo.demo import DemoPlan, drop_state, post_json, run_demo
 from syncflow.demo.namespace import Namespace
-from syncflow.demo.reconcile import INJECTED
+from syncflow.streams.headers import INJECTED
 from syncflow.demo.supervisor import Supervisor
 from syncflow.streams.avro import codec_for
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer

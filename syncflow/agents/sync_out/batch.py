@@ -27,7 +27,6 @@ from syncflow.agents.sync_out.decisions import (
 from syncflow.model import ChangeEvent, EntityKey
 from syncflow.agents.sync_out.priority import Entry
 from syncflow.agents.sync_out.rate_limit import RateLimiter
-from syncflow.agents.sync_out.retry_gate import RETRY_DUE_HEADER
 from syncflow.sinks.common_db.target_state import DeliveryFailed, Synced, SyncStateStore, storable_text, target_ref_problem
 from syncflow.agents.sync_out.transform import Transformer
 from syncflow.errors import (
@@ -39,7 +38,7 @@ from syncflow.errors import (
     UnusableAnswerError,
 )
 from syncflow.sinks.targets.base import Delivery, DeliveryResult, TargetClient
-from syncflow.streams.dead_letters import FailureContext, carry_headers, failure_headers
+from syncflow.streams.dead_letters import RETRY_DUE_HEADER, FailureContext, carry_headers, failure_headers
 from syncflow.streams.headers import TRACE_ID, TRANSIENT_FAILURES, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.records import KafkaRecord

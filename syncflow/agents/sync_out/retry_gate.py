@@ -11,12 +11,9 @@ from collections.abc import Iterable
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from syncflow.agents.sync_out.offsets import TopicPartitionKey
-from syncflow.streams.dead_letters import PREFIX
+from syncflow.streams.dead_letters import RETRY_DUE
 
 log = logging.getLogger(__name__)
-
-RETRY_DUE = "retry.due"  # failure header (without prefix): epoch ms when the retry is due
-RETRY_DUE_HEADER = PREFIX + RETRY_DUE
 
 
 def due_ms(failure: dict[str, str]) -> int | None:

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from syncflow.cli import dlq
 from syncflow.errors import PermanentTargetError, ValidationError
 from syncflow.ops import dead_letter_queue
-from syncflow.ops.dead_letter_queue import REDRIVE_COUNT, VALUE_REPLACED
+from syncflow.ops.dead_letter_queue import VALUE_REPLACED
 from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.streams.dead_letters import PREFIX, FailureContext, failure_headers
-from syncflow.streams.headers import ENTITY_TYPE, TRACE_ID
+from syncflow.streams.headers import ENTITY_TYPE, REDRIVE_COUNT, TRACE_ID
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.settings import Settings
 from syncflow.streams.topics import TopicSpec

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from syncflow.errors import PermanentTargetError, ValidationError
 from syncflow.ops.dead_letter_queue import (
-    REDRIVE_COUNT,
     VALUE_REPLACED,
     AuditLog,
     DlqFilter,
@@ -21,7 +20,7 @@ from syncflow.ops.dead_letter_queue import (
     redrive_headers,
 )
 from syncflow.streams.dead_letters import PREFIX, FailureContext, failure_headers
-from syncflow.streams.headers import ENTITY_TYPE, TRACE_ID
+from syncflow.streams.headers import ENTITY_TYPE, REDRIVE_COUNT, TRACE_ID
 
 
 def record(topic: str = "sync-out.one.dlq", error: Exception | None = None, original: str = "changes.location",

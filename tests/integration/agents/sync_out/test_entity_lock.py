@@ -12,11 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from syncflow.streams.topics import changes_topic, sync_out_topics
-from syncflow.agents.sync_out.retry_gate import RETRY_DUE_HEADER
 from syncflow.emulators.targets import EmulatorState, emulator_state
 from syncflow.errors import TransientTargetError
 from syncflow.streams.avro import codec_for
-from syncflow.streams.dead_letters import FailureContext, failure_headers
+from syncflow.streams.dead_letters import RETRY_DUE_HEADER, FailureContext, failure_headers
 from syncflow.streams.headers import PRIORITY
 from syncflow.streams.producer import OutgoingRecord
 
