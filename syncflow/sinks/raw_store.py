@@ -2,7 +2,7 @@
 per (sourceSystem, entityType, sourceId), and what became of it.
 
 Written to the common subset of MongoDB and FerretDB v1: no transactions, no TTL index
-required (used where the server has it; `purge_expired` works everywhere), and payload keys
+required (used where the server has it; `syncflow raw purge`, ops/raw_purge.py, works everywhere), and payload keys
 escaped because FerretDB refuses keys containing '.' or starting with '$'. Every write is one
 bulk_write per batch."""
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -209,7 +209,7 @@ class RawRecordStore:
             self.collection.create_index([("expiresAfter", ASCENDING)], expireAfterSeconds=0, name="ttl_expires")
             self.ttl_supported = True
         except OperationFailure as exc:
-            log.info("raw store: no TTL index on this server (%s); purge_expired keeps retention", exc.code)
+            log.info("raw store: no TTL index on this server (%s); `syncflow raw purge` keeps retention", exc.code)
             self.ttl_supported = False
             self.collection.create_index([("expiresAfter", ASCENDING)], name="ix_expires")
 
@@ -362,13 +362,6 @@ class RawRecordStore:
         for update in updates:
             update.result()
 
-    def find_failed(self, filter: Mapping[str, Any] | None = None, batch_size: int = 500) -> Iterator[dict[str, Any]]:
-        """Failed raw documents (for reprocessing), rawData unescaped."""
-        query = {**(filter or {}), "syncStatus.inbound": FAILED}
-        for doc in self.collection.find(query, batch_size=batch_size).sort("_id", ASCENDING):
-            doc["rawData"] = from_document(doc.get("rawData") or {})
-            yield doc
-
     def find_one(self, key: RawKey) -> dict[str, Any] | None:
         doc = self.collection.find_one(key.filter())
         if doc is not None:
@@ -382,9 +375,4 @@ class RawRecordStore:
         for doc in docs:
             doc["rawData"] = from_document(doc.get("rawData") or {})
         return docs
-
-    def purge_expired(self, now: datetime | None = None) -> int:
-        """Delete documents past expiresAfter; works on any MongoDB-compatible server."""
-        result = self.collection.delete_many({"expiresAfter": {"$lte": now or datetime.now(UTC)}})
-        return int(result.deleted_count)
 

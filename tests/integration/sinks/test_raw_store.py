@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from pymongo.errors import AutoReconnect
@@ -41,7 +40,7 @@ def test_upsert_keeps_one_document_per_identity_with_latest_raw_data(store: RawR
     assert doc["errorLog"] == [] and doc["expiresAfter"] > doc["createDate"]
 
 
-def test_completed_failed_outbound_and_find_failed(store: RawRecordStore) -> None:
+def test_completed_failed_and_outbound(store: RawRecordStore) -> None:
     outcomes = [Completed(key(0), {"entity_id": "loc-1"}, version=1),
                 RawFailed(key(1), "validation", [FieldError("required", "unit_code", None, "is missing")]), None]
     store.upsert_raw_many([RawDocument(key(i), {"i": i}, f"h{i}") for i in range(3)], outcomes=outcomes)
@@ -60,19 +59,6 @@ def test_completed_failed_outbound_and_find_failed(store: RawRecordStore) -> Non
     again = store.collection.find_one({"_id": key(0).doc_id})
     assert again is not None and again["syncStatus"]["outbound"] == {"one": "pending", "lessen360": "pending"}
     assert done["processedData"] == {"entity_id": "loc-1"} and done["metadata"]["version"] == 1
-    failed = list(store.find_failed())
-    assert [d["sourceId"] for d in failed] == ["u-1"]
-    assert failed[0]["errorLog"][0]["fieldErrors"] == [{"rule": "required", "field": "unit_code", "value": None, "reason": "is missing"}]
-    assert failed[0]["rawData"] == {"i": 1}
-    assert list(store.find_failed({"sourceSystem": "realpage"})) == []
-
-
-def test_purge_expired_deletes_only_expired(store: RawRecordStore) -> None:
-    now = datetime.now(UTC)
-    store.upsert_raw_many([RawDocument(key(1), {}, "h")], now=now - timedelta(days=400))
-    store.upsert_raw_many([RawDocument(key(2), {}, "h")], now=now)
-    assert store.purge_expired(now) == 1
-    assert store.find_one(key(1)) is None and store.find_one(key(2)) is not None
 
 
 def test_ensure_indexes_is_repeatable_and_detects_ttl(store: RawRecordStore) -> None:
