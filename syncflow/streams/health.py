@@ -60,6 +60,10 @@ class HealthCheck:
     def add(self, name: str, check: CheckFn) -> None:
         self._checks[name] = check
 
+    def names(self) -> list[str]:
+        """The readiness checks registered, in order (docs/operations.md lists them per role)."""
+        return list(self._checks)
+
     def heartbeat(self) -> None:
         """Called by the worker's processing loop on every turn (liveness)."""
         self._heartbeat = self._clock()
