@@ -7,12 +7,13 @@ must cope with is the same, so it lives here once."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import secrets
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import unquote
@@ -111,6 +112,22 @@ class Rejection(Exception):
     def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
         self.status, self.body, self.headers = status, body, headers or {}
         super().__init__(f"{status} {body}")
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def answers_rejections(handler: Handler) -> Handler:
+    """A request handler whose Rejection becomes the target's own error answer."""
+
+    @functools.wraps(handler)
+    async def answered(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except Rejection as r:
+            return web.json_response(r.body, status=r.status, headers=r.headers)
+
+    return answered
 
 
 def version_from_key(key: str | None) -> int | None:

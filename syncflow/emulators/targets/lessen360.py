@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from syncflow.emulators.targets.core import EmulatorState, EntityState, Rejection
+from syncflow.emulators.targets.core import EmulatorState, EntityState, Rejection, answers_rejections
 
 REQUIRED: dict[str, list[str]] = {
     "locations": ["property_code", "location_kind"],
@@ -98,54 +98,50 @@ def routes(state: EmulatorState, api_key: str) -> list[web.RouteDef]:
         elif request.headers.get("X-Api-Key") != api_key:
             raise _error(401, "unauthorized", "missing or invalid X-Api-Key")
 
+    @answers_rejections
     async def single(request: web.Request) -> web.Response:
-        try:
-            authorize(request)
-            await state.guard(request)
-            op: dict[str, Any] = {
-                "op": "delete" if request.method == "DELETE" else "upsert",
-                "resource": request.match_info["resource"],
-                "external_id": request.match_info["external_id"],
-                "idempotency_key": request.headers.get("Idempotency-Key"),
-            }
-            if request.method != "DELETE":
-                try:
-                    op["data"] = await request.json()
-                except ValueError:
-                    raise _error(400, "bad_json", "body is not JSON") from None
-            status, body = _operation(state, op, state.trace_of(request))
-            if 200 <= status < 300:
-                external_id = op["external_id"]
-                return state.respond(request, [external_id], state.shape(external_id, body), status)
-            return web.json_response(body, status=status)
-        except Rejection as r:
-            return web.json_response(r.body, status=r.status, headers=r.headers)
-
-    async def batch(request: web.Request) -> web.Response:
-        try:
-            authorize(request)
+        authorize(request)
+        await state.guard(request)
+        op: dict[str, Any] = {
+            "op": "delete" if request.method == "DELETE" else "upsert",
+            "resource": request.match_info["resource"],
+            "external_id": request.match_info["external_id"],
+            "idempotency_key": request.headers.get("Idempotency-Key"),
+        }
+        if request.method != "DELETE":
             try:
-                body = await request.json()
+                op["data"] = await request.json()
             except ValueError:
                 raise _error(400, "bad_json", "body is not JSON") from None
-            ops = body.get("operations") if isinstance(body, dict) else None
-            if not isinstance(ops, list) or not ops or len(ops) > MAX_BATCH:
-                raise _error(400, "validation_failed", f"operations must be a list of 1..{MAX_BATCH}")
-            await state.guard(request, cost=len(ops))
-            results: list[Any] = []
-            external_ids: list[str] = []
-            for index, op in enumerate(ops):
-                op = op if isinstance(op, dict) else {}
-                status, answer = _operation(state, op, state.trace_of(request))
-                if 200 <= status < 300:
-                    external_id = str(op.get("external_id"))
-                    external_ids.append(external_id)
-                    results.append(state.shape(external_id, {"index": index, "status": "ok", "http_status": status, **answer}))
-                else:
-                    results.append({"index": index, "status": "error", "http_status": status, **answer})
-            return state.respond(request, external_ids, {"results": results}, 200)
-        except Rejection as r:
-            return web.json_response(r.body, status=r.status, headers=r.headers)
+        status, body = _operation(state, op, state.trace_of(request))
+        if 200 <= status < 300:
+            external_id = op["external_id"]
+            return state.respond(request, [external_id], state.shape(external_id, body), status)
+        return web.json_response(body, status=status)
+
+    @answers_rejections
+    async def batch(request: web.Request) -> web.Response:
+        authorize(request)
+        try:
+            body = await request.json()
+        except ValueError:
+            raise _error(400, "bad_json", "body is not JSON") from None
+        ops = body.get("operations") if isinstance(body, dict) else None
+        if not isinstance(ops, list) or not ops or len(ops) > MAX_BATCH:
+            raise _error(400, "validation_failed", f"operations must be a list of 1..{MAX_BATCH}")
+        await state.guard(request, cost=len(ops))
+        results: list[Any] = []
+        external_ids: list[str] = []
+        for index, op in enumerate(ops):
+            op = op if isinstance(op, dict) else {}
+            status, answer = _operation(state, op, state.trace_of(request))
+            if 200 <= status < 300:
+                external_id = str(op.get("external_id"))
+                external_ids.append(external_id)
+                results.append(state.shape(external_id, {"index": index, "status": "ok", "http_status": status, **answer}))
+            else:
+                results.append({"index": index, "status": "error", "http_status": status, **answer})
+        return state.respond(request, external_ids, {"results": results}, 200)
 
     def record(external_id: str, e: EntityState) -> dict[str, Any]:
         return {"id": e.target_ref, "external_id": external_id, "version": e.version, "deleted": e.deleted,
@@ -157,32 +153,28 @@ def routes(state: EmulatorState, api_key: str) -> list[web.RouteDef]:
             raise _error(404, "unknown_resource", f"unknown resource {resource!r}")
         return resource
 
+    @answers_rejections
     async def list_records(request: web.Request) -> web.Response:
+        authorize(request)
+        resource = resource_of(request)
+        await state.guard(request)
         try:
-            authorize(request)
-            resource = resource_of(request)
-            await state.guard(request)
-            try:
-                size = max(1, min(1000, int(request.query.get("page_size", "100"))))
-            except ValueError:
-                raise _error(400, "validation_failed", "page_size must be a number", fields={"page_size": "a number"}) from None
-            page, token = state.page(resource, request.query.get("page_token") or None, size)
-            return web.json_response({"data": [record(i, e) for i, e in page], "next_page_token": token})
-        except Rejection as r:
-            return web.json_response(r.body, status=r.status, headers=r.headers)
+            size = max(1, min(1000, int(request.query.get("page_size", "100"))))
+        except ValueError:
+            raise _error(400, "validation_failed", "page_size must be a number", fields={"page_size": "a number"}) from None
+        page, token = state.page(resource, request.query.get("page_token") or None, size)
+        return web.json_response({"data": [record(i, e) for i, e in page], "next_page_token": token})
 
+    @answers_rejections
     async def get(request: web.Request) -> web.Response:
-        try:
-            authorize(request)
-            resource = resource_of(request)
-            await state.guard(request)
-            external_id = request.match_info["external_id"]
-            entity = state.entities.get((resource, external_id))
-            if entity is None:
-                raise _error(404, "not_found", f"{resource}/{external_id} does not exist")
-            return web.json_response(record(external_id, entity))
-        except Rejection as r:
-            return web.json_response(r.body, status=r.status, headers=r.headers)
+        authorize(request)
+        resource = resource_of(request)
+        await state.guard(request)
+        external_id = request.match_info["external_id"]
+        entity = state.entities.get((resource, external_id))
+        if entity is None:
+            raise _error(404, "not_found", f"{resource}/{external_id} does not exist")
+        return web.json_response(record(external_id, entity))
 
     return [
         web.get("/v1/{resource}", list_records),

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from syncflow.emulators.targets.core import EmulatorState, EntityState, Rejection
+from syncflow.emulators.targets.core import EmulatorState, EntityState, Rejection, answers_rejections
 
 REQUIRED: dict[str, list[str]] = {
     "locations": ["propertyCode", "kind"],
@@ -68,77 +68,69 @@ def routes(state: EmulatorState, token: str) -> list[web.RouteDef]:
             raise _error(404, "NOT_FOUND", f"unknown collection {collection}")
         return collection
 
+    @answers_rejections
     async def put(request: web.Request) -> web.Response:
+        authorize(request)
+        collection = collection_of(request)
+        await state.guard(request)
+        key = request.headers.get("Idempotency-Key")
+        external_id = request.match_info["external_id"]
+        if (answer := state.replay(key)) is not None:
+            return state.respond(request, [external_id], state.shape(external_id, answer[1]), answer[0])
         try:
-            authorize(request)
-            collection = collection_of(request)
-            await state.guard(request)
-            key = request.headers.get("Idempotency-Key")
-            external_id = request.match_info["external_id"]
-            if (answer := state.replay(key)) is not None:
-                return state.respond(request, [external_id], state.shape(external_id, answer[1]), answer[0])
-            try:
-                body = await request.json()
-            except ValueError:
-                raise _error(400, "BAD_JSON", "body is not JSON") from None
-            if not isinstance(body, dict):
-                raise _error(400, "BAD_JSON", "body must be an object")
-            _check(state, collection, body)
-            status, ref = state.apply(collection, external_id, "upsert", key, body, state.trace_of(request))
-            answer_body = {"id": ref, "externalId": external_id, "collection": collection}
-            state.remember(key, status, answer_body)
-            return state.respond(request, [external_id], state.shape(external_id, answer_body), status)
-        except Rejection as r:
-            return web.json_response(r.body, status=r.status, headers=r.headers)
+            body = await request.json()
+        except ValueError:
+            raise _error(400, "BAD_JSON", "body is not JSON") from None
+        if not isinstance(body, dict):
+            raise _error(400, "BAD_JSON", "body must be an object")
+        _check(state, collection, body)
+        status, ref = state.apply(collection, external_id, "upsert", key, body, state.trace_of(request))
+        answer_body = {"id": ref, "externalId": external_id, "collection": collection}
+        state.remember(key, status, answer_body)
+        return state.respond(request, [external_id], state.shape(external_id, answer_body), status)
 
+    @answers_rejections
     async def delete(request: web.Request) -> web.Response:
-        try:
-            authorize(request)
-            collection = collection_of(request)
-            await state.guard(request)
-            key = request.headers.get("Idempotency-Key")
-            external_id = request.match_info["external_id"]
-            if (answer := state.replay(key)) is not None:
-                return state.respond(request, [external_id], state.shape(external_id, answer[1]), answer[0])
-            if not state.holds(collection, external_id):
-                raise _error(404, "NOT_FOUND", f"{collection}/{external_id} does not exist")
-            _, ref = state.apply(collection, external_id, "delete", key, None, state.trace_of(request))
-            answer_body = {"id": ref, "externalId": external_id, "deleted": True}
-            state.remember(key, 200, answer_body)
-            return state.respond(request, [external_id], state.shape(external_id, answer_body), 200)
-        except Rejection as r:
-            return web.json_response(r.body, status=r.status, headers=r.headers)
+        authorize(request)
+        collection = collection_of(request)
+        await state.guard(request)
+        key = request.headers.get("Idempotency-Key")
+        external_id = request.match_info["external_id"]
+        if (answer := state.replay(key)) is not None:
+            return state.respond(request, [external_id], state.shape(external_id, answer[1]), answer[0])
+        if not state.holds(collection, external_id):
+            raise _error(404, "NOT_FOUND", f"{collection}/{external_id} does not exist")
+        _, ref = state.apply(collection, external_id, "delete", key, None, state.trace_of(request))
+        answer_body = {"id": ref, "externalId": external_id, "deleted": True}
+        state.remember(key, 200, answer_body)
+        return state.respond(request, [external_id], state.shape(external_id, answer_body), 200)
 
     def record(external_id: str, e: EntityState) -> dict[str, Any]:
         return {"id": e.target_ref, "externalId": external_id, "version": e.version, "deleted": e.deleted,
                 "updatedAt": e.updated_at, "data": e.payload}
 
+    @answers_rejections
     async def list_records(request: web.Request) -> web.Response:
+        authorize(request)
+        collection = collection_of(request)
+        await state.guard(request)
         try:
-            authorize(request)
-            collection = collection_of(request)
-            await state.guard(request)
-            try:
-                limit = max(1, min(1000, int(request.query.get("limit", "100"))))
-            except ValueError:
-                raise _error(400, "BAD_QUERY", "limit must be a number") from None
-            page, cursor = state.page(collection, request.query.get("cursor") or None, limit)
-            return web.json_response({"items": [record(i, e) for i, e in page], "nextCursor": cursor})
-        except Rejection as r:
-            return web.json_response(r.body, status=r.status, headers=r.headers)
+            limit = max(1, min(1000, int(request.query.get("limit", "100"))))
+        except ValueError:
+            raise _error(400, "BAD_QUERY", "limit must be a number") from None
+        page, cursor = state.page(collection, request.query.get("cursor") or None, limit)
+        return web.json_response({"items": [record(i, e) for i, e in page], "nextCursor": cursor})
 
+    @answers_rejections
     async def get(request: web.Request) -> web.Response:
-        try:
-            authorize(request)
-            collection = collection_of(request)
-            await state.guard(request)
-            external_id = request.match_info["external_id"]
-            entity = state.entities.get((collection, external_id))
-            if entity is None:
-                raise _error(404, "NOT_FOUND", f"{collection}/{external_id} does not exist")
-            return web.json_response(record(external_id, entity))
-        except Rejection as r:
-            return web.json_response(r.body, status=r.status, headers=r.headers)
+        authorize(request)
+        collection = collection_of(request)
+        await state.guard(request)
+        external_id = request.match_info["external_id"]
+        entity = state.entities.get((collection, external_id))
+        if entity is None:
+            raise _error(404, "NOT_FOUND", f"{collection}/{external_id} does not exist")
+        return web.json_response(record(external_id, entity))
 
     return [
         web.get("/api/v2/{collection}", list_records),
