@@ -261,7 +261,7 @@ def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namesp
                   f"{plan.invalid_rate:.0%} invalid records; logs in {run_dir}")
     console.print("resetting topics, consumer groups, the common database and the raw store …")
     reset_state(settings, namespace)
-    env = {**role_env(plan), **namespace.env()}
+    env = {**role_env(plan), **namespace.env(), **namespace.port_env(base)}
     supervisor = Supervisor(run_dir, env)
     started = time.monotonic()
     try:

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from syncflow.connectors.schemas import schema_name
 from syncflow.demo.demo import DemoPlan, drop_state, post_json, run_demo
-from syncflow.demo.namespace import Namespace
+from syncflow.demo.namespace import Namespace, free_ports
 from syncflow.streams.headers import INJECTED
 from syncflow.demo.supervisor import Supervisor
 from syncflow.streams.avro import codec_for
@@ -90,7 +90,8 @@ class FaultSchedule:
 
 def test_pipeline_loses_and_duplicates_nothing_under_faults(stack: Settings, tmp_path: Path) -> None:
     token = uuid.uuid4().hex[:8]
-    namespace = Namespace(suffix=f".ft-{token}", database_schema=f"ft_{token}", mongo_database=f"ft-{token}")
+    namespace = Namespace(suffix=f".ft-{token}", database_schema=f"ft_{token}", mongo_database=f"ft-{token}",
+                          ports=free_ports())
     plan = DemoPlan(volume=1200, change_rounds=10, changes_per_round=200, round_interval_s=5,
                     retry_delays_s=(2.0, 5.0, 10.0, 20.0, 30.0), dependency_retry_delay_s=5.0,
                     dependency_max_attempts=40, target_error_rate=0.0, timeout_s=1500)
