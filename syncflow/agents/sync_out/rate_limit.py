@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from syncflow.sinks.common_db.rate_buckets import block_bucket, ensure_bucket, refund_tokens, take_tokens
+from syncflow.sinks.common_db.rate_buckets import block_bucket, ensure_bucket, take_tokens
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,6 @@ class RateLimiter:
             return Grant(0, blocked_s)
         wait = 0.0 if granted >= n else max(0.0, (1.0 - remaining) / rate) if rate > 0 else 1.0
         return Grant(granted, wait)
-
-    def refund(self, n: int) -> None:
-        """Give back tokens taken for calls that were not made."""
-        if n > 0:
-            refund_tokens(self.engine, self.target, n)
 
     def block_for(self, seconds: float) -> None:
         """The target answered 429 + Retry-After: nobody in the group calls it until then."""
