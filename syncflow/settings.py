@@ -224,7 +224,8 @@ class SyncOutSettings(BaseModel):
         return _targets_with_defaults(value)
 
     @property
-    def max_attempts(self) -> int:
+    def retry_tiers(self) -> int:
+        """How many retry tiers (sync-out.<target>.retry.<n> topics) a target has: one per delay."""
         return len(self.retry_delays_s)
 
 

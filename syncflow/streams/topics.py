@@ -86,7 +86,7 @@ def sync_out_topics(settings: Settings, target: str) -> SyncOutTopics:
     entity_types = settings.sync_out.targets[target].entity_types
     return SyncOutTopics(
         changes=[changes_topic(e) + sfx for e in entity_types],
-        tiers=[retry_topic(target, n) + sfx for n in range(1, len(settings.sync_out.retry_delays_s) + 1)],
+        tiers=[retry_topic(target, n) + sfx for n in range(1, settings.sync_out.retry_tiers + 1)],
         dependency=dependency_topic(target) + sfx,
         dlq=target_dlq(target) + sfx,
         group=sync_out_group(target) + sfx,
@@ -119,7 +119,7 @@ def catalogue(settings: Settings) -> list[TopicSpec]:
     specs += [TopicSpec(changes_topic(e), t.changes_partitions, t.changes_retention_ms, config=sized) for e in ENTITY_TYPES]
     specs.append(TopicSpec(SYNC_IN_DLQ, t.dlq_partitions, t.dlq_retention_ms, config=sized))
     for target in settings.sync_out.targets:
-        for tier in range(1, settings.sync_out.max_attempts + 1):
+        for tier in range(1, settings.sync_out.retry_tiers + 1):
             specs.append(TopicSpec(retry_topic(target, tier), t.retry_partitions, t.changes_retention_ms, config=sized))
         specs.append(TopicSpec(dependency_topic(target), t.retry_partitions, t.changes_retention_ms, config=sized))
         specs.append(TopicSpec(target_dlq(target), t.dlq_partitions, t.dlq_retention_ms, config=sized))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from syncflow.settings import Settings
-from syncflow.streams.topics import SYNC_IN_DLQ, TopicSpec, catalogue, raw_key, retry_topic, target_dlq
+from syncflow.streams.topics import SYNC_IN_DLQ, TopicSpec, catalogue, raw_key, retry_topic, sync_out_topics, target_dlq
 
 
 def test_catalogue_lists_every_topic_once_for_the_configured_targets() -> None:
@@ -25,6 +25,8 @@ def test_retry_tiers_follow_the_configured_delays() -> None:
         "sync-out.one.retry.1",
         "sync-out.one.retry.2",
     ]
+    assert settings.sync_out.retry_tiers == 2
+    assert sync_out_topics(settings, "one").tiers == ["sync-out.one.retry.1", "sync-out.one.retry.2"]
 
 
 def test_env_vars_override_nested_settings(monkeypatch: pytest.MonkeyPatch) -> None:
