@@ -306,7 +306,6 @@ class OpsSettings(BaseModel):
     redrive_group: str = "syncflow-dlq-redrive"
     max_redrives: int = 3
     audit_file: Path = Field(default_factory=lambda: local_stack_dir() / "audit" / "dlq-redrive.jsonl")
-    raw_collection: str = "client_raw_data"
     # demo, import, dlq redrive, replay: a plain progress line this often when not on a terminal
     progress_interval_s: float = 10.0
     # `syncflow pause`: how often workers re-read the pauses table, and how many held records

@@ -6,20 +6,16 @@ import json
 from datetime import datetime, timezone
 
 import typer
-from pymongo import MongoClient
 
 from syncflow.errors import OpsError
 from syncflow.ops.raw_purge import purge_expired
 from syncflow.ops.replay import parse_time
 from syncflow.ops.reprocess import ReprocessFilter, reprocess
+from syncflow.sinks.raw_store import RawRecordStore
 from syncflow.streams.producer import ReliableProducer
-from syncflow.settings import Settings, get_settings
+from syncflow.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Raw store (MongoDB) operations.")
-
-
-def _client(settings: Settings) -> MongoClient:
-    return MongoClient(settings.mongo_url, serverSelectionTimeoutMS=5000, tz_aware=True)
 
 
 def _time(text: str | None) -> datetime | None:
@@ -32,15 +28,14 @@ def purge(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Delete raw documents whose expiresAfter has passed (any MongoDB-compatible server)."""
-    settings = get_settings()
-    client = _client(settings)
+    store = RawRecordStore(get_settings())
     try:
-        result = purge_expired(client[settings.mongo_database][settings.ops.raw_collection], dry_run=dry_run)
+        result = purge_expired(store, dry_run=dry_run)
     except Exception as exc:  # noqa: BLE001 - reported with a non-zero exit
         typer.echo(f"raw purge: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from exc
     finally:
-        client.close()
+        store.close()
     if as_json:
         typer.echo(json.dumps({**result.to_dict(), "dry_run": dry_run}))
     else:
@@ -62,13 +57,12 @@ def reprocess_(
     from syncflow.streams.avro import codec_for
 
     settings = get_settings()
-    client = _client(settings)
+    store = RawRecordStore(settings)
     try:
         codec = codec_for(settings)
         flt = ReprocessFilter(source, entity_type, _time(since), _time(until))
-        collection = client[settings.mongo_database][settings.ops.raw_collection]
         result = reprocess(
-            collection, ReliableProducer(settings),
+            store, ReliableProducer(settings),
             lambda schema, record, topic: codec.encode(schema, record, topic=topic),
             flt, dry_run=dry_run, limit=limit,
         )  # fmt: skip
@@ -76,7 +70,7 @@ def reprocess_(
         typer.echo(f"raw reprocess: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from exc
     finally:
-        client.close()
+        store.close()
     if as_json:
         typer.echo(json.dumps({**result.to_dict(), "dry_run": dry_run}, indent=2))
     else:

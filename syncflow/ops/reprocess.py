@@ -8,15 +8,13 @@ Each document sent is set back to inbound "pending" so the next run does not sen
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from pymongo.collection import Collection
-
 from syncflow.connectors.schemas import schema_name
-from syncflow.sinks.raw_store import from_document
+from syncflow.sinks.raw_store import RawRecordStore
 from syncflow.streams.headers import ENTITY_TYPE, EXTRACTION_TIME, SOURCE_SYSTEM, TRACE_ID
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.topics import raw_key, raw_topic
@@ -26,25 +24,13 @@ Encode = Callable[[str, dict, str], bytes]  # (schema name, record, topic) -> va
 
 @dataclass(frozen=True)
 class ReprocessFilter:
+    """Which failed documents to send; `since`/`until` bound metadata.syncDate (when the
+    source last sent the record), `since` inclusive, `until` exclusive."""
+
     source: str | None = None
     entity_type: str | None = None
-    since: datetime | None = None  # on metadata.syncDate (when the source last sent it)
+    since: datetime | None = None
     until: datetime | None = None
-
-    def query(self) -> dict[str, Any]:
-        q: dict[str, Any] = {"syncStatus.inbound": "failed"}
-        if self.source:
-            q["sourceSystem"] = self.source
-        if self.entity_type:
-            q["entityType"] = self.entity_type
-        window: dict[str, datetime] = {}
-        if self.since:
-            window["$gte"] = self.since
-        if self.until:
-            window["$lt"] = self.until
-        if window:
-            q["metadata.syncDate"] = window
-        return q
 
 
 @dataclass
@@ -56,18 +42,12 @@ class ReprocessResult:
         return {"sent": len(self.sent), "failed": self.failed, "records": self.sent}
 
 
-def find_failed(collection: Collection, flt: ReprocessFilter, limit: int | None = None) -> Iterator[dict[str, Any]]:
-    cursor = collection.find(flt.query()).sort("_id", 1)
-    if limit:
-        cursor = cursor.limit(limit)
-    return iter(cursor)
-
-
 def to_outgoing(doc: dict[str, Any], encode: Encode, now: datetime, topic_for: Callable[[str], str] = raw_topic) -> OutgoingRecord:
-    """The raw.<source> record for one raw document (keys unescaped, native schema)."""
+    """The raw.<source> record for one raw document (as `RawRecordStore.find_failed` reads
+    it: rawData unescaped), encoded with the source's native schema."""
     source, entity_type, source_id = doc["sourceSystem"], doc["entityType"], doc["sourceId"]
     topic = topic_for(source)
-    value = encode(schema_name(source, entity_type), from_document(doc.get("rawData") or {}), topic)
+    value = encode(schema_name(source, entity_type), doc.get("rawData") or {}, topic)
     trace_id = (doc.get("metadata") or {}).get("traceId") or uuid.uuid4().hex
     headers = [
         (SOURCE_SYSTEM, source.encode()),
@@ -79,7 +59,7 @@ def to_outgoing(doc: dict[str, Any], encode: Encode, now: datetime, topic_for: C
 
 
 def reprocess(
-    collection: Collection,
+    store: RawRecordStore,
     producer: ReliableProducer,
     encode: Encode,
     flt: ReprocessFilter,
@@ -98,14 +78,11 @@ def reprocess(
     def flush() -> None:
         if not dry_run:
             producer.send_all([rec for _, rec in pending])
-            collection.update_many(
-                {"_id": {"$in": [doc["_id"] for doc, _ in pending]}, "syncStatus.inbound": "failed"},
-                {"$set": {"syncStatus.inbound": "pending", "metadata.reprocessedAt": now}},
-            )
+            store.mark_failed_pending([doc["_id"] for doc, _ in pending], now)
         result.sent += [_describe(doc, rec) for doc, rec in pending]
         pending.clear()
 
-    for doc in find_failed(collection, flt, limit):
+    for doc in store.find_failed(flt.source, flt.entity_type, flt.since, flt.until, limit):
         try:
             pending.append((doc, to_outgoing(doc, encode, now, topic_for)))
         except Exception as exc:  # noqa: BLE001 - one bad document is reported, the rest go on

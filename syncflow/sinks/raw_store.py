@@ -376,3 +376,55 @@ class RawRecordStore:
             doc["rawData"] = from_document(doc.get("rawData") or {})
         return docs
 
+
+    # -- the operations' queries: `syncflow raw reprocess` and `syncflow raw purge` ----------
+
+    def find_failed(self, source: str | None = None, entity_type: str | None = None,
+                    since: datetime | None = None, until: datetime | None = None,
+                    limit: int | None = None) -> Iterable[dict[str, Any]]:
+        """Documents whose inbound processing failed, in _id order, rawData unescaped.
+        `since` (inclusive) and `until` (exclusive) bound `metadata.syncDate`, when the
+        source last sent the record."""
+        query: dict[str, Any] = {"syncStatus.inbound": FAILED}
+        if source:
+            query["sourceSystem"] = source
+        if entity_type:
+            query["entityType"] = entity_type
+        sent: dict[str, datetime] = {}
+        if since:
+            sent["$gte"] = since
+        if until:
+            sent["$lt"] = until
+        if sent:
+            query["metadata.syncDate"] = sent
+        cursor = self.collection.find(query).sort("_id", ASCENDING)
+        if limit:
+            cursor = cursor.limit(limit)
+        for doc in cursor:
+            doc["rawData"] = from_document(doc.get("rawData") or {})
+            yield doc
+
+    def mark_failed_pending(self, doc_ids: Sequence[Any], at: datetime) -> int:
+        """Failed documents sent through sync-in again become pending (`metadata.reprocessedAt`
+        = `at`), so the next reprocess does not send them twice; returns how many changed."""
+        if not doc_ids:
+            return 0
+        return self.collection.update_many(
+            {"_id": {"$in": list(doc_ids)}, "syncStatus.inbound": FAILED},
+            {"$set": {"syncStatus.inbound": PENDING, "metadata.reprocessedAt": at}},
+        ).modified_count
+
+    def count_expired(self, now: datetime) -> int:
+        """Documents `purge_expired(now)` would delete: expiresAfter before `now`."""
+        return self.collection.count_documents({"expiresAfter": {"$lt": now}})
+
+    def purge_expired(self, now: datetime, batch: int = 1000) -> int:
+        """Delete the documents whose expiresAfter is before `now` (`$lt`: one expiring at
+        `now` exactly stays until the next purge); returns how many. Retention for servers
+        without a TTL index (FerretDB v1): ids in batches, so each request stays bounded."""
+        deleted = 0
+        while True:
+            ids = [d["_id"] for d in self.collection.find({"expiresAfter": {"$lt": now}}, {"_id": 1}).limit(batch)]
+            if not ids:
+                return deleted
+            deleted += self.collection.delete_many({"_id": {"$in": ids}}).deleted_count

@@ -7,13 +7,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pymongo import MongoClient
 from typer.testing import CliRunner
 
 from syncflow.cli import raw
 from syncflow.connectors.schemas import load_schema, schema_name
 from syncflow.ops.reprocess import ReprocessFilter, reprocess
-from syncflow.sinks.raw_store import to_document
+from syncflow.sinks.raw_store import RawRecordStore, to_document
 from syncflow.streams.avro import codec_for
 from syncflow.streams.producer import ReliableProducer
 from syncflow.settings import Settings
@@ -22,13 +21,9 @@ from tests.integration.ops.conftest import consume_all
 runner = CliRunner()
 
 
-def collection(settings: Settings):  # noqa: ANN201
-    client = MongoClient(settings.mongo_url, tz_aware=True)
-    return client, client[settings.mongo_database][settings.ops.raw_collection]
-
-
 def test_purge_deletes_only_expired_documents(cli_settings: Settings) -> None:
-    client, coll = collection(cli_settings)
+    store = RawRecordStore(cli_settings)
+    coll = store.collection
     now = datetime.now(timezone.utc)
     coll.insert_many([
         {"sourceId": "old-1", "expiresAfter": now - timedelta(days=2)},
@@ -42,7 +37,7 @@ def test_purge_deletes_only_expired_documents(cli_settings: Settings) -> None:
     real = runner.invoke(raw.app, ["purge", "--json"])
     assert json.loads(real.stdout)["deleted"] == 2
     assert [d["sourceId"] for d in coll.find({})] == ["fresh"]
-    client.close()
+    store.close()
 
 
 def minimal_record(schema: Any, named: dict[str, Any] | None = None) -> Any:
@@ -75,7 +70,8 @@ def test_reprocess_sends_failed_documents_back_to_their_raw_topic(
 ) -> None:
     topic = topic_factory("raw.yardi")
     record = minimal_record(load_schema(cli_settings.schemas_dir, "yardi", "location"))
-    client, coll = collection(cli_settings)
+    store = RawRecordStore(cli_settings)
+    coll = store.collection
     base = {"sourceSystem": "yardi", "entityType": "location", "metadata": {"syncDate": datetime.now(timezone.utc)}}
     coll.insert_many([
         {**base, "sourceId": "L1", "rawData": to_document(record), "syncStatus": {"inbound": "failed"}},
@@ -90,7 +86,7 @@ def test_reprocess_sends_failed_documents_back_to_their_raw_topic(
     assert coll.count_documents({"syncStatus.inbound": "failed"}) == 3  # dry run changed nothing
 
     codec = codec_for(cli_settings)
-    result = reprocess(coll, ReliableProducer(cli_settings), lambda s, r, t: codec.encode(s, r, topic=t),
+    result = reprocess(store, ReliableProducer(cli_settings), lambda s, r, t: codec.encode(s, r, topic=t),
                        ReprocessFilter("yardi", "location"), topic_for=lambda source: topic)
     assert [r["source_id"] for r in result.sent] == ["L1"]
     [msg] = consume_all(cli_settings, topic, "check-" + topic, expected=1)
@@ -100,7 +96,7 @@ def test_reprocess_sends_failed_documents_back_to_their_raw_topic(
     assert decoded.record == record
     assert dict(msg.headers())["source-system"] == b"yardi"
     assert coll.find_one({"sourceId": "L1"})["syncStatus"]["inbound"] == "pending"
-    again = reprocess(coll, ReliableProducer(cli_settings), lambda s, r, t: codec.encode(s, r, topic=t),
+    again = reprocess(store, ReliableProducer(cli_settings), lambda s, r, t: codec.encode(s, r, topic=t),
                       ReprocessFilter("yardi", "location"), topic_for=lambda source: topic)
     assert again.sent == []  # L1 is pending now; only the unencodable L3 is left
-    client.close()
+    store.close()

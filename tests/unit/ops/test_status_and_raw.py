@@ -1,13 +1,11 @@
-"""Plain parts of status, reprocess and purge: group and topic lists, queries, records."""
+"""Plain parts of status and reprocess: group and topic lists, records."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from syncflow.ops.raw_purge import expired_filter
-from syncflow.ops.reprocess import ReprocessFilter, to_outgoing
+from syncflow.ops.reprocess import to_outgoing
 from syncflow.ops.status import consumer_groups, dlq_topics
-from syncflow.sinks.raw_store import to_document
 from syncflow.streams.headers import ENTITY_TYPE, SOURCE_SYSTEM, TRACE_ID
 from syncflow.settings import Settings
 
@@ -20,16 +18,7 @@ def test_groups_and_dlq_topics_follow_the_targets() -> None:
     assert dlq_topics(settings) == ["sync-in.dlq", "sync-out.one.dlq", "sync-out.lessen360.dlq"]
 
 
-def test_reprocess_query() -> None:
-    since, until = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc)
-    assert ReprocessFilter().query() == {"syncStatus.inbound": "failed"}
-    assert ReprocessFilter("yardi", "location", since, until).query() == {
-        "syncStatus.inbound": "failed", "sourceSystem": "yardi", "entityType": "location",
-        "metadata.syncDate": {"$gte": since, "$lt": until},
-    }
-
-
-def test_to_outgoing_unescapes_keys_and_sets_key_and_headers() -> None:
+def test_to_outgoing_encodes_raw_data_with_the_native_schema_and_sets_key_and_headers() -> None:
     seen: list[tuple[str, dict, str]] = []
 
     def encode(schema: str, record: dict, topic: str) -> bytes:
@@ -37,14 +26,10 @@ def test_to_outgoing_unescapes_keys_and_sets_key_and_headers() -> None:
         return b"avro"
 
     doc = {"sourceSystem": "yardi", "entityType": "location", "sourceId": "P1-101",
-           "rawData": to_document({"a.b": 1, "$c": [[1]]}), "metadata": {"traceId": "t-1"}}
+           "rawData": {"a.b": 1, "$c": [[1]]}, "metadata": {"traceId": "t-1"}}
     rec = to_outgoing(doc, encode, datetime(2026, 1, 1, tzinfo=timezone.utc))
     assert seen == [("io.syncflow.yardi.Location", {"a.b": 1, "$c": [[1]]}, "raw.yardi")]
     assert (rec.topic, rec.key, rec.value) == ("raw.yardi", b"location:P1-101", b"avro")
     headers = dict(rec.headers)
     assert (headers[SOURCE_SYSTEM], headers[ENTITY_TYPE], headers[TRACE_ID]) == (b"yardi", b"location", b"t-1")
 
-
-def test_expired_filter() -> None:
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    assert expired_filter(now) == {"expiresAfter": {"$lt": now}}
