@@ -70,8 +70,8 @@ def test_finds_and_deletes_by_id(raw_docs: Collection) -> None:
     assert bulk.deleted_count == 1
     gone = raw_docs.delete_many({"_id": {"$in": [doc("U2")["_id"], doc("U3")["_id"]]}})
     assert gone.deleted_count == 2
-    expired = raw_docs.delete_many({"expiresAfter": {"$lte": T0 + timedelta(days=5)}})  # purge_expired
-    assert expired.deleted_count == 2  # U4, U5
+    expired = raw_docs.delete_many({"expiresAfter": {"$lt": T0 + timedelta(days=6)}})  # as RawRecordStore.purge_expired
+    assert expired.deleted_count == 2  # U4, U5; U6 expires at the cutoff itself and stays
     assert [d["sourceId"] for d in raw_docs.find({})] == ["U6"]
 
 
