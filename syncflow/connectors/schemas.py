@@ -4,7 +4,6 @@ field-level reasons when it does not)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from syncflow.errors import FieldError, UnknownEntityError
+from syncflow.streams.schemas import read_schema_file
 
 Record = dict[str, Any]
 
@@ -57,8 +57,7 @@ def check_entity(source: str, entity_type: str) -> None:
 def load_schema(schemas_dir: Path, source: str, entity_type: str) -> dict[str, Any]:
     """The .avsc of a source entity as plain JSON."""
     check_entity(source, entity_type)
-    path = schemas_dir / "sources" / source / f"{ENTITY_RECORD[entity_type]}.avsc"
-    return json.loads(path.read_text())
+    return read_schema_file(schemas_dir / "sources" / source / f"{ENTITY_RECORD[entity_type]}.avsc")
 
 
 def source_id_of(source: str, entity_type: str, record: Record) -> str:

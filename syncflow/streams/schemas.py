@@ -107,7 +107,7 @@ class SchemaCatalogue:
         history: list[tuple[Path, dict[str, Json]]] = []
         for path in sorted(directory.rglob("*.avsc")):
             in_history = HISTORY_DIR in path.relative_to(directory).parts[:-1]
-            (history if in_history else current).append((path, _read_json(path)))
+            (history if in_history else current).append((path, read_schema_file(path)))
         return cls.from_json(current, history)
 
     @classmethod
@@ -167,7 +167,10 @@ class SchemaCatalogue:
         return len(self._current)
 
 
-def _read_json(path: Path) -> dict[str, Json]:
+def read_schema_file(path: Path) -> dict[str, Json]:
+    """One `.avsc` file as JSON: the one place schema files are read (the catalogue, the
+    sources' native schemas, the canonical schemas of the rules). ConfigError when it
+    cannot be read or does not hold one named type."""
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

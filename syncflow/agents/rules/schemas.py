@@ -3,7 +3,6 @@ defaults, and a final check that an entity really matches its schema."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -13,6 +12,7 @@ import fastavro
 from fastavro.validation import validate
 
 from syncflow.errors import ConfigError
+from syncflow.streams.schemas import read_schema_file
 
 ENTITY_SCHEMA_FILES: dict[str, str] = {
     "location": "Location.avsc",
@@ -105,10 +105,10 @@ def load_canonical_schemas(directory: Path = DEFAULT_SCHEMAS_DIR) -> dict[str, C
     schemas = {}
     for entity_type, file_name in ENTITY_SCHEMA_FILES.items():
         path = directory / file_name
+        raw = read_schema_file(path)
         try:
-            raw = json.loads(path.read_text())
             parsed = fastavro.parse_schema(raw)
-        except (OSError, ValueError, fastavro.schema.SchemaParseException) as exc:
+        except (ValueError, fastavro.schema.SchemaParseException) as exc:
             raise ConfigError(f"{path}: cannot read canonical schema: {exc}") from exc
         fields = tuple(_field(f, raw.get("namespace", "")) for f in raw["fields"])
         schemas[entity_type] = CanonicalSchema(entity_type, raw["name"], fields, parsed)

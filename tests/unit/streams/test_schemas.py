@@ -1,13 +1,17 @@
-"""The schema catalogue: loading, cross-file references, history versions, fingerprints."""
+"""The schema catalogue: loading, cross-file references, history versions, fingerprints;
+the one reader of `.avsc` files, which the source and canonical schema loaders use too."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from syncflow.errors import ConfigError, UnknownSchemaError
-from syncflow.streams.schemas import SchemaCatalogue
+from syncflow.agents.rules.schemas import load_canonical_schemas
+from syncflow.connectors.schemas import load_schema
+from syncflow.streams.schemas import SchemaCatalogue, read_schema_file
 
 EMPTY_64 = 0xC15D213AA4D7A795
 
@@ -160,6 +164,17 @@ def test_bad_schema_files_are_config_errors(write_schemas, content: str, message
     root = write_schemas("bad", {"Bad.avsc": content})
     with pytest.raises(ConfigError, match=message):
         SchemaCatalogue.load(root)
+
+
+def test_every_schema_loader_reads_files_through_read_schema_file(tmp_path: Path) -> None:
+    (tmp_path / "sources" / "yardi").mkdir(parents=True)
+    (tmp_path / "sources" / "yardi" / "Location.avsc").write_text("[]")
+    with pytest.raises(ConfigError, match="must hold one named type"):
+        read_schema_file(tmp_path / "sources" / "yardi" / "Location.avsc")
+    with pytest.raises(ConfigError, match="must hold one named type"):  # the sources' native schemas
+        load_schema(tmp_path, "yardi", "location")
+    with pytest.raises(ConfigError, match="cannot read schema file"):  # the rules' canonical schemas
+        load_canonical_schemas(tmp_path / "canonical")
 
 
 def test_lookups_of_unknown_names_and_fingerprints_are_typed(repo_catalogue: SchemaCatalogue) -> None:
