@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 from prometheus_client import CollectorRegistry
 from pymongo import MongoClient
@@ -173,12 +174,15 @@ def mongo_reachable(client: MongoClient) -> CheckFn:
     return check
 
 
-def target_reachable(probe: Callable[[], Awaitable[bool]]) -> CheckFn:
-    """A target system answers (the sync-out worker gives the probe)."""
+def target_reachable(base_url: str, timeout_s: float) -> CheckFn:
+    """The target's host accepts a TCP connection: no request, so no rate-limit cost."""
+    url = urlparse(base_url)
+    host, port = url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
 
     async def check() -> tuple[bool, str]:
-        ok = await probe()
-        return ok, "answers" if ok else "does not answer"
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        writer.close()
+        return True, f"{host}:{port} accepts connections"
 
     return check
 

@@ -1,10 +1,12 @@
 """HealthCheck without services: caching, timeouts, failing checks, liveness heartbeats, the
-stall rule and the error-rate window."""
+stall rule, the error-rate window and the target's TCP check."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from syncflow.streams.health import (
@@ -16,6 +18,7 @@ from syncflow.streams.health import (
     lag_below,
     making_progress,
     partitions_assigned,
+    target_reachable,
 )
 from syncflow.streams.metrics import create_metrics
 from syncflow.settings import OpsSettings
@@ -129,3 +132,27 @@ async def test_error_rate_window_reads_the_counters() -> None:
     clock.now += 61
     metrics.sync_in_requests.labels("yardi", "location").inc(20)
     assert (await check())[0]
+
+
+async def test_target_reachable_connects_without_a_request() -> None:
+    requests: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.read(100))  # b"": the check closes without sending
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        ok, detail = await target_reachable(f"http://127.0.0.1:{port}/api", 1.0)()
+        assert ok and detail == f"127.0.0.1:{port} accepts connections"
+        await asyncio.sleep(0.1)
+        assert requests == [b""]
+    finally:
+        server.close()
+        await server.wait_closed()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    with pytest.raises(OSError):  # HealthCheck turns the exception into "not ready"
+        await target_reachable(f"http://127.0.0.1:{free}", 1.0)()
