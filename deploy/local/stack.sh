@@ -385,7 +385,7 @@ stop_postgres() {
 # ---------------------------------------------------------------- mongo (FerretDB)
 start_mongo() {
   local dir="$STACK/mongo"; mkdir -p "$dir/data"
-  nohup "$FERRET_BIN" -listen "127.0.0.1:$MONGO_PORT" -data "$dir/data/" >>"$dir/ferretdb.log" 2>&1 &
+  nohup "$HERE/ferretdb/supervise.sh" "$FERRET_BIN" "127.0.0.1:$MONGO_PORT" "$dir/data/" >>"$dir/ferretdb.log" 2>&1 &
   echo $! > "$dir/pid"
   wait_for mongo "$dir/ferretdb.log" 30 check_mongo
 }

@@ -9,7 +9,7 @@ from pathlib import Path
 from syncflow.demo.supervisor import RoleSpec, Supervisor
 
 
-def wait_dead(supervisor: Supervisor, timeout: float = 30.0) -> None:
+def wait_dead(supervisor: Supervisor, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not supervisor.dead():
         assert time.monotonic() < deadline, "the role did not exit"
