@@ -53,8 +53,11 @@ unit: setup
 test-faults: stack
 	$(PY) -m pytest tests/faults -s $(PYTEST_ARGS)
 
-# Every benchmark (sync-in, sync-out, end-to-end) and one Markdown report, bench/REPORT.md.
-# BENCH_ARGS=--quick for a smoke run with small sizes.
+# Every benchmark job three times (sync-in at 100,000 records and at 20,000 with 1/2/4
+# workers, sync-out with 1/2/4 workers, end to end at ~20,000 source records; about 45
+# minutes on 2 cores) and one Markdown report, bench/REPORT.md: medians and spreads, each
+# figure beside its baseline from the same run, the goals marked met or not.
+# BENCH_ARGS=--quick for a smoke run (one run each, small sizes, a few minutes).
 .PHONY: bench
 bench: setup
 	deploy/local/stack.sh up

@@ -1,10 +1,16 @@
 """Sync-in benchmark on the real stack: N records (mixed sources and entity types; ~10%
 updates, ~5% unchanged re-sends, ~2% invalid) are produced to raw topics of their own,
 sync-in worker subprocesses (one per core by default) drain them, and the run reports the
-sustained rate, the produce -> committed-version latency of a paced trickle afterwards, the
-largest worker's peak RSS, where the workers' time went, and three baselines from the same
-data: a bare confluent-kafka consume of the raw topics, a bare bulk upsert of the version
-rows into PostgreSQL and a bare bulk insert of the raw documents into the raw store.
+sustained rate, the produce -> committed-version latency of a paced trickle afterwards, each
+worker's peak RSS, where the workers' time went, and three baselines from the same data: a
+bare confluent-kafka consume of the raw topics, a bare bulk upsert of the version rows into
+PostgreSQL and a bare bulk insert of the raw documents into the raw store. The slowest of the
+three is the bound: sync-in can go no faster than its slowest part.
+
+A record counts as done only when its version, its change event and its raw document with its
+final status are written: the drain ends when the group has committed every raw record, every
+version has its change event on the changes topics and every record's raw document (the last
+record of each key) holds a final inbound status.
 
     .venv/bin/python bench/sync_in.py --records 100000
 """
@@ -37,7 +43,8 @@ from syncflow.connectors.schemas import schema_name  # noqa: E402
 from syncflow.emulators.sources.render import render  # noqa: E402
 from syncflow.emulators.sources.world import Entity, apply_changes, generate_world  # noqa: E402
 from syncflow.sinks.common_db.migrate import migrate  # noqa: E402
-from syncflow.sinks.raw_store import COLLECTION as RAW_COLLECTION, RawRecordStore  # noqa: E402
+from syncflow.sinks.raw_store import COLLECTION as RAW_COLLECTION, COMPLETED, FAILED, RawRecordStore  # noqa: E402
+from bench import names  # noqa: E402
 from bench.baselines import bare_consume, percentile  # noqa: E402
 from bench.figures import Baseline, BenchResult, Figure, write_json  # noqa: E402
 from syncflow.streams.admin import create_topics, delete_topics  # noqa: E402
@@ -53,6 +60,14 @@ from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SYNC_IN_DLQ, TopicSpe
 class Workload:
     records: list[OutgoingRecord]
     kinds: dict[str, int]
+
+    def last_traces(self) -> set[str]:
+        """The trace id of the last record of each key: the one its raw document ends with."""
+        last: dict[tuple[str, bytes], str] = {}
+        for r in self.records:
+            trace = next(v.decode() for k, v in r.headers if k == TRACE_ID)
+            last[(r.topic, r.key)] = trace
+        return set(last.values())
 
 
 def build_workload(settings: Settings, n: int, suffix: str, seed: int = 1) -> Workload:
@@ -92,6 +107,50 @@ def committed_to_end(settings: Settings, group: str, topics: list[str]) -> tuple
         return done, total
     finally:
         consumer.close()
+
+
+def unpublished_versions(settings: Settings, suffix: str) -> int:
+    """Versions in the common database without a change event on the changes topics yet."""
+    engine = create_engine(settings.database_url, connect_args={"options": f"-csearch_path={settings.database_schema}"})
+    try:
+        with engine.connect() as conn:
+            versions = int(conn.execute(text("SELECT count(*) FROM data_versions")).scalar() or 0)
+    finally:
+        engine.dispose()
+    events = committed_to_end(settings, f"bench-events-{uuid.uuid4().hex[:8]}", [changes_topic(e) + suffix for e in ENTITY_TYPES])[1]
+    return max(0, versions - events)
+
+
+def unfinished_raw_documents(settings: Settings, last_traces: set[str]) -> int:
+    """Records whose raw document does not yet hold them with a final inbound status."""
+    client: MongoClient = MongoClient(settings.mongo_url, tz_aware=True)
+    try:
+        docs = client[settings.mongo_database][RAW_COLLECTION].find({}, {"metadata.traceId": 1, "syncStatus.inbound": 1})
+        final = {(d.get("metadata") or {}).get("traceId") for d in docs
+                 if (d.get("syncStatus") or {}).get("inbound") in (COMPLETED, FAILED)}
+    finally:
+        client.close()
+    return len(last_traces - final)
+
+
+def wait_until_stored(settings: Settings, suffix: str, last_traces: set[str], timeout_s: float) -> tuple[float | None, bool]:
+    """Called once the group has committed every raw record: when every change event and raw
+    document is written too. (None, True) when the first look finds them all (they were there
+    when the commit was seen); (the moment a later look found them, True); (None, False) when
+    they were still missing after `timeout_s`."""
+    deadline = time.perf_counter() + timeout_s
+    first = True
+    while True:
+        missing_events = unpublished_versions(settings, suffix)
+        missing_raw = unfinished_raw_documents(settings, last_traces)
+        if missing_events == 0 and missing_raw == 0:
+            return (None if first else time.perf_counter()), True
+        print(f"committed, but {missing_events} change event(s) and {missing_raw} raw document(s) not written yet",
+              file=sys.stderr)
+        if time.perf_counter() > deadline:
+            return None, False
+        first = False
+        time.sleep(0.5)
 
 
 def bare_upsert(settings: Settings, batch_size: int) -> tuple[float, int]:
@@ -202,15 +261,20 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
         for p in ports
     ]
     procs = [psutil.Process(w.pid) for w in workers]
-    peak_rss, started, first_progress = 0, time.perf_counter(), None
+    peaks = [0] * len(procs)  # bytes, per worker
+    started, first_progress = time.perf_counter(), None
 
-    def rss() -> int:
-        return max(p.memory_info().rss for p in procs)
+    def sample_rss() -> None:
+        for i, proc in enumerate(procs):
+            try:
+                peaks[i] = max(peaks[i], proc.memory_info().rss)
+            except psutil.Error:
+                pass
 
     total = len(workload.records)
     try:
         while True:
-            peak_rss = max(peak_rss, rss())
+            sample_rss()
             done, _ = committed_to_end(settings, group, raw_topics)
             if done and first_progress is None:
                 first_progress = (time.perf_counter(), done)
@@ -220,9 +284,14 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
                 raise SystemExit(f"worker stopped or timed out at {done}/{total}; log /tmp/sync-in-bench-{token}.log")
             time.sleep(1.0)
         drained = time.perf_counter()
+        stored_at, stored = wait_until_stored(settings, suffix, workload.last_traces(), timeout_s=120)
+        drained = stored_at or drained
+        if not stored:
+            print("change events or raw documents still missing 120 s after the commit: no sustained rate", file=sys.stderr)
+        sample_rss()
         # sustained rate: from the first committed batch (start-up and group join excluded) to the end
         t_first, n_first = first_progress or (started, 0)
-        sustained = (total - n_first) / max(drained - t_first, 1e-9)
+        sustained = (total - n_first) / max(drained - t_first, 1e-9) if stored else float("nan")
         steps: dict[str, float] = {}
         for p in ports:
             for name, seconds in scrape_steps(p).items():
@@ -241,7 +310,7 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
                                  [(TRACE_ID, trace.encode())])
             trickle_ids[trace] = time.time()
             producer.send_all([rec])
-            peak_rss = max(peak_rss, rss())
+            sample_rss()
             time.sleep(1.0 / args.trickle_rate)
         engine = create_engine(settings.database_url, connect_args={"options": f"-csearch_path={settings.database_schema}"})
         # the trickle is done when the worker has committed it (records that change nothing
@@ -270,15 +339,20 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
     raw_rate, raw_docs = bare_raw_insert(settings, args.batch_size)
     dlq = committed_to_end(settings, f"bench-dlq-{token}", [SYNC_IN_DLQ + suffix])[1]
 
+    parts = {"bare confluent-kafka consume": consume_rate, "bare PostgreSQL bulk upsert": upsert_rate,
+             "bare raw-store bulk insert": raw_rate}
+    slowest = min(parts, key=lambda name: parts[name] if parts[name] == parts[name] else float("inf"))
     step_total = sum(steps.values()) or 1.0
     print(f"\n## sync-in benchmark ({total} records, batch {args.batch_size}, {args.partitions} partitions/raw topic, {args.workers} worker(s))\n")
     print("| measure | value |\n|---|---|")
     print(f"| workload | {', '.join(f'{k}: {v}' for k, v in workload.kinds.items())} |")
     print(f"| produce rate (setup) | {produce_rate:,.0f} records/s |")
-    print(f"| sync-in sustained | **{sustained:,.0f} records/s** ({total} records in {drained - started:.1f}s incl. start-up) |")
+    print(f"| sync-in sustained | **{sustained:,.0f} records/s** ({total} records in {drained - started:.1f}s incl. start-up; "
+          f"{'version, change event and raw document of each checked' if stored else 'STORES NOT CONFIRMED'}) |")
+    print(f"| bound (slowest bare part: {slowest}) | {parts[slowest]:,.0f} records/s (sync-in = {sustained / parts[slowest]:.1%} of it) |")
     print(f"| versions written / DLQ records | {versions} / {dlq} |")
     print(f"| latency produce -> committed version (trickle of {len(latencies)} at {args.trickle_rate:g}/s) | p50 {percentile(latencies, 50) * 1000:,.0f} ms, p99 {percentile(latencies, 99) * 1000:,.0f} ms |")
-    print(f"| worker peak RSS (largest worker) | {peak_rss / 2**20:,.0f} MiB |")
+    print(f"| worker peak RSS | {', '.join(f'{p / 2**20:,.0f} MiB' for p in peaks)} |")
     print(f"| bare confluent-kafka consume | {consume_rate:,.0f} records/s (sync-in = {sustained / consume_rate:.1%} of it) |")
     print(f"| bare PostgreSQL bulk upsert ({upsert_rows} rows) | {upsert_rate:,.0f} rows/s (sync-in = {sustained / upsert_rate:.1%} of it) |")
     print(f"| bare raw-store bulk insert ({raw_docs} documents) | {raw_rate:,.0f} documents/s (sync-in = {sustained / raw_rate:.1%} of it) |")
@@ -287,18 +361,21 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
         print(f"| {name} | {seconds:,.1f} | {seconds / step_total:.0%} |")
 
     if args.json:
-        rate = "sustained, whole worker"  # once per baseline it is compared with
         figures = [
-            Figure(rate, sustained, "records/s", Baseline("bare confluent-kafka consume", consume_rate, "records/s")),
-            Figure(rate, sustained, "records/s", Baseline("bare PostgreSQL bulk upsert", upsert_rate, "rows/s")),
-            Figure(rate, sustained, "records/s", Baseline("bare raw-store bulk insert", raw_rate, "documents/s")),
-            Figure("latency produce to committed version p50", percentile(latencies, 50) * 1000, "ms"),
-            Figure("latency produce to committed version p99", percentile(latencies, 99) * 1000, "ms"),
-            Figure("worker peak RSS", peak_rss / 2**20, "MiB"),
+            Figure(names.SYNC_IN_RATE_VS_BOUND, sustained, "records/s", Baseline(f"bound: {slowest}", parts[slowest], "records/s")),
+            Figure(names.SYNC_IN_RATE_VS_CONSUME, sustained, "records/s", Baseline("bare confluent-kafka consume", consume_rate, "records/s")),
+            Figure(names.SYNC_IN_RATE_VS_UPSERT, sustained, "records/s", Baseline("bare PostgreSQL bulk upsert", upsert_rate, "rows/s")),
+            Figure(names.SYNC_IN_RATE_VS_RAW, sustained, "records/s", Baseline("bare raw-store bulk insert", raw_rate, "documents/s")),
+            Figure(names.SYNC_IN_LATENCY_P50, percentile(latencies, 50) * 1000, "ms"),
+            Figure(names.SYNC_IN_LATENCY_P99, percentile(latencies, 99) * 1000, "ms"),
+            Figure(names.SYNC_IN_LARGEST_RSS, max(peaks) / 2**20, "MiB"),
+            *(Figure(names.sync_in_worker_rss(i + 1), p / 2**20, "MiB") for i, p in enumerate(peaks)),
         ]
         params = {"records": total, "requested_records": args.records, "batch_size": args.batch_size,
                   "partitions": args.partitions, "workers": args.workers, "trickle": len(latencies), "trickle_rate": args.trickle_rate,
-                  "versions": versions, "dlq_records": dlq, "bare_upsert_rows": upsert_rows, "bare_raw_documents": raw_docs}
+                  "versions": versions, "dlq_records": dlq, "bare_upsert_rows": upsert_rows, "bare_raw_documents": raw_docs,
+                  "stores_confirmed": stored, "slowest_bare_part": slowest,
+                  "step_seconds": {k: round(v, 1) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])}}
         write_json(args.json, BenchResult("sync-in", params, figures))
 
 

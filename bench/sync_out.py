@@ -2,16 +2,17 @@
 
     .venv/bin/python bench/sync_out.py [--events 20000] [--seconds 60] [--rate-per-minute 1200] [--json out.json]
 
-1. throughput: a backlog of change events drained by one worker into an unthrottled emulator
-   (ONE: one PUT per record; Lessen360: batch calls), deliveries/s;
+1. throughput: a backlog of change events drained into an unthrottled emulator (ONE: one PUT
+   per record; Lessen360: batch calls) by 1, 2, ... worker processes of one group
+   (`syncflow sync-out run`, as deployed; --workers), deliveries/s, and each worker's peak RSS;
 2. latency: events produced at a steady pace while the worker runs, change event → applied at
    the target, p50/p99;
 3. rate limit: two workers of one group against a limit, the measured rate over --seconds.
 
 Baselines from the same run: the same requests sent straight to the same emulator with bare
 aiohttp at the same concurrency (no Kafka, no database), and one at a time for the latency
-floor; the rate-limit run is compared with the configured limit. The workers run inside this
-process, so its peak RSS is theirs plus the bench's own.
+floor; the rate-limit run is compared with the configured limit. The latency and rate-limit
+workers run inside this process.
 
 Everything runs on its own topics, consumer groups and PostgreSQL schema, removed afterwards.
 The emulators run in a separate process (`syncflow sync-out emulate`). Prints Markdown;
@@ -23,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import socket
 import statistics
 import subprocess
@@ -35,10 +35,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
+from pymongo import MongoClient
 from sqlalchemy import create_engine, text  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import names  # noqa: E402
 from bench.baselines import Call, HttpRun, bare_http, median, percentile  # noqa: E402
 from bench.figures import Baseline, BenchResult, Figure, print_table, write_json  # noqa: E402
 
@@ -87,7 +90,9 @@ class Bench:
             "base_url": f"http://127.0.0.1:{port}", "rate_per_minute": 6_000_000.0, "concurrency": args.concurrency,
             "batch_max": 100, "entity_types": ["location"]}) for name, port in self.ports.items()}
         sync_out = base.sync_out.model_copy(update={"targets": targets, "batch_size": 500, "buffer_max": 5000, "poll_timeout_s": 0.05})
-        self.base = base.model_copy(update={"database_schema": schema, "sync_out": sync_out})
+        self.base = base.model_copy(update={"database_schema": schema, "mongo_database": f"bench-{self.token}",
+                                            "sync_out": sync_out})
+        self.peak_rss: dict[str, int] = {}  # worker process name -> bytes
         self.emulators: subprocess.Popen[bytes] | None = None
         self.topics: list[str] = []
         self.figures: list[Figure] = []
@@ -125,6 +130,9 @@ class Bench:
         with engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.base.database_schema}" CASCADE'))
         engine.dispose()
+        client: MongoClient = MongoClient(self.base.mongo_url, serverSelectionTimeoutMS=10000)
+        client.drop_database(self.base.mongo_database)  # the workers' outbound statuses
+        client.close()
 
     def scenario(self, name: str, **target_update: Any) -> Settings:
         """Settings with fresh topics and group for one scenario."""
@@ -188,30 +196,104 @@ class Bench:
                 w.stop()
             await asyncio.gather(*tasks)
 
+    def worker_env(self, s: Settings) -> dict[str, str]:
+        """The environment that gives a `syncflow sync-out run` process this scenario's settings."""
+        so = s.sync_out
+        env = {**os.environ, "SYNCFLOW_LOG_LEVEL": "WARNING", "SYNCFLOW_DATABASE_SCHEMA": s.database_schema,
+               "SYNCFLOW_MONGO_DATABASE": s.mongo_database, "SYNCFLOW_SYNC_OUT__TOPIC_SUFFIX": so.topic_suffix,
+               "SYNCFLOW_SYNC_OUT__BATCH_SIZE": str(so.batch_size), "SYNCFLOW_SYNC_OUT__BUFFER_MAX": str(so.buffer_max),
+               "SYNCFLOW_SYNC_OUT__POLL_TIMEOUT_S": str(so.poll_timeout_s)}
+        for name, conf in so.targets.items():
+            prefix = f"SYNCFLOW_SYNC_OUT__TARGETS__{name.upper()}__"
+            env.update({prefix + "BASE_URL": conf.base_url, prefix + "RATE_PER_MINUTE": str(conf.rate_per_minute),
+                        prefix + "CONCURRENCY": str(conf.concurrency), prefix + "BATCH_MAX": str(conf.batch_max),
+                        prefix + "ENTITY_TYPES": json.dumps(conf.entity_types)})
+        return env
+
+    def start_worker_processes(self, s: Settings, target: str, workers: int, log: Any) -> list[tuple[subprocess.Popen[bytes], int]]:
+        """`workers` sync-out processes of one group, each ready (holding its partitions)."""
+        env = self.worker_env(s)
+        procs = []
+        for _ in range(workers):
+            port = free_port()
+            procs.append((subprocess.Popen([sys.executable, "-m", "syncflow", "sync-out", "run", "--target", target,
+                                            "--web-port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT), port))
+        deadline = time.monotonic() + 120
+        for proc, port in procs:
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2).read()
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            if proc.poll() is not None:
+                raise RuntimeError(f"sync-out worker exited with {proc.returncode}; log {log.name}")
+        return procs
+
+    def sample_rss(self, procs: list[tuple[subprocess.Popen[bytes], int]], label: str) -> None:
+        for i, (proc, _) in enumerate(procs, start=1):
+            try:
+                rss = psutil.Process(proc.pid).memory_info().rss
+            except psutil.Error:
+                continue
+            key = f"{label} {i}"
+            self.peak_rss[key] = max(self.peak_rss.get(key, 0), rss)
+
     # -- scenarios ------------------------------------------------------------------------------
-    async def throughput(self, target: str) -> list[str]:
+    async def throughput(self, target: str) -> list[list[str]]:
+        """The backlog drained by each of --workers worker counts, each against the faster of
+        bare HTTP before the first drain and after the last."""
         n = self.args.events
-        s = self.scenario(f"tp-{target}")
-        events = [location_event(f"loc-{target}-{i}", i) for i in range(n)]
-        conf = s.sync_out.targets[target]
-        calls = self.calls(s, target, events)
-        before = await self.bare(s, target, calls, conf.concurrency, conf.batch_max)
-        self.produce(s, events)
-        started = time.time()
-        await self.run_workers(s, target, 1, lambda: self.applied_count(target) >= n, timeout=600)
-        times = sorted(r["time"] for r in self.received(target))
-        span = times[-1] - times[0] if len(times) > 1 else float("nan")
-        rate = (len(times) - 1) / span if span else float("nan")
-        # Bare HTTP before and after the worker's run, the faster counts: on a shared machine
-        # one slow moment must not make the pipeline look better than the bare calls.
-        after = await self.bare(s, target, calls, conf.concurrency, conf.batch_max)
+        conf = self.base.sync_out.targets[target]
+        sample = [location_event(f"loc-bare-{target}-{i}", i) for i in range(n)]
+        calls = self.calls(self.base, target, sample)
+        before = await self.bare(self.base, target, calls, conf.concurrency, conf.batch_max)
+        drains = [await self.drain(target, workers) for workers in self.args.workers]
+        after = await self.bare(self.base, target, calls, conf.concurrency, conf.batch_max)
+        # The faster bare run counts: on a shared machine one slow moment must not make the
+        # pipeline look better than the bare calls.
         bare = max(before, after, key=lambda r: r.rate)
         self.notes[f"bare_http_records_per_s_{target}"] = {"before": round(before.rate), "after": round(after.rate),
                                                            "errors": before.errors + after.errors}
-        self.figures.append(Figure(f"backlog drain, {target}, one worker", rate, "deliveries/s", Baseline(
-            f"bare HTTP, same {bare.records:,} records, concurrency {conf.concurrency}", bare.rate, "records/s")))
-        return [f"throughput, backlog drain, {target}", f"{len(times)}/{n} delivered", f"{rate:,.0f} deliveries/s",
-                f"first delivery {times[0] - started:.1f}s after start, {span:.1f}s to drain"]
+        rows = []
+        for workers, (rate, delivered, note) in zip(self.args.workers, drains, strict=True):
+            self.figures.append(Figure(names.sync_out_drain(target, workers), rate, "deliveries/s", Baseline(
+                f"bare HTTP, same {bare.records:,} records, concurrency {conf.concurrency}", bare.rate, "records/s")))
+            rows.append([f"throughput, backlog drain, {target}, {workers} worker(s)", f"{delivered}/{n} delivered",
+                         f"{rate:,.0f} deliveries/s", note])
+        return rows
+
+    async def drain(self, target: str, workers: int) -> tuple[float, int, str]:
+        """Worker processes drain a backlog of --events: (deliveries/s first to last delivery,
+        delivered, note). Entity ids are the scenario's own: sent versions are kept per entity."""
+        n = self.args.events
+        s = self.scenario(f"tp-{target}-w{workers}")
+        events = [location_event(f"loc-{target}-w{workers}-{i}", i) for i in range(n)]
+        with open(f"/tmp/sync-out-bench-{self.token}.log", "ab") as log:
+            procs = self.start_worker_processes(s, target, workers, log)
+            try:
+                started = time.time()
+                self.produce(s, events)
+                deadline = time.monotonic() + 600
+                while time.monotonic() < deadline and self.applied_count(target) < n:
+                    if any(proc.poll() is not None for proc, _ in procs):
+                        raise RuntimeError(f"a sync-out worker exited; log {log.name}")
+                    self.sample_rss(procs, target)
+                    await asyncio.sleep(0.5)
+                self.sample_rss(procs, target)
+            finally:
+                for proc, _ in procs:
+                    proc.terminate()
+                for proc, _ in procs:
+                    try:
+                        proc.wait(30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+        times = sorted(r["time"] for r in self.received(target))
+        span = times[-1] - times[0] if len(times) > 1 else float("nan")
+        rate = (len(times) - 1) / span if span else float("nan")
+        note = f"first delivery {times[0] - started:.1f}s after the produce, {span:.1f}s to drain" if times else "nothing delivered"
+        return rate, len(times), note
 
     async def latency(self, target: str) -> list[str]:
         pace, seconds = self.args.latency_rate, self.args.latency_seconds
@@ -292,14 +374,14 @@ async def main(args: argparse.Namespace) -> None:
     rows: list[list[str]] = []
     with Bench(base, args) as bench:
         for target in args.targets:
-            rows.append(await bench.throughput(target))
+            rows += await bench.throughput(target)
             rows.append(await bench.latency(target))
         if args.seconds > 0:
             rows.append(await bench.rate_limited(args.targets[0]))
         figures = bench.figures
-    # ru_maxrss is in KiB on Linux; the workers ran in this process.
-    figures.append(Figure("peak RSS, bench process with its workers",
-                          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MiB"))
+    if bench.peak_rss:
+        figures.append(Figure(names.SYNC_OUT_LARGEST_RSS, max(bench.peak_rss.values()) / 2**20, "MiB"))
+        figures += [Figure(f"{names.WORKER_RSS_PREFIX}{name}", rss / 2**20, "MiB") for name, rss in sorted(bench.peak_rss.items())]
     print()
     print("| scenario | volume | result | note |")
     print("|---|---|---|---|")
@@ -316,6 +398,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=20000, help="backlog size of the throughput run")
+    p.add_argument("--workers", type=int, nargs="+", default=[1], help="worker processes of each backlog drain, one drain per count")
     p.add_argument("--seconds", type=float, default=60.0, help="length of the rate-limit run (0 skips it)")
     p.add_argument("--rate-per-minute", type=float, default=1200.0, help="the limit of the rate-limit run")
     p.add_argument("--latency-rate", type=float, default=200.0, help="events/s during the latency run")

@@ -1,4 +1,4 @@
-"""The benchmark report's rendering and the figure format it reads: pure functions, no services."""
+"""The benchmark report's sections and the figure format it reads: pure functions, no services."""
 
 from __future__ import annotations
 
@@ -10,40 +10,91 @@ REPO = Path(__file__).resolve().parents[3]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench import names  # noqa: E402
+from bench.aggregate import JobRuns  # noqa: E402
 from bench.figures import Baseline, BenchResult, Figure, format_ratio, format_value, read_json, write_json  # noqa: E402
-from bench.report import Outcome, last_error_line, render_report  # noqa: E402
+from bench.goals import Goal, Results  # noqa: E402
+from bench.plan import full_plan  # noqa: E402
+from bench.render import RunLine, render_report  # noqa: E402
+from bench.report import last_error_line  # noqa: E402
 
 MACHINE = {"CPU": "Test CPU, 2 cores", "RAM": "24.0 GiB", "Kafka": "4.1.1"}
+PLAN = full_plan()
 
 
-def table_rows(report: str) -> list[list[str]]:
-    """The cells of the figures table, header and separator left out."""
-    rows = [ln for ln in report.splitlines() if ln.startswith("| ")]
-    return [[c.strip() for c in ln.strip("|").split(" | ")] for ln in rows[1:]]
+def rows_of(report: str, section: str) -> list[list[str]]:
+    """The cells of the table under `## section`, header and separator left out."""
+    body = report.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in body.splitlines() if ln.startswith("| ")]
+    return [[c.strip() for c in ln.strip().removeprefix("| ").removesuffix(" |").split(" | ")] for ln in rows[1:]]
 
 
-def test_figure_beside_its_baseline_as_a_ratio() -> None:
-    result = BenchResult("sync-out", {"events": 100}, [
-        Figure("backlog drain, one", 2400.0, "deliveries/s", Baseline("bare HTTP", 3000.0, "records/s")),
-        Figure("peak RSS", 140.0, "MiB"),
-    ])
-    report = render_report("2026-01-01 00:00 UTC", MACHINE, [Outcome("sync-out", result, seconds=12)], "bench/report.py")
-    rows = table_rows(report)
-    assert rows[0] == ["sync-out: backlog drain, one", "2,400 deliveries/s", "3,000 records/s (bare HTTP)", "0.80×"]
-    assert rows[1] == ["sync-out: peak RSS", "140 MiB", "–", "–"]
-    assert "- CPU: Test CPU, 2 cores" in report
-    assert "- Kafka: 4.1.1" in report
-    assert '"events": 100' in report
+def drain(target: str, workers: int, rate: float, bare: float) -> Figure:
+    return Figure(names.sync_out_drain(target, workers), rate, "deliveries/s", Baseline("bare HTTP", bare, "records/s"))
 
 
-def test_failed_bench_is_a_row_not_a_crash() -> None:
-    ok = BenchResult("end-to-end", {}, [Figure("latency p50", 2873.4, "ms", Baseline("bare p50", 0.5, "ms"))])
-    outcomes = [Outcome("sync-in", error="exit status 2: unrecognized arguments: --json"),
-                Outcome("end-to-end", ok)]
-    rows = table_rows(render_report("now", MACHINE, outcomes, "bench/report.py --quick"))
-    assert rows[0][0] == "sync-in: **failed** (exit status 2: unrecognized arguments: --json)"
-    assert rows[0][1:] == ["–", "–", "–"]
-    assert rows[1] == ["end-to-end: latency p50", "2,873 ms", "0.50 ms (bare p50)", "5,747×"]
+def sync_in(rate: float, bound: float, rss: list[float] = []) -> BenchResult:  # noqa: B006 - read only
+    return BenchResult("sync-in", {"records": 20_000}, [
+        Figure(names.SYNC_IN_RATE_VS_BOUND, rate, "records/s", Baseline("bound: bare raw-store bulk insert", bound, "records/s")),
+        *(Figure(names.sync_in_worker_rss(i + 1), m, "MiB") for i, m in enumerate(rss))])
+
+
+def report(runs: dict[str, list[BenchResult]], goals: list[Goal] | None = None, failures: dict[str, list[str]] | None = None,
+           lines: list[RunLine] | None = None) -> str:
+    jobs = {name: JobRuns(name, results, (failures or {}).get(name, [])) for name, results in runs.items()}
+    for name, why in (failures or {}).items():
+        jobs.setdefault(name, JobRuns(name, [], why))
+    return render_report("2026-01-01 00:00 UTC", "bench/report.py", MACHINE, Results(PLAN, jobs), goals or [], lines or [])
+
+
+def test_scale_out_table_has_a_column_per_worker_count_with_spread_and_ratio() -> None:
+    out = report({PLAN.sync_in_job(20_000, 1).name: [sync_in(500, 1000), sync_in(700, 1000), sync_in(600, 1000)],
+                  PLAN.sync_in_job(20_000, 2).name: [sync_in(900, 1000)],
+                  PLAN.sync_out_job().name: [BenchResult("sync-out", {}, [drain("one", 1, 2000, 5000), drain("one", 4, 2500, 5000)])]})
+    rows = rows_of(out, "Scale-out: 1, 2 and 4 workers")
+    assert rows[0][1:] == ["600 (500–700), 0.60×", "900, 0.90×", "not measured"]
+    assert rows[1][1:] == ["2,000, 0.40×", "not measured", "2,500, 0.50×"]
+    assert len(rows) == 2  # no Lessen360 figures, no Lessen360 row
+    assert "2 cores, shared with Kafka, PostgreSQL and FerretDB" in out
+
+
+def test_every_figure_with_median_spread_baseline_and_per_run_ratio() -> None:
+    job = PLAN.sync_out_job()
+    out = report({job.name: [BenchResult("sync-out", {"events": 100}, [drain("one", 1, r, b), Figure("peak RSS, largest worker", m, "MiB")])
+                             for r, b, m in ((2400, 3000, 140), (2000, 4000, 150), (3000, 3000, 145))]})
+    rows = [r for r in rows_of(out, "All figures") if r[0] == job.title]
+    assert rows[0] == [job.title, "backlog drain, one, 1 worker", "2,400 deliveries/s", "2,000–3,000 (3 runs)",
+                       "3,000 records/s (bare HTTP)", "0.80× (0.50×–1.00×)"]
+    assert rows[1] == [job.title, "peak RSS, largest worker", "145 MiB", "140–150 (3 runs)", "–", "–"]
+    assert "- CPU: Test CPU, 2 cores" in out and "- Kafka: 4.1.1" in out
+    assert '"events": 100' in out
+
+
+def test_a_job_without_results_is_a_row_with_the_reason_not_a_crash() -> None:
+    out = report({}, failures={PLAN.e2e_job().name: ["run 1: exit status 2: unrecognized arguments: --json"]},
+                 lines=[RunLine(PLAN.e2e_job().name, 1, False, 3.0, "bench/end_to_end.py", "exit status 2")])
+    rows = rows_of(out, "All figures")
+    e2e = next(r for r in rows if r[0] == "end-to-end")
+    assert e2e[1] == "**no figures** (run 1: exit status 2: unrecognized arguments: --json)"
+    assert "- end-to-end, run 1: **failed**: exit status 2 in 3 s" in out
+    headline = next(r for r in rows if r[0] == PLAN.headline.title)
+    assert headline[1] == "**no figures** (not run)"
+
+
+def test_goals_table_marks_each_verdict_and_counts_the_met() -> None:
+    goals = [Goal("A", "≥ 0.60×", "met", "0.70×"), Goal("B | C", "< 1 s", "not met", "2 s"),
+             Goal("D", "≤ 1.10×", "not measured", "figure missing")]
+    out = report({}, goals)
+    assert "1 of 3 met." in out
+    assert rows_of(out, "Goals") == [["A", "≥ 0.60×", "**met**", "0.70×"], ["B \\| C", "< 1 s", "**not met**", "2 s"],
+                                     ["D", "≤ 1.10×", "not measured", "figure missing"]]
+
+
+def test_memory_table_worker_by_worker() -> None:
+    out = report({PLAN.memory_small.name: [sync_in(1, 1, [200, 180])], PLAN.headline.name: [sync_in(1, 1, [230, 310])]})
+    assert rows_of(out, "Memory") == [["sync-in worker 1", "200 MiB", "230 MiB", "1.15×", "yes"],
+                                      ["sync-in worker 2", "180 MiB", "310 MiB", "1.72×", "**no**"]]
+    assert "Highest peak RSS of any worker in any run: 310 MiB" in out
 
 
 def test_no_ratio_without_a_usable_baseline() -> None:
@@ -71,12 +122,6 @@ def test_json_round_trip_keeps_missing_values_missing(tmp_path: Path) -> None:
     assert back.figures[0] == result.figures[0]
     assert math.isnan(back.figures[1].value) and back.figures[1].baseline is None
     assert back.figures[0].ratio is not None and abs(back.figures[0].ratio - 0.01) < 1e-12
-
-
-def test_pipe_in_a_name_does_not_break_the_table() -> None:
-    result = BenchResult("b", {}, [Figure("a | b", 1.0, "x")])
-    rows = table_rows(render_report("now", {}, [Outcome("b", result)], "c"))
-    assert rows[0][0] == "b: a \\| b"
 
 
 def test_last_error_line_prefers_the_error(tmp_path: Path) -> None:
