@@ -27,6 +27,6 @@ def sync_out_drain(target: str, workers: int) -> str:
 SYNC_OUT_LARGEST_RSS = "peak RSS, largest worker"
 
 # bench/end_to_end.py (written by its own owner: looked up by these words, tolerantly)
-E2E_LOAD_RATE_PREFIX = "initial load, source records/s"
+E2E_LOAD_RATE_WORDS = "source records/s"  # in the name of the initial load's rate
 E2E_LOAD_RECORDS_PARAM = "raw_records_initial_load"
 E2E_POLL_INTERVAL_PARAM = "poll_interval_s"

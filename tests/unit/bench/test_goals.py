@@ -77,7 +77,7 @@ def test_memory_growth_worker_by_worker_and_the_ceiling() -> None:
 
 
 def test_end_to_end_rate_against_sync_in_beside_it_or_from_this_report() -> None:
-    load = names.E2E_LOAD_RATE_PREFIX + ", first raw record → last target delivery"
+    load = "end-to-end: initial load, source records/s, first raw record → last target delivery"
     beside = BenchResult("end-to-end", {names.E2E_LOAD_RECORDS_PARAM: 20_400}, [
         Figure(load, 400, "records/s", Baseline("sync-in alone, same records", 1000, "records/s"))])
     assert e2e_rate(results(e2e=[beside])).verdict == NOT_MET  # 0.40
@@ -104,3 +104,14 @@ def test_latency_goals_pick_the_poll_and_push_path_figures() -> None:
     assert push_path_p99(results(e2e=[slow])).verdict == NOT_MEASURED
     no_interval = BenchResult("end-to-end", {}, run.figures)
     assert poll_path_p99(results(e2e=[no_interval])).verdict == NOT_MEASURED
+
+
+def test_path_names_that_say_poll_and_push_are_told_apart() -> None:
+    run = BenchResult("end-to-end", {names.E2E_POLL_INTERVAL_PARAM: 2.0}, [
+        Figure("end-to-end: p99 source change → target, push path, 100 changes/s", 400, "ms"),
+        Figure("end-to-end: p99 source change → target, poll path", 3500, "ms"),
+    ])
+    r = results(e2e=[run])
+    assert push_path_p99(r).verdict == MET
+    poll = poll_path_p99(r)
+    assert poll.verdict == NOT_MET and "3,500 ms" in poll.measured
