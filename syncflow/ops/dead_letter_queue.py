@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,12 +25,12 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from syncflow.errors import OpsError
+from syncflow.ops.partition_read import assigning_consumer, read_between
 from syncflow.streams import admin as kafka_admin
 from syncflow.streams.dead_letters import PREFIX, VALUE_REPLACED, carry_headers, read_failure_headers
 from syncflow.streams.headers import ENTITY_TYPE, REDRIVE_COUNT, header_value
 from syncflow.streams.producer import OutgoingRecord, ReliableProducer
 from syncflow.streams.records import Headers, KafkaRecord
-from syncflow.streams.security import kafka_client_config
 from syncflow.settings import Settings
 
 REDRIVE_BATCH = 200
@@ -133,51 +132,17 @@ def iso(ms: int) -> str:
 
 
 # -- reading -------------------------------------------------------------------------------
-def _consumer(settings: Settings, group: str | None) -> Consumer:
-    return Consumer(
-        kafka_client_config(settings, **{
-            "group.id": group or f"syncflow-dlq-reader-{uuid.uuid4().hex}",  # assign() only: never joins
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        })
-    )
-
-
 def _read(consumer: Consumer, starts: dict[kafka_admin.TP, int], ends: dict[kafka_admin.TP, int], timeout: float) -> Iterator[DlqRecord]:
     """Records from each start offset up to (not including) the end offset of its partition."""
-    todo = {tp for tp in starts if starts[tp] < ends[tp]}
-    if not todo:
-        return
-    consumer.assign([TopicPartition(t, p, starts[(t, p)]) for t, p in sorted(todo)])
-    idle = 0.0
-    while todo:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            idle += 0.5
-            if idle > timeout:
-                raise OpsError(f"no records for {timeout:g}s while reading {sorted(todo)}")
-            continue
-        idle = 0.0
-        tp = (msg.topic(), msg.partition())
-        if msg.error() is not None:
-            if msg.error().code() == KafkaError._PARTITION_EOF:
-                todo.discard(tp)
-                continue
-            raise OpsError(f"reading {tp}: {msg.error()}")
-        if tp not in todo or msg.offset() >= ends[tp]:
-            todo.discard(tp)
-            continue
+    for msg in read_between(consumer, starts, ends, timeout):
         yield DlqRecord(**KafkaRecord.fields_of(msg))
-        if msg.offset() + 1 >= ends[tp]:
-            todo.discard(tp)
 
 
 def read_dlq(settings: Settings, topic: str, flt: DlqFilter | None = None, limit: int | None = None, timeout: float = 15.0) -> list[DlqRecord]:
     """The DLQ's records, oldest first per partition, that match the filter (no commits)."""
     admin = kafka_admin.admin_client(settings)
     marks = kafka_admin.watermarks(admin, kafka_admin.topic_partitions(admin, [topic]))
-    consumer = _consumer(settings, None)
+    consumer = assigning_consumer(settings, "dlq-reader")
     out: list[DlqRecord] = []
     try:
         for record in _read(consumer, {tp: lo for tp, (lo, _) in marks.items()}, {tp: hi for tp, (_, hi) in marks.items()}, timeout):
@@ -191,7 +156,7 @@ def read_dlq(settings: Settings, topic: str, flt: DlqFilter | None = None, limit
 
 
 def find_record(settings: Settings, topic: str, partition: int, offset: int, timeout: float = 15.0) -> DlqRecord:
-    consumer = _consumer(settings, None)
+    consumer = assigning_consumer(settings, "dlq-reader")
     try:
         for record in _read(consumer, {(topic, partition): offset}, {(topic, partition): offset + 1}, timeout):
             if record.offset == offset:
@@ -356,7 +321,7 @@ def redrive(
     topics = kafka_admin.existing_topics(admin)
     if to_topic is not None and to_topic not in topics:
         raise OpsError(f"--to-topic {to_topic!r} does not exist")
-    consumer = _consumer(settings, settings.ops.redrive_group)
+    consumer = assigning_consumer(settings, "dlq-redrive", settings.ops.redrive_group)
     producer = ReliableProducer(settings).raw
     report = RedriveReport()
     try:

@@ -5,17 +5,13 @@ skipped; what was not read (older records) is reported, never guessed."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-from syncflow.errors import OpsError
+from syncflow.ops.partition_read import assigning_consumer, read_between
 from syncflow.streams import admin as kafka_admin
 from syncflow.streams.headers import TRACE_ID, header_value
 from syncflow.streams.records import KafkaRecord
-from syncflow.streams.security import kafka_client_config
 from syncflow.settings import Settings
 
 
@@ -48,41 +44,12 @@ def scan_for(settings: Settings, topics: Iterable[str], *, keys: Iterable[bytes]
             starts[tp] = start
     if not starts or not (wanted_keys or wanted_traces):
         return result
-    consumer = Consumer(kafka_client_config(settings, **{
-        "group.id": f"syncflow-trace-{uuid.uuid4().hex}",  # assign() only: never joins
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
-    }))
+    consumer = assigning_consumer(settings, "trace")
     try:
-        consumer.assign([TopicPartition(t, p, o) for (t, p), o in sorted(starts.items())])
-        todo, idle = set(starts), 0.0
-        while todo:
-            msgs = consumer.consume(500, 0.5)
-            if not msgs:
-                idle += 0.5
-                if idle > timeout:
-                    raise OpsError(f"no records for {timeout:g}s while scanning {sorted(todo)[:5]}")
-                continue
-            idle = 0.0
-            for msg in msgs:
-                tp = (msg.topic(), msg.partition())
-                if msg.error() is not None:
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        todo.discard(tp)
-                        continue
-                    raise OpsError(f"reading {tp}: {msg.error()}")
-                if tp not in todo:
-                    continue
-                high = marks[tp][1]
-                if msg.offset() >= high:
-                    todo.discard(tp)
-                    continue
-                result.scanned[tp[0]] += 1
-                if msg.key() in wanted_keys or (wanted_traces and header_value(msg.headers(), TRACE_ID) in wanted_traces):
-                    result.records.append(KafkaRecord(**KafkaRecord.fields_of(msg)))
-                if msg.offset() + 1 >= high:
-                    todo.discard(tp)
+        for msg in read_between(consumer, starts, {tp: high for tp, (_, high) in marks.items()}, timeout):
+            result.scanned[msg.topic()] += 1
+            if msg.key() in wanted_keys or (wanted_traces and header_value(msg.headers(), TRACE_ID) in wanted_traces):
+                result.records.append(KafkaRecord(**KafkaRecord.fields_of(msg)))
     finally:
         consumer.close()
     result.records.sort(key=lambda r: (r.timestamp_ms, r.topic, r.partition, r.offset))
