@@ -41,9 +41,13 @@ class EmulatorState:
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     stats: Counter[str] = field(default_factory=Counter)
 
-    def entities(self, entity_type: str) -> list[Entity]:
-        """This source's records of one type in feed order: modified time, then id."""
-        return sorted(self.world.of(self.source, entity_type), key=lambda e: (e.modified_ms, e.source_id))
+    def entities(self, entity_type: str, property_code: str | None = None) -> list[Entity]:
+        """This source's records of one type (of one property, when given) in feed order:
+        modified time, then id."""
+        chosen = self.world.of(self.source, entity_type)
+        if property_code is not None:
+            chosen = [e for e in chosen if e.data["property_code"] == property_code]
+        return sorted(chosen, key=lambda e: (e.modified_ms, e.source_id))
 
 
 def fault_middleware(unauthorized: Callable[[web.Request, "EmulatorState"], web.StreamResponse | None]) -> Any:

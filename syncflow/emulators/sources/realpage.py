@@ -52,8 +52,7 @@ async def list_collection(request: web.Request) -> web.Response:
             since_ms = int(local.timestamp() * 1000)
     except ValueError as exc:
         return _error(400, "BadRequest", str(exc))
-    matching = [e for e in state.entities(COLLECTIONS[collection])
-                if e.data["property_code"] == code and e.modified_ms >= since_ms]
+    matching = [e for e in state.entities(COLLECTIONS[collection], code) if e.modified_ms >= since_ms]
     chunk = matching[(page - 1) * page_size: page * page_size]
     next_link = None
     if page * page_size < len(matching):

@@ -80,11 +80,17 @@ class World:
     changes_applied: int = 0
     # Every record that was ever served invalid: the checker's ground truth for the DLQ.
     invalid_ever: set[tuple[str, str, str]] = field(default_factory=set)
+    # The entities again by source and by (source, entity type), in the order they were
+    # added: every API request reads one such slice, and scanning the whole world for it
+    # made a page cost as much as the world is big.
+    _by_source: dict[str, list[Entity]] = field(default_factory=dict, repr=False)
+    _by_kind: dict[tuple[str, str], list[Entity]] = field(default_factory=dict, repr=False)
 
     def of(self, source: str, entity_type: str | None = None) -> list[Entity]:
-        """A source's entities (deleted ones included), in a stable order."""
-        return [e for e in self.entities.values()
-                if e.source == source and (entity_type is None or e.entity_type == entity_type)]
+        """A source's entities (deleted ones included), in the order they were added."""
+        if entity_type is None:
+            return list(self._by_source.get(source, ()))
+        return list(self._by_kind.get((source, entity_type), ()))
 
     def get(self, source: str, entity_type: str, source_id: str) -> Entity | None:
         return self.entities.get((source, entity_type, source_id))
@@ -102,7 +108,16 @@ class World:
         return self.counters[name]
 
     def add(self, entity: Entity) -> Entity:
-        self.entities[(entity.source, entity.entity_type, entity.source_id)] = entity
+        """Add an entity (one with the key of an existing one takes its place)."""
+        key = (entity.source, entity.entity_type, entity.source_id)
+        replaced = self.entities.get(key)
+        self.entities[key] = entity
+        for entities in (self._by_source.setdefault(entity.source, []),
+                         self._by_kind.setdefault((entity.source, entity.entity_type), [])):
+            if replaced is None:
+                entities.append(entity)
+            else:
+                entities[next(i for i, e in enumerate(entities) if e is replaced)] = entity
         self.note_invalid(entity)
         return entity
 

@@ -91,8 +91,7 @@ async def soap_endpoint(request: web.Request) -> web.Response:
             return _xml(operation, error_messages(f"Invalid FromDate {params['FromDate']}"))
     entity_type, container_tag, record_tag = OPERATIONS[operation]
     schema = load_schema(SCHEMAS_DIR, "yardi", entity_type)
-    entities = [e for e in state.entities(entity_type)
-                if e.data["property_code"] == code and e.modified_ms >= from_ms]
+    entities = [e for e in state.entities(entity_type, code) if e.modified_ms >= from_ms]
     if not entities:
         return _xml(operation, error_messages(""))
     container = ET.Element(container_tag)

@@ -3,6 +3,7 @@ change behaviour and invalid records."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import pytest
@@ -96,3 +97,18 @@ def test_world_remembers_every_record_ever_served_invalid() -> None:
     now_invalid = {k for k, e in world.entities.items() if e.invalid}
     assert now_invalid <= world.invalid_ever
     assert initially <= world.invalid_ever
+
+
+def test_a_sources_slice_is_what_a_scan_of_the_world_finds_after_changes() -> None:
+    world = generate_world(seed=12, volume=90)
+    for source in ("yardi", "realpage", "insight", "lessen360"):
+        apply_changes(world, source, 40)
+    for source in ("yardi", "realpage", "insight", "lessen360"):
+        scan = [e for e in world.entities.values() if e.source == source]
+        assert world.of(source) == scan
+        for entity_type in ("location", "resident", "service_request", "attachment"):
+            assert world.of(source, entity_type) == [e for e in scan if e.entity_type == entity_type]
+    replacement = dataclasses.replace(world.of("yardi", "resident")[3], data={"first_name": "Replaced"})
+    world.add(replacement)
+    assert world.of("yardi", "resident")[3] is replacement
+    assert sum(e is replacement for e in world.of("yardi")) == 1
