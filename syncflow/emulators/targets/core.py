@@ -117,6 +117,16 @@ class Rejection(Exception):
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
+def error_answer(status: int, code: str, message: str, **extra: Any) -> Rejection:
+    """An error in the envelope both target APIs use: {"error": {"code", "message", ...}}."""
+    return Rejection(status, {"error": {"code": code, "message": message, **extra}})
+
+
+def missing_fields(required: Iterable[str], body: dict[str, Any]) -> list[str]:
+    """The required fields a body leaves out or empty."""
+    return [f for f in required if body.get(f) in (None, "")]
+
+
 def answers_rejections(handler: Handler) -> Handler:
     """A request handler whose Rejection becomes the target's own error answer."""
 
@@ -193,6 +203,11 @@ class EmulatorState:
         entity = self.entities.get((entity_type, external_id))
         return entity is not None and not entity.deleted
 
+    def unknown_references(self, references: dict[str, str], body: dict[str, Any]) -> list[tuple[str, str]]:
+        """(kind, external id) of each record the body references (field → kind) that the
+        target does not hold."""
+        return [(kind, body[f]) for f, kind in references.items() if body.get(f) and not self.holds(kind, body[f])]
+
     # -- OAuth2 client credentials ------------------------------------------------------------
     async def token_endpoint(self, request: web.Request) -> web.Response:
         """POST <prefix>/oauth/token (RFC 6749 §4.4): the client authenticates with HTTP Basic
@@ -237,6 +252,13 @@ class EmulatorState:
             return None
         self.count("tokens_refused")
         return problem
+
+    def credential_problem(self, request: web.Request, header: str, expected: str, what: str) -> str | None:
+        """Why a service call is refused, None when it may go on: with an OAuth2 client, its
+        bearer token's problem; otherwise `header` must hold the static credential `what`."""
+        if self.oauth2 is not None:
+            return self.bearer_problem(request)
+        return None if request.headers.get(header) == expected else f"missing or invalid {what}"
 
     def revoke_tokens(self) -> None:
         """Forget every token issued (as a target does after a key rotation)."""
@@ -425,3 +447,53 @@ class EmulatorState:
             "out_of_order": list(self.out_of_order),
             "faults": asdict(self.faults),
         }
+
+
+# -- the read side both targets serve, each in its own names --------------------------------
+@dataclass(frozen=True)
+class ReadApi:
+    """How one target API names its read side: a page of a kind's records by external id,
+    and one record."""
+
+    page_size: str  # query parameters
+    page_token: str
+    items: str  # page answer fields
+    next_token: str
+    external_id: str  # record fields
+    updated_at: str
+    bad_query: str  # error codes
+    not_found: str
+    names_bad_fields: bool = False  # a bad page size is also named under "fields"
+
+    def record(self, external_id: str, e: EntityState) -> dict[str, Any]:
+        """{"id", <external id>, "version", "deleted", <updated at>, "data"}: version is the one
+        the last write's idempotency key named, data its body (None once deleted)."""
+        return {"id": e.target_ref, self.external_id: external_id, "version": e.version, "deleted": e.deleted,
+                self.updated_at: e.updated_at, "data": e.payload}
+
+
+def read_handlers(state: EmulatorState, api: ReadApi, admit: Callable[[web.Request], Awaitable[str]]) -> tuple[Handler, Handler]:
+    """The list and get handlers of a target; `admit` authorizes the call, applies the
+    faults and returns the kind of record the path names (or raises a Rejection)."""
+
+    @answers_rejections
+    async def list_records(request: web.Request) -> web.Response:
+        kind = await admit(request)
+        try:
+            size = max(1, min(1000, int(request.query.get(api.page_size, "100"))))
+        except ValueError:
+            extra = {"fields": {api.page_size: "a number"}} if api.names_bad_fields else {}
+            raise error_answer(400, api.bad_query, f"{api.page_size} must be a number", **extra) from None
+        page, token = state.page(kind, request.query.get(api.page_token) or None, size)
+        return web.json_response({api.items: [api.record(i, e) for i, e in page], api.next_token: token})
+
+    @answers_rejections
+    async def get(request: web.Request) -> web.Response:
+        kind = await admit(request)
+        external_id = request.match_info["external_id"]
+        entity = state.entities.get((kind, external_id))
+        if entity is None:
+            raise error_answer(404, api.not_found, f"{kind}/{external_id} does not exist")
+        return web.json_response(api.record(external_id, entity))
+
+    return list_records, get

@@ -23,7 +23,15 @@ from typing import Any
 
 from aiohttp import web
 
-from syncflow.emulators.targets.core import EmulatorState, EntityState, Rejection, answers_rejections
+from syncflow.emulators.targets.core import (
+    EmulatorState,
+    ReadApi,
+    Rejection,
+    answers_rejections,
+    error_answer,
+    missing_fields,
+    read_handlers,
+)
 
 REQUIRED: dict[str, list[str]] = {
     "locations": ["property_code", "location_kind"],
@@ -39,21 +47,17 @@ REFERENCES: dict[str, dict[str, str]] = {
 MAX_BATCH = 100
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> Rejection:
-    return Rejection(status, {"error": {"code": code, "message": message, **extra}})
+READ_API = ReadApi(page_size="page_size", page_token="page_token", items="data", next_token="next_page_token",
+                   external_id="external_id", updated_at="updated_at", bad_query="validation_failed",
+                   not_found="not_found", names_bad_fields=True)
 
 
 def _check(state: EmulatorState, resource: str, data: dict[str, Any]) -> None:
-    missing_fields = [f for f in REQUIRED[resource] if data.get(f) in (None, "")]
-    if missing_fields:
-        raise _error(400, "validation_failed", "required field(s) missing", fields={f: "is required" for f in missing_fields})
-    missing = [
-        {"resource": other, "external_id": data[f]}
-        for f, other in REFERENCES.get(resource, {}).items()
-        if data.get(f) and not state.holds(other, data[f])
-    ]
-    if missing:
-        raise _error(422, "reference_not_found", "a referenced record is unknown", missing=missing)
+    if absent := missing_fields(REQUIRED[resource], data):
+        raise error_answer(400, "validation_failed", "required field(s) missing", fields={f: "is required" for f in absent})
+    if missing := state.unknown_references(REFERENCES.get(resource, {}), data):
+        raise error_answer(422, "reference_not_found", "a referenced record is unknown",
+                           missing=[{"resource": r, "external_id": i} for r, i in missing])
 
 
 def _operation(state: EmulatorState, op: dict[str, Any], call_trace: dict[str, str | None] | None = None) -> tuple[int, dict[str, Any]]:
@@ -68,21 +72,21 @@ def _operation(state: EmulatorState, op: dict[str, Any], call_trace: dict[str, s
     try:
         resource, external_id, kind = op.get("resource"), op.get("external_id"), op.get("op", "upsert")
         if resource not in REQUIRED:
-            raise _error(404, "unknown_resource", f"unknown resource {resource!r}")
+            raise error_answer(404, "unknown_resource", f"unknown resource {resource!r}")
         if not external_id:
-            raise _error(400, "validation_failed", "external_id is required", fields={"external_id": "is required"})
+            raise error_answer(400, "validation_failed", "external_id is required", fields={"external_id": "is required"})
         if kind == "delete":
             if not state.holds(resource, external_id):
-                raise _error(404, "not_found", f"{resource}/{external_id} does not exist")
+                raise error_answer(404, "not_found", f"{resource}/{external_id} does not exist")
             status, ref = state.apply(resource, external_id, "delete", key, None, trace)
         elif kind == "upsert":
             data = op.get("data")
             if not isinstance(data, dict):
-                raise _error(400, "validation_failed", "data must be an object", fields={"data": "must be an object"})
+                raise error_answer(400, "validation_failed", "data must be an object", fields={"data": "must be an object"})
             _check(state, resource, data)
             status, ref = state.apply(resource, external_id, "upsert", key, data, trace)
         else:
-            raise _error(400, "validation_failed", f"unknown op {kind!r}", fields={"op": "upsert or delete"})
+            raise error_answer(400, "validation_failed", f"unknown op {kind!r}", fields={"op": "upsert or delete"})
     except Rejection as r:
         return r.status, r.body
     body = {"id": ref, "external_id": external_id, "resource": resource}
@@ -92,11 +96,8 @@ def _operation(state: EmulatorState, op: dict[str, Any], call_trace: dict[str, s
 
 def routes(state: EmulatorState, api_key: str) -> list[web.RouteDef]:
     def authorize(request: web.Request) -> None:
-        if state.oauth2 is not None:  # a bearer token from the emulator's token endpoint
-            if (problem := state.bearer_problem(request)) is not None:
-                raise _error(401, "unauthorized", problem)
-        elif request.headers.get("X-Api-Key") != api_key:
-            raise _error(401, "unauthorized", "missing or invalid X-Api-Key")
+        if (problem := state.credential_problem(request, "X-Api-Key", api_key, "X-Api-Key")) is not None:
+            raise error_answer(401, "unauthorized", problem)
 
     @answers_rejections
     async def single(request: web.Request) -> web.Response:
@@ -112,7 +113,7 @@ def routes(state: EmulatorState, api_key: str) -> list[web.RouteDef]:
             try:
                 op["data"] = await request.json()
             except ValueError:
-                raise _error(400, "bad_json", "body is not JSON") from None
+                raise error_answer(400, "bad_json", "body is not JSON") from None
         status, body = _operation(state, op, state.trace_of(request))
         if 200 <= status < 300:
             external_id = op["external_id"]
@@ -125,10 +126,10 @@ def routes(state: EmulatorState, api_key: str) -> list[web.RouteDef]:
         try:
             body = await request.json()
         except ValueError:
-            raise _error(400, "bad_json", "body is not JSON") from None
+            raise error_answer(400, "bad_json", "body is not JSON") from None
         ops = body.get("operations") if isinstance(body, dict) else None
         if not isinstance(ops, list) or not ops or len(ops) > MAX_BATCH:
-            raise _error(400, "validation_failed", f"operations must be a list of 1..{MAX_BATCH}")
+            raise error_answer(400, "validation_failed", f"operations must be a list of 1..{MAX_BATCH}")
         await state.guard(request, cost=len(ops))
         results: list[Any] = []
         external_ids: list[str] = []
@@ -143,39 +144,16 @@ def routes(state: EmulatorState, api_key: str) -> list[web.RouteDef]:
                 results.append({"index": index, "status": "error", "http_status": status, **answer})
         return state.respond(request, external_ids, {"results": results}, 200)
 
-    def record(external_id: str, e: EntityState) -> dict[str, Any]:
-        return {"id": e.target_ref, "external_id": external_id, "version": e.version, "deleted": e.deleted,
-                "updated_at": e.updated_at, "data": e.payload}
-
-    def resource_of(request: web.Request) -> str:
+    async def admit(request: web.Request) -> str:
+        """Authorized, a known resource, within the rate limit: the resource."""
+        authorize(request)
         resource = request.match_info["resource"]
         if resource not in REQUIRED:
-            raise _error(404, "unknown_resource", f"unknown resource {resource!r}")
+            raise error_answer(404, "unknown_resource", f"unknown resource {resource!r}")
+        await state.guard(request)
         return resource
 
-    @answers_rejections
-    async def list_records(request: web.Request) -> web.Response:
-        authorize(request)
-        resource = resource_of(request)
-        await state.guard(request)
-        try:
-            size = max(1, min(1000, int(request.query.get("page_size", "100"))))
-        except ValueError:
-            raise _error(400, "validation_failed", "page_size must be a number", fields={"page_size": "a number"}) from None
-        page, token = state.page(resource, request.query.get("page_token") or None, size)
-        return web.json_response({"data": [record(i, e) for i, e in page], "next_page_token": token})
-
-    @answers_rejections
-    async def get(request: web.Request) -> web.Response:
-        authorize(request)
-        resource = resource_of(request)
-        await state.guard(request)
-        external_id = request.match_info["external_id"]
-        entity = state.entities.get((resource, external_id))
-        if entity is None:
-            raise _error(404, "not_found", f"{resource}/{external_id} does not exist")
-        return web.json_response(record(external_id, entity))
-
+    list_records, get = read_handlers(state, READ_API, admit)
     return [
         web.get("/v1/{resource}", list_records),
         web.get("/v1/{resource}/{external_id}", get),

@@ -18,7 +18,14 @@ from typing import Any
 
 from aiohttp import web
 
-from syncflow.emulators.targets.core import EmulatorState, EntityState, Rejection, answers_rejections
+from syncflow.emulators.targets.core import (
+    EmulatorState,
+    ReadApi,
+    answers_rejections,
+    error_answer,
+    missing_fields,
+    read_handlers,
+)
 
 REQUIRED: dict[str, list[str]] = {
     "locations": ["propertyCode", "kind"],
@@ -34,107 +41,63 @@ REFERENCES: dict[str, dict[str, str]] = {
 }
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> Rejection:
-    return Rejection(status, {"error": {"code": code, "message": message, **extra}})
+READ_API = ReadApi(page_size="limit", page_token="cursor", items="items", next_token="nextCursor",
+                   external_id="externalId", updated_at="updatedAt", bad_query="BAD_QUERY", not_found="NOT_FOUND")
 
 
 def _check(state: EmulatorState, collection: str, body: dict[str, Any]) -> None:
-    missing_fields = [f for f in REQUIRED[collection] if body.get(f) in (None, "")]
-    if missing_fields:
-        raise _error(
-            422, "VALIDATION_FAILED", f"missing required field(s): {', '.join(missing_fields)}",
-            details=[{"field": f, "issue": "required"} for f in missing_fields],
+    if absent := missing_fields(REQUIRED[collection], body):
+        raise error_answer(
+            422, "VALIDATION_FAILED", f"missing required field(s): {', '.join(absent)}",
+            details=[{"field": f, "issue": "required"} for f in absent],
         )
-    missing = [
-        {"collection": other, "externalId": body[f]}
-        for f, other in REFERENCES.get(collection, {}).items()
-        if body.get(f) and not state.holds(other, body[f])
-    ]
-    if missing:
-        raise _error(409, "UNKNOWN_REFERENCE", "referenced record does not exist", missing=missing)
+    if missing := state.unknown_references(REFERENCES.get(collection, {}), body):
+        raise error_answer(409, "UNKNOWN_REFERENCE", "referenced record does not exist",
+                           missing=[{"collection": c, "externalId": i} for c, i in missing])
 
 
 def routes(state: EmulatorState, token: str) -> list[web.RouteDef]:
-    def authorize(request: web.Request) -> None:
-        if state.oauth2 is not None:  # a bearer token from the emulator's token endpoint
-            if (problem := state.bearer_problem(request)) is not None:
-                raise _error(401, "UNAUTHORIZED", problem)
-        elif request.headers.get("Authorization") != f"Bearer {token}":
-            raise _error(401, "UNAUTHORIZED", "missing or invalid bearer token")
-
-    def collection_of(request: web.Request) -> str:
+    async def admit(request: web.Request) -> str:
+        """Authorized, a known collection, within the rate limit: the collection."""
+        if (problem := state.credential_problem(request, "Authorization", f"Bearer {token}", "bearer token")) is not None:
+            raise error_answer(401, "UNAUTHORIZED", problem)
         collection = request.match_info["collection"]
         if collection not in REQUIRED:
-            raise _error(404, "NOT_FOUND", f"unknown collection {collection}")
+            raise error_answer(404, "NOT_FOUND", f"unknown collection {collection}")
+        await state.guard(request)
         return collection
 
     @answers_rejections
-    async def put(request: web.Request) -> web.Response:
-        authorize(request)
-        collection = collection_of(request)
-        await state.guard(request)
+    async def write(request: web.Request) -> web.Response:
+        """PUT (create or replace) or DELETE one record; an idempotency key already applied
+        gets its first answer again."""
+        collection = await admit(request)
         key = request.headers.get("Idempotency-Key")
         external_id = request.match_info["external_id"]
         if (answer := state.replay(key)) is not None:
             return state.respond(request, [external_id], state.shape(external_id, answer[1]), answer[0])
-        try:
-            body = await request.json()
-        except ValueError:
-            raise _error(400, "BAD_JSON", "body is not JSON") from None
-        if not isinstance(body, dict):
-            raise _error(400, "BAD_JSON", "body must be an object")
-        _check(state, collection, body)
-        status, ref = state.apply(collection, external_id, "upsert", key, body, state.trace_of(request))
-        answer_body = {"id": ref, "externalId": external_id, "collection": collection}
+        if request.method == "DELETE":
+            if not state.holds(collection, external_id):
+                raise error_answer(404, "NOT_FOUND", f"{collection}/{external_id} does not exist")
+            _, ref = state.apply(collection, external_id, "delete", key, None, state.trace_of(request))
+            status, answer_body = 200, {"id": ref, "externalId": external_id, "deleted": True}
+        else:
+            try:
+                body = await request.json()
+            except ValueError:
+                raise error_answer(400, "BAD_JSON", "body is not JSON") from None
+            if not isinstance(body, dict):
+                raise error_answer(400, "BAD_JSON", "body must be an object")
+            _check(state, collection, body)
+            status, ref = state.apply(collection, external_id, "upsert", key, body, state.trace_of(request))
+            answer_body = {"id": ref, "externalId": external_id, "collection": collection}
         state.remember(key, status, answer_body)
         return state.respond(request, [external_id], state.shape(external_id, answer_body), status)
 
-    @answers_rejections
-    async def delete(request: web.Request) -> web.Response:
-        authorize(request)
-        collection = collection_of(request)
-        await state.guard(request)
-        key = request.headers.get("Idempotency-Key")
-        external_id = request.match_info["external_id"]
-        if (answer := state.replay(key)) is not None:
-            return state.respond(request, [external_id], state.shape(external_id, answer[1]), answer[0])
-        if not state.holds(collection, external_id):
-            raise _error(404, "NOT_FOUND", f"{collection}/{external_id} does not exist")
-        _, ref = state.apply(collection, external_id, "delete", key, None, state.trace_of(request))
-        answer_body = {"id": ref, "externalId": external_id, "deleted": True}
-        state.remember(key, 200, answer_body)
-        return state.respond(request, [external_id], state.shape(external_id, answer_body), 200)
-
-    def record(external_id: str, e: EntityState) -> dict[str, Any]:
-        return {"id": e.target_ref, "externalId": external_id, "version": e.version, "deleted": e.deleted,
-                "updatedAt": e.updated_at, "data": e.payload}
-
-    @answers_rejections
-    async def list_records(request: web.Request) -> web.Response:
-        authorize(request)
-        collection = collection_of(request)
-        await state.guard(request)
-        try:
-            limit = max(1, min(1000, int(request.query.get("limit", "100"))))
-        except ValueError:
-            raise _error(400, "BAD_QUERY", "limit must be a number") from None
-        page, cursor = state.page(collection, request.query.get("cursor") or None, limit)
-        return web.json_response({"items": [record(i, e) for i, e in page], "nextCursor": cursor})
-
-    @answers_rejections
-    async def get(request: web.Request) -> web.Response:
-        authorize(request)
-        collection = collection_of(request)
-        await state.guard(request)
-        external_id = request.match_info["external_id"]
-        entity = state.entities.get((collection, external_id))
-        if entity is None:
-            raise _error(404, "NOT_FOUND", f"{collection}/{external_id} does not exist")
-        return web.json_response(record(external_id, entity))
-
+    list_records, get = read_handlers(state, READ_API, admit)
     return [
         web.get("/api/v2/{collection}", list_records),
         web.get("/api/v2/{collection}/{external_id}", get),
-        web.put("/api/v2/{collection}/{external_id}", put),
-        web.delete("/api/v2/{collection}/{external_id}", delete),
+        web.put("/api/v2/{collection}/{external_id}", write),
+        web.delete("/api/v2/{collection}/{external_id}", write),
     ]

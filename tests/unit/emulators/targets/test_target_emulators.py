@@ -180,6 +180,27 @@ async def test_lessen360_single_record_endpoint(lessen) -> None:
         assert r.status == 200
 
 
+@pytest.mark.parametrize("target, auth, path, size, error", [
+    ("one", ONE_AUTH, "/api/v2/locations", "limit", {"code": "BAD_QUERY", "message": "limit must be a number"}),
+    ("lessen360", L360_AUTH, "/v1/locations", "page_size",
+     {"code": "validation_failed", "message": "page_size must be a number", "fields": {"page_size": "a number"}}),
+])
+async def test_read_side_refusals_in_each_targets_own_words(target: str, auth: dict, path: str, size: str, error: dict) -> None:
+    runner = await start_target_emulator(target)
+    try:
+        async with aiohttp.ClientSession(base_url=emulator_url(runner)) as s:
+            async with s.get(path, params={size: "many"}, headers=auth) as r:
+                assert (r.status, await r.json()) == (400, {"error": error})
+            async with s.get(f"{path}/nobody", headers=auth) as r:
+                assert r.status == 404 and (await r.json())["error"]["message"] == "locations/nobody does not exist"
+            async with s.get(path) as r:
+                assert r.status == 401
+            async with s.get(path.rsplit("/", 1)[0] + "/planets", headers=auth) as r:
+                assert r.status == 404
+    finally:
+        await runner.cleanup()
+
+
 async def test_all_configured_targets_start_on_their_base_url_ports() -> None:
     import socket
 
