@@ -13,15 +13,23 @@ from confluent_kafka import Consumer
 from syncflow.settings import Settings, get_settings
 
 
-@pytest.fixture
-def cli_settings(settings: Settings, unique: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """The per-test settings, also visible to `get_settings()` inside CLI commands."""
-    env = {
+def services_env(settings: Settings) -> dict[str, str]:
+    """The SYNCFLOW_* variables that point a CLI command at the per-test services (Kafka,
+    the test's PostgreSQL schema and MongoDB database)."""
+    return {
         "SYNCFLOW_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "SYNCFLOW_DATABASE_URL": settings.database_url,
         "SYNCFLOW_DATABASE_SCHEMA": settings.database_schema,
         "SYNCFLOW_MONGO_URL": settings.mongo_url,
         "SYNCFLOW_MONGO_DATABASE": settings.mongo_database,
+    }
+
+
+@pytest.fixture
+def cli_settings(settings: Settings, unique: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The per-test settings, also visible to `get_settings()` inside CLI commands."""
+    env = {
+        **services_env(settings),
         "SYNCFLOW_OPS__REDRIVE_GROUP": unique("redrive"),
         "SYNCFLOW_OPS__AUDIT_FILE": str(tmp_path / "audit.jsonl"),
         "SYNCFLOW_SYNC_IN__GROUP_ID": unique("sync-in"),

@@ -34,6 +34,7 @@ from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.streams.avro import codec_for
 from syncflow.streams.producer import ReliableProducer
 from syncflow.settings import Settings, get_settings
+from tests.integration.ops.conftest import services_env
 
 runner = CliRunner()
 
@@ -145,11 +146,7 @@ async def world(settings: Settings, unique: Callable[[str], str], tmp_path, monk
     emulator = await start_target_emulator("one", credential=settings.sync_out.targets["one"].api_key)
     suffix = unique("")
     env = {
-        "SYNCFLOW_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "SYNCFLOW_DATABASE_URL": settings.database_url,
-        "SYNCFLOW_DATABASE_SCHEMA": settings.database_schema,
-        "SYNCFLOW_MONGO_URL": settings.mongo_url,
-        "SYNCFLOW_MONGO_DATABASE": settings.mongo_database,
+        **services_env(settings),
         "SYNCFLOW_OPS__AUDIT_FILE": str(tmp_path / "audit" / "dlq-redrive.jsonl"),
         "SYNCFLOW_SYNC_OUT__TOPIC_SUFFIX": suffix,
         "SYNCFLOW_SYNC_OUT__RETRY_DELAYS_S": "[0.4, 0.8, 1.2]",
