@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from pymongo.errors import AutoReconnect
 
@@ -13,14 +11,6 @@ from syncflow.sinks.raw_store import Completed, RawFailed, RawRecordStore
 from syncflow.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[RawRecordStore]:
-    s = RawRecordStore(settings)
-    s.ensure_indexes()
-    yield s
-    s.close()
 
 
 def key(i: int) -> RawKey:

@@ -3,26 +3,16 @@ raw purge`) on the real MongoDB wire-protocol server (FerretDB locally)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from syncflow.model import RawDocument, RawKey
 from syncflow.sinks.raw_store import Completed, RawFailed, RawRecordStore
-from syncflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[RawRecordStore]:
-    s = RawRecordStore(settings)
-    s.ensure_indexes()
-    yield s
-    s.close()
 
 
 def write(store: RawRecordStore, key: RawKey, sent_at: datetime, failed: bool) -> None:
