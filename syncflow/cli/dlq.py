@@ -13,7 +13,7 @@ from rich.table import Table
 from syncflow.errors import OpsError
 from syncflow.ops.dead_letter_queue import AuditLog, DlqFilter, describe_value, find_record, read_dlq, redrive
 from syncflow.ops.progress import progress_report
-from syncflow.ops.replay import parse_time
+from syncflow.ops.times import parse_time
 from syncflow.settings import Settings, get_settings
 from syncflow.streams.topics import SYNC_IN_DLQ, target_dlq
 

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import typer
 
 from syncflow.errors import OpsError
 from syncflow.ops.raw_purge import purge_expired
-from syncflow.ops.replay import parse_time
 from syncflow.ops.reprocess import ReprocessFilter, reprocess
+from syncflow.ops.times import parse_moment
 from syncflow.sinks.raw_store import RawRecordStore
 from syncflow.streams.producer import ReliableProducer
 from syncflow.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Raw store (MongoDB) operations.")
-
-
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromtimestamp(parse_time(text) / 1000, timezone.utc) if text else None
 
 
 @app.command()
@@ -60,7 +55,7 @@ def reprocess_(
     store = RawRecordStore(settings)
     try:
         codec = codec_for(settings)
-        flt = ReprocessFilter(source, entity_type, _time(since), _time(until))
+        flt = ReprocessFilter(source, entity_type, parse_moment(since), parse_moment(until))
         result = reprocess(
             store, ReliableProducer(settings),
             lambda schema, record, topic: codec.encode(schema, record, topic=topic),

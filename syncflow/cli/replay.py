@@ -11,7 +11,8 @@ from rich.table import Table
 from syncflow.errors import OpsError
 from syncflow.streams.admin import admin_client
 from syncflow.ops.progress import progress_report
-from syncflow.ops.replay import ReplayResult, ResetTo, parse_time, replay
+from syncflow.ops.replay import ReplayResult, ResetTo, replay
+from syncflow.ops.times import parse_time
 from syncflow.settings import get_settings
 
 app = typer.Typer(help="Reset a consumer group's offsets (earliest / latest / offset / time).")

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from syncflow.errors import OpsError
 from syncflow.ops.dead_letter_queue import AuditLog
-from syncflow.ops.replay import parse_time
+from syncflow.ops.times import parse_moment
 from syncflow.ops.resync import ResyncReport, audit_file, resync
 from syncflow.settings import get_settings
 
@@ -59,10 +59,8 @@ def resync_command(
     workers (sync-out.<target>.retry.1), even where the target is recorded as holding it.
     Every run writes one audit line (resync.jsonl beside the DLQ audit file)."""
     settings = get_settings()
-    from datetime import datetime, timezone
-
     try:
-        since_at = datetime.fromtimestamp(parse_time(since) / 1000, tz=timezone.utc) if since else None
+        since_at = parse_moment(since)
         tty = sys.stdout.isatty() and not as_json
 
         if tty:

@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from syncflow.errors import OpsError
 from syncflow.ops.partition_read import assigning_consumer, read_between
+from syncflow.ops.times import iso_ms
 from syncflow.streams import admin as kafka_admin
 from syncflow.streams.dead_letters import PREFIX, VALUE_REPLACED, carry_headers, read_failure_headers
 from syncflow.streams.headers import ENTITY_TYPE, REDRIVE_COUNT, header_value
@@ -101,7 +102,7 @@ class DlqRecord(KafkaRecord):
         failure = self.failure
         return {
             "topic": self.topic, "partition": self.partition, "offset": self.offset,
-            "failed_at": iso(self.failed_at_ms), "original_topic": self.original_topic,
+            "failed_at": iso_ms(self.failed_at_ms), "original_topic": self.original_topic,
             "target": self.target, "entity_type": self.entity_type, "category": self.category,
             "exception": failure.get("exception.class"), "message": failure.get("exception.message"),
             "attempt": failure.get("attempt"), "redrive_count": self.redrive_count,
@@ -125,10 +126,6 @@ class DlqFilter:
             and (self.since_ms is None or record.failed_at_ms >= self.since_ms)
             and (self.until_ms is None or record.failed_at_ms < self.until_ms)
         )
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
 
 
 # -- reading -------------------------------------------------------------------------------

@@ -133,16 +133,3 @@ def replay(
         step(f"moving {group} on {len(plans)} partition(s)")
         kafka_admin.alter_group_offsets(admin, group, {(p.topic, p.partition): p.new for p in plans})
     return ReplayResult(group, reset, state, plans, applied=not dry_run)
-
-
-def parse_time(text: str) -> int:
-    """ISO-8601 (UTC when no zone is given) or epoch milliseconds -> epoch milliseconds."""
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise OpsError(f"not a time: {text!r} (use ISO-8601, e.g. 2026-01-31T08:00:00Z, or epoch ms)") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)

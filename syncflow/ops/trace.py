@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from syncflow.streams.topics import ENTITY_TYPES, SOURCES, SyncInTopics, sync_out_topics
 from syncflow.ops.key_scan import ScanResult, scan_for
+from syncflow.ops.times import iso_ms
 from syncflow.sinks.common_db import lineage
 from syncflow.model import RawKey
 from syncflow.sinks.raw_store import RawRecordStore, from_document
@@ -67,7 +68,7 @@ def _ms(value: datetime | int | None) -> int | None:
 
 
 def _iso(ms: int | None) -> str | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+    return None if ms is None else iso_ms(ms)
 
 
 @dataclass

@@ -6,7 +6,8 @@ import pytest
 
 from syncflow.errors import OpsError
 from syncflow.streams.admin import partition_lag
-from syncflow.ops.replay import PartitionPlan, ResetTo, parse_time, plan, target_offsets
+from syncflow.ops.replay import PartitionPlan, ResetTo, plan, target_offsets
+from syncflow.ops.times import parse_time
 
 MARKS = {("t", 0): (10, 50), ("t", 1): (0, 5)}
 
