@@ -103,7 +103,7 @@ class NewVersion:
     trace_id: str | None
     data_hash: str
     created_date: datetime
-    item_index: int | None = None  # position of the input record that made it (upsert_versions only)
+    item_index: int | None = None  # which input record made it: its position in upsert_versions' input (sync-in: its message index)
 
     @property
     def event_id(self) -> str:

@@ -45,13 +45,15 @@ def change_records(
 EVENT_OVERHEAD = 1024  # fixed fields, Avro framing, headers and Kafka's record framing
 
 
-def event_size_bound(record: EntityRecord) -> int:
+def event_size_bound(record: EntityRecord, snapshot_bytes: int | None = None) -> int:
     """An upper bound of the bytes the change event of this record will take, known before
     its version is committed (a committed version must always fit its topic): the snapshot
-    text, every field name as a changed field, the references and identities."""
-    snapshot = json.dumps(record.entity, ensure_ascii=False, separators=(",", ":"), default=str)
+    text (`snapshot_bytes`, the length of the entity as compact JSON, when the caller has
+    it), every field name as a changed field, the references and identities."""
+    if snapshot_bytes is None:
+        snapshot_bytes = len(json.dumps(record.entity, ensure_ascii=False, separators=(",", ":"), default=str).encode())
     fields = sum(len(str(k).encode()) + 5 for k in record.entity)
     refs = sum(len(str(k).encode()) + len(str(v).encode()) + 10 for k, v in record.references.items())
     ids = sum(len(x.encode()) for x in (record.entity_type, record.entity_id, record.source_system,
                                         record.source_id, record.trace_id or ""))
-    return len(snapshot.encode()) + fields + refs + 3 * ids + EVENT_OVERHEAD
+    return snapshot_bytes + fields + refs + 3 * ids + EVENT_OVERHEAD

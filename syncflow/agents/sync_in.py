@@ -15,7 +15,7 @@ import faust
 from faust.types import EventT
 
 from syncflow.agents.outbox import OutboxRelay
-from syncflow.agents.sync_in_handler import SyncInHandler
+from syncflow.agents.sync_in_handler import BatchProgress, SyncInHandler
 from syncflow.agents.sync_in_pause import SourceHold, refresh
 from syncflow.streams.topics import SyncInTopics
 from syncflow.streams.health import HealthCheck
@@ -66,21 +66,23 @@ def register_sync_in_agent(
     def give_up() -> bool:
         return bool(app.should_stop or revoked[0])
 
-    in_batch = [False]  # while a batch is in hand, only its attempts prove the loop alive
+    in_batch = [0]  # batches in hand; while one is, only its attempts prove the loop alive
 
     def alive() -> None:
         if health is not None:
             health.heartbeat()
 
-    async def handle(stream: faust.StreamT, events: list[EventT]) -> bool:
-        """One batch through the handler; acked when it is done, let go when given up."""
-        messages = [raw_message(e) for e in events]
-        in_batch[0] = True
-        alive()
+    finishing: list[asyncio.Task[bool]] = []  # the batch whose raw documents are being written
+
+    async def settle() -> bool:
+        """Wait until the batch in its last steps is acked; False when it was let go."""
+        return await finishing.pop() if finishing else True
+
+    async def finish(stream: faust.StreamT, events: list[EventT], progress: BatchProgress) -> bool:
         try:
-            result = await handler.handle_until_done(messages, give_up, alive)
+            result = await handler.finish_until_done(progress, give_up, alive)
         finally:
-            in_batch[0] = False
+            in_batch[0] -= 1
         if result is None:
             release_unacknowledged(app, events + (hold.let_go() if hold is not None else []))
             return False
@@ -88,6 +90,28 @@ def register_sync_in_agent(
             await stream.ack(event)
         if health is not None:
             health.progress()
+        return True
+
+    async def handle(stream: faust.StreamT, events: list[EventT]) -> bool:
+        """One batch through the handler: its versions committed and published now, its raw
+        documents and DLQ records while the next batch is taken (the raw store is another
+        process); acked when all is done, let go when given up. Raw documents are written
+        batch after batch, in order, and a batch is let go whenever the one before it was
+        (Faust would commit acked offsets past a gap)."""
+        messages = [raw_message(e) for e in events]
+        in_batch[0] += 1
+        alive()
+        try:
+            progress = await handler.commit_until_done(messages, give_up, alive)
+        except BaseException:
+            in_batch[0] -= 1
+            raise
+        before_done = await settle()
+        if progress is None or not before_done:
+            in_batch[0] -= 1
+            release_unacknowledged(app, events + (hold.let_go() if hold is not None else []))
+            return False
+        finishing.append(asyncio.ensure_future(finish(stream, events, progress)))
         return True
 
     turn = asyncio.Lock()  # the agent's batches and the pause timer's, one at a time
@@ -103,15 +127,19 @@ def register_sync_in_agent(
     @app.agent(channel, name="sync-in", concurrency=1)
     async def sync_in(stream: faust.StreamT) -> None:
         agent_stream[:] = [stream]
-        async for events in stream.noack_take(batch_size, within=within):
-            revoked[0] = False
-            async with turn:
-                go = await admit(events)
-                done = await handle(stream, go) if go else True
-            if not done and app.should_stop:
-                return
-            while hold is not None and hold.full and not (app.should_stop or app.rebalancing):
-                await asyncio.sleep(hold.rules.refresh_s)  # too much held: no new batch until a resume
+        try:
+            async for events in stream.noack_take(batch_size, within=within):
+                revoked[0] = False
+                async with turn:
+                    go = await admit(events)
+                    done = await handle(stream, go) if go else True
+                if not done and app.should_stop:
+                    return
+                while hold is not None and hold.full and not (app.should_stop or app.rebalancing):
+                    await asyncio.sleep(hold.rules.refresh_s)  # too much held: no new batch until a resume
+        finally:
+            if finishing:  # the last batch's raw documents: acked when written, or let go
+                await asyncio.shield(finishing[0])
 
     if hold is not None:
         @app.timer(interval=max(0.1, hold.rules.refresh_s / 2))

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -50,8 +51,20 @@ class BatchProgress:
     published: bool = False
     raw_written: bool = False
     dead_lettered: bool = False
-    attempts: int = 0
+    attempts: int = 0  # of commit_versions
+    finish_attempts: int = 0
     first_failure_ms: int | None = None
+    seconds: float = 0.0  # spent in its attempts
+
+    @property
+    def committed(self) -> bool:
+        """Versions committed and published: what `finish` needs."""
+        return self.prepared is not None and self.new_versions is not None and self.published
+
+    @property
+    def retries(self) -> int:
+        """Attempts after the first, of either stage (a raw document's errorLog counts them)."""
+        return max(self.attempts - 1, 0) + max(self.finish_attempts - 1, 0)
 
 
 @dataclass(frozen=True)
@@ -96,42 +109,68 @@ class SyncInHandler:
     step_seconds: Any = None  # a prometheus Counter labelled by step, when wired
     state: PipelineState = field(default_factory=PipelineState)
 
+    _threads: dict[str, ThreadPoolExecutor] = field(default_factory=dict, repr=False)
+
     # -- one attempt ---------------------------------------------------------------------
     def process(self, progress: BatchProgress) -> SyncInBatchResult:
+        """Every step of the batch that is not done yet (synchronous)."""
+        self.commit_versions(progress)
+        return self.finish(progress)
+
+    def commit_versions(self, progress: BatchProgress) -> None:
+        """Decode and transform, commit the versions, publish their change events."""
+        if progress.committed:
+            return
         started = time.perf_counter()
         step = self._stepper()
         progress.attempts += 1
-        if progress.prepared is None:
-            progress.prepared = prepare_batch(
-                progress.messages, self.topics, self._decode, self._transform, self.content_hash,
-                max_event_bytes=self.max_message_bytes,
-            )
-            step("decode_transform")
+        try:
+            if progress.prepared is None:
+                progress.prepared = prepare_batch(
+                    progress.messages, self.topics, self._decode, self._transform, self.content_hash,
+                    max_event_bytes=self.max_message_bytes,
+                )
+                step("decode_transform")
+            prepared = progress.prepared
+            if progress.new_versions is None:
+                with unit_of_work(self.engine) as session:
+                    versions = self._apply_versions(session, prepared)
+                progress.new_versions = versions  # committed
+                step("common_db_upsert")
+            if not progress.published:
+                self.relay.publish_entities((v.entity_type, v.entity_id) for v in progress.new_versions)
+                progress.published = True
+                step("publish_changes")
+        finally:
+            progress.seconds += time.perf_counter() - started
+
+    def finish(self, progress: BatchProgress) -> SyncInBatchResult:
+        """The raw documents with what became of each record, then the DLQ records; needs
+        `commit_versions` done (the raw documents carry the versions it made)."""
+        started = time.perf_counter()
+        step = self._stepper()
+        if not progress.committed or progress.prepared is None or progress.new_versions is None:
+            raise RuntimeError("finish() before commit_versions() completed")
         prepared = progress.prepared
-        if progress.new_versions is None:
-            with unit_of_work(self.engine) as session:
-                versions = self._apply_versions(session, prepared)
-            progress.new_versions = versions  # committed
-            step("common_db_upsert")
-        if not progress.published:
-            self.relay.publish_entities((v.entity_type, v.entity_id) for v in progress.new_versions)
-            progress.published = True
-            step("publish_changes")
-        if not progress.raw_written:
-            self._write_raw(prepared, progress.new_versions, progress.attempts - 1)
-            progress.raw_written = True
-            step("raw_store_write")
-        if not progress.dead_lettered:
-            self._route_rejected(progress)
-            progress.dead_lettered = True
-            step("dead_letters")
+        progress.finish_attempts += 1
+        try:
+            if not progress.raw_written:
+                self._write_raw(prepared, progress.new_versions, progress.retries)
+                progress.raw_written = True
+                step("raw_store_write")
+            if not progress.dead_lettered:
+                self._route_rejected(progress)
+                progress.dead_lettered = True
+                step("dead_letters")
+        finally:
+            progress.seconds += time.perf_counter() - started
         result = SyncInBatchResult(
             records=len(progress.messages),
             versions=len(progress.new_versions),
             unchanged=len(prepared.accepted) - len({v.item_index for v in progress.new_versions}),
             rejected=len(prepared.rejected),
         )
-        self._observe(progress, result, time.perf_counter() - started)
+        self._observe(progress, result, progress.seconds)
         return result
 
     async def handle_until_done(
@@ -140,16 +179,70 @@ class SyncInHandler:
         give_up: Callable[[], bool] = lambda: False,
         alive: Callable[[], None] = lambda: None,
     ) -> SyncInBatchResult | None:
-        """Run the batch in a worker thread, retrying with backoff until it succeeds. A batch
-        still failing when `give_up()` turns true (the worker is stopping, or its partitions
-        moved) returns None: the caller leaves it unacknowledged for the next owner.
-        `alive()` is called whenever an attempt ends and while waiting to retry: a loop that
-        stops calling it is hung (an attempt that never returns), not merely failing."""
+        """Every step of a batch, retried with backoff until done (None: given up, see
+        `_until_done`)."""
+        progress = await self.commit_until_done(messages, give_up, alive)
+        if progress is None:
+            return None
+        return await self.finish_until_done(progress, give_up, alive)
+
+    async def commit_until_done(
+        self,
+        messages: Sequence[KafkaRecord],
+        give_up: Callable[[], bool] = lambda: False,
+        alive: Callable[[], None] = lambda: None,
+    ) -> BatchProgress | None:
+        """`commit_versions` retried until done: the batch's versions are committed and
+        published (its raw documents and DLQ records are left to `finish_until_done`)."""
         progress = BatchProgress(messages)
+        done = await self._until_done("commit", self.commit_versions, progress, give_up, alive)
+        return progress if done else None
+
+    async def finish_until_done(
+        self,
+        progress: BatchProgress,
+        give_up: Callable[[], bool] = lambda: False,
+        alive: Callable[[], None] = lambda: None,
+    ) -> SyncInBatchResult | None:
+        """`finish` retried until done. It runs on a thread of its own, so the agent can
+        commit the next batch meanwhile (the raw store is another process)."""
+        results: list[SyncInBatchResult] = []
+        done = await self._until_done("finish", lambda p: results.append(self.finish(p)), progress, give_up, alive)
+        if not done:
+            return None
+        result = results[-1]
+        self.state.failing_since, self.state.last_error, self.state.consecutive_failures = None, None, 0
+        self.state.batches += 1
+        self.state.last_batch_at = time.monotonic()
+        log.info("sync-in batch: %d record(s), %d version(s) applied, %d unchanged, %d dead-lettered (attempt %d)",
+                 result.records, result.versions, result.unchanged, result.rejected, progress.retries + 1,
+                 extra={"records": result.records, "versions": result.versions, "unchanged": result.unchanged,
+                        "dead_lettered": result.rejected, "attempts": progress.retries + 1})
+        return result
+
+    async def _until_done(
+        self,
+        stage: str,
+        attempt: Callable[[BatchProgress], object],
+        progress: BatchProgress,
+        give_up: Callable[[], bool],
+        alive: Callable[[], None],
+    ) -> bool:
+        """Run `attempt` on the stage's own worker thread (one thread per stage, so batches
+        stay in order and the event loop keeps heartbeating), retrying with backoff until it
+        succeeds. False when `give_up()` turns true while it still fails (the worker is
+        stopping, or its partitions moved): the caller leaves the batch unacknowledged for
+        the next owner. `alive()` is called whenever an attempt ends and while waiting to
+        retry: a loop that stops calling it is hung (an attempt that never returns), not
+        merely failing."""
+        thread = self._threads.get(stage)
+        if thread is None:
+            thread = self._threads[stage] = ThreadPoolExecutor(1, thread_name_prefix=f"sync-in-{stage}")
+        loop = asyncio.get_running_loop()
         delay = 0.2
         while True:
             try:
-                result = await asyncio.to_thread(self.process, progress)
+                await loop.run_in_executor(thread, attempt, progress)
             except Exception as exc:  # noqa: BLE001 - anything left is an outage: retry, never skip
                 alive()
                 if progress.first_failure_ms is None:
@@ -160,7 +253,7 @@ class SyncInHandler:
                 st.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 log.warning(
                     "sync-in batch of %d record(s) failed (attempt %d), retrying in %.1fs: %s",
-                    len(messages), progress.attempts, delay, st.last_error,
+                    len(progress.messages), progress.retries + 1, delay, st.last_error,
                     exc_info=st.consecutive_failures == 1,
                 )
                 if self.metrics is not None:
@@ -171,18 +264,16 @@ class SyncInHandler:
                     alive()
                 if give_up():
                     log.warning("sync-in leaves a failing batch of %d record(s) unacknowledged: the worker is "
-                                "stopping or its partitions moved; their next owner does it again", len(messages))
-                    return None
+                                "stopping or its partitions moved; their next owner does it again",
+                                len(progress.messages))
+                    return False
                 delay = min(delay * 2, self.retry_backoff_max_s)
                 continue
-            self.state.failing_since, self.state.last_error, self.state.consecutive_failures = None, None, 0
-            self.state.batches += 1
-            self.state.last_batch_at = time.monotonic()
-            log.info("sync-in batch: %d record(s), %d version(s) applied, %d unchanged, %d dead-lettered (attempt %d)",
-                     result.records, result.versions, result.unchanged, result.rejected, progress.attempts,
-                     extra={"records": result.records, "versions": result.versions, "unchanged": result.unchanged,
-                            "dead_lettered": result.rejected, "attempts": progress.attempts})
-            return result
+            return True
+
+    def close(self) -> None:
+        for thread in self._threads.values():
+            thread.shutdown(wait=False)
 
     def _stepper(self) -> Callable[[str], None]:
         """Adds the time since the previous call to `step_seconds[name]` (where time goes)."""
@@ -220,20 +311,21 @@ class SyncInHandler:
         (or rejected) as it was, and the original bytes stay on the raw topic."""
         made = {v.item_index: v.version_number for v in versions}
         by_index: dict[int, Completed | RawFailed] = {
-            a.index: Completed(a.raw_key, a.entity.entity, made.get(pos)) for pos, a in enumerate(prepared.accepted)
+            a.index: Completed(a.raw_key, a.entity.entity, made.get(a.index)) for a in prepared.accepted
         }
         by_index.update(
             (r.index, RawFailed(r.raw_key, f"{type(r.error).__name__}: {r.error}", _field_errors(r.error), retry_count))
             for r in prepared.rejected if r.raw_key is not None
         )
-        outcomes = [by_index.get(i) for i in prepared.raw_doc_index]
-        result = self.raw_store.upsert_raw_many(prepared.raw_docs, outcomes=outcomes)
+        docs = list(prepared.raw_docs.values())
+        outcomes = [by_index.get(i) for i in prepared.raw_docs]
+        result = self.raw_store.upsert_raw_many(docs, outcomes=outcomes)
         if not result.rejected:
             return
         stubs: list[RawDocument] = []
         stub_outcomes: list[Completed | RawFailed | None] = []
         for i, refusal in sorted(result.rejected.items()):
-            doc = replace(prepared.raw_docs[i], raw_data={})
+            doc = replace(docs[i], raw_data={})
             stubs += [doc, doc]
             stub_outcomes += [RawFailed(doc.key, f"{type(refusal).__name__}: {refusal}", [], retry_count), outcomes[i]]
             if self.metrics is not None:
@@ -284,11 +376,13 @@ class SyncInHandler:
         """All accepted records at once; when the database refuses the batch for its data
         (SQLSTATE class 22/23, not an outage: `data_refusal`), each record alone in a
         savepoint, so one refused record goes to the DLQ and the rest are kept. Anything
-        else escapes and the batch is retried."""
+        else escapes and the batch is retried. Each version's `item_index` is the message
+        index of the record that made it."""
         accepted = prepared.accepted
         try:
             with session.begin_nested():
-                return upsert_versions(session, [a.entity for a in accepted])
+                made = upsert_versions(session, [a.entity for a in accepted])
+                return [_reindexed(v, accepted[v.item_index].index) for v in made]
         except Exception as exc:
             if data_refusal(exc) is None:
                 raise
@@ -308,9 +402,8 @@ class SyncInHandler:
                             item.raw_key.source_id, refusal, extra={"trace_id": item.entity.trace_id})
                 prepared.rejected.append(Rejected(item.index, refusal, item.raw_key))
                 continue
-            position = len(kept)
             kept.append(item)
-            created += [_reindexed(v, position) for v in made]
+            created += [_reindexed(v, item.index) for v in made]
         prepared.accepted = kept
         return created
 

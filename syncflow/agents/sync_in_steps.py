@@ -10,7 +10,7 @@ from typing import Any
 from syncflow.agents.change_events import event_size_bound
 from syncflow.agents.rules import CanonicalRecord
 from syncflow.errors import BadInputError, RawKeyError, TooLargeError, ValidationError
-from syncflow.sinks.common_db.limits import record_problems
+from syncflow.sinks.common_db.limits import entity_json, record_problems
 from syncflow.model import EntityRecord, RawDocument, RawKey
 from syncflow.streams.avro import DecodedRecord
 from syncflow.streams.headers import BATCH_NUMBER, ENTITY_TYPE, TRACE_ID, header_value
@@ -40,8 +40,11 @@ class Accepted:
 
 @dataclass
 class PreparedBatch:
-    raw_docs: list[RawDocument] = field(default_factory=list)
-    raw_doc_index: list[int] = field(default_factory=list)  # message index of each raw doc
+    """A batch decoded and transformed. One index runs through it: a record's position in
+    the batch's messages (`Accepted.index`, `Rejected.index`, the keys of `raw_docs`, and
+    `NewVersion.item_index` once the handler has committed the versions)."""
+
+    raw_docs: dict[int, RawDocument] = field(default_factory=dict)  # message index -> its raw document
     accepted: list[Accepted] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
@@ -102,10 +105,9 @@ def prepare_batch(
             continue
         raw_key = RawKey(source, entity_type, source_id)
         trace_id = header_value(msg.headers, TRACE_ID)
-        out.raw_docs.append(
-            RawDocument(raw_key, decoded.record, content_hash(decoded.record), batch_number(msg.headers), trace_id)
+        out.raw_docs[index] = RawDocument(
+            raw_key, decoded.record, content_hash(decoded.record), batch_number(msg.headers), trace_id
         )
-        out.raw_doc_index.append(index)
         try:
             canonical = transform(source, entity_type, decoded.record)
         except BadInputError as exc:
@@ -134,9 +136,10 @@ def prepare_batch(
 
 def check_fits(entity: EntityRecord, max_event_bytes: int) -> None:
     """Refuse, before the database, what the database or the changes topic cannot hold."""
-    if problems := record_problems(entity):
+    text = entity_json(entity.entity)  # one JSON pass for both checks
+    if problems := record_problems(entity, text):
         raise ValidationError(problems)
-    size = event_size_bound(entity)
+    size = event_size_bound(entity, None if text is None else len(text))
     if size > max_event_bytes:
         raise TooLargeError(
             f"the change event of {entity.entity_type} {entity.entity_id[:100]} would take up to {size} bytes; "

@@ -58,6 +58,7 @@ class SyncInRuntime:
     def close(self) -> None:
         for producer in self.producers:
             producer.close(10.0)
+        self.handler.close()
         self.raw_store.close()
         self.engine.dispose()
 

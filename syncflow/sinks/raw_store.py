@@ -41,6 +41,8 @@ _NESTED = "\uff3b\uff3d"  # full-width '[]': the key that wraps a nested array
 def escape_key(key: str) -> str:
     """'.' anywhere and '$' at the start become full-width look-alikes; a literal look-alike
     (or the escape character itself) is prefixed with '＼', so `unescape_key` is exact."""
+    if "." not in key and _ESC not in key and _DOT not in key and key[:1] not in ("$", _DOLLAR) and key != _NESTED:
+        return key  # the common case: nothing to escape
     if key == _NESTED:
         return _ESC + key
     out = []
@@ -74,6 +76,11 @@ def unescape_key(key: str) -> str:
 def to_document(value: Any) -> Any:
     """A BSON-safe copy of a decoded record: escaped keys, dates as ISO text, Decimals as
     text, non-finite floats as text, nested arrays wrapped (FerretDB refuses them)."""
+    kind = type(value)  # the plain JSON-like types first: most of a payload
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return {escape_key(k if type(k) is str else str(k)): to_document(v) for k, v in value.items()}
     if isinstance(value, Mapping):
         return {escape_key(str(k)): to_document(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

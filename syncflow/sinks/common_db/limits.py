@@ -6,14 +6,13 @@ parse. The database's own refusal stays as the last line (see the sync-in handle
 
 from __future__ import annotations
 
-import json
-
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import BigInteger, Integer, Numeric, String
 from sqlalchemy.sql.type_api import TypeEngine
 
@@ -136,8 +135,9 @@ def _rows(record: EntityRecord) -> Iterator[FieldError]:
         yield from _columns(details, _residential_columns(), "residential.")
 
 
-def record_problems(record: EntityRecord) -> list[FieldError]:
-    """Every reason the common database would refuse this record, each naming its field."""
+def record_problems(record: EntityRecord, entity_text: bytes | None = None) -> list[FieldError]:
+    """Every reason the common database would refuse this record, each naming its field.
+    `entity_text`: the record's `entity_json`, when the caller has it already."""
     problems: list[FieldError] = []
     for field, value, limit in (
         ("entity_id", record.entity_id, ENTITY_ID_MAX),
@@ -150,7 +150,7 @@ def record_problems(record: EntityRecord) -> list[FieldError]:
     for column, parent in parent_ids(record.entity_type, record.entity, record.references).items():
         if record.entity.get(column) is None and len(parent) > ENTITY_ID_MAX:  # from references: no column check
             problems.append(FieldError(RULE, column, parent, f"has {len(parent)} characters; at most {ENTITY_ID_MAX} fit"))
-    if _may_hold_bad_text(record):
+    if _may_hold_bad_text(record, entity_text if entity_text is not None else entity_json(record.entity)):
         texts = [*_walk(record.entity, ""), *_walk(record.references, "references"), ("source_id", record.source_id)]
         if record.trace_id is not None:
             texts.append(("trace_id", record.trace_id))
@@ -161,16 +161,21 @@ def record_problems(record: EntityRecord) -> list[FieldError]:
     return problems
 
 
-def _may_hold_bad_text(record: EntityRecord) -> bool:
-    """One C-speed pass over all the record's text: JSON escapes NUL as \\u0000 and leaves a
-    lone surrogate as it is (then UTF-8 refuses it). Only a suspect record is walked field
-    by field to name the culprit."""
-    text = json.dumps([record.entity, record.references, record.source_id, record.trace_id],
-                      ensure_ascii=False, default=str)
-    if "\\u0000" in text:
-        return True
+def entity_json(entity: Mapping[str, Any]) -> bytes | None:
+    """The entity as compact UTF-8 JSON (other values as their str()), in one C-speed pass;
+    None when it cannot be written (a lone surrogate, an integer past 64 bits). Sync-in
+    reads both the NUL check below and the change event's size bound from it."""
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+        return orjson.dumps(entity, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return None
+
+
+def _may_hold_bad_text(record: EntityRecord, entity_text: bytes | None) -> bool:
+    """JSON escapes NUL as \\u0000 and cannot write a lone surrogate: one pass over the
+    entity's text finds both (the few other strings are checked as they are). Only a
+    suspect record is walked field by field to name the culprit."""
+    if entity_text is None or b"\\u0000" in entity_text:
         return True
-    return False
+    others = [text for _, text in _walk(record.references, "")] + [record.source_id, record.trace_id or ""]
+    return any(text_problem(text) is not None for text in others)

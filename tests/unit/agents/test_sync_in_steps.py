@@ -67,8 +67,8 @@ def test_prepare_batch_routes_each_kind_of_bad_input() -> None:
     kinds = {r.index: (type(r.error).__name__, r.raw_key is not None) for r in prepared.rejected}
     assert kinds == {1: ("DecodeError", False), 2: ("RawKeyError", False), 3: ("ValidationError", True),
                      4: ("RawKeyError", False), 5: ("RawKeyError", False)}
-    assert prepared.raw_doc_index == [0, 3]  # a raw document for everything that decoded
-    assert prepared.raw_docs[1].hash == content_hash({"id": "ok4bad"})
+    assert list(prepared.raw_docs) == [0, 3]  # a raw document for everything that decoded, by message index
+    assert prepared.raw_docs[3].hash == content_hash({"id": "ok4bad"})
 
 
 def test_change_records_encode_a_change_event_per_version() -> None:
