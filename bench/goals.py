@@ -21,6 +21,8 @@ LESSEN360_SHARE_OF_BARE = 0.30
 E2E_SHARE_OF_SYNC_IN = 0.50
 POLL_PATH_SLACK_MS = 1000.0
 PUSH_PATH_P99_MS = 1000.0
+PUSH_PATH_RATE = 100.0  # changes/s
+PUSH_PATH_PACE_SHARE = 0.9  # a push phase slower than this share of the rate does not decide the goal
 MEMORY_GROWTH_MAX = 1.10
 MEMORY_CEILING_MIB = 300.0
 
@@ -111,9 +113,18 @@ def poll_path_p99(results: Results) -> Goal:
 
 
 def push_path_p99(results: Results) -> Goal:
-    title = "p99 source change → target on the push (ingest) path < 1 s at 100 changes/s"
-    figure = _latency_p99(results.summaries(results.plan.e2e_job().name), push=True)
-    return _at_most_goal(title, "< 1,000 ms", figure, PUSH_PATH_P99_MS, strict=True)
+    """Decided only when the push phase reached (nearly) the pace the goal is stated at."""
+    title = f"p99 source change → target on the push (ingest) path < 1 s at {PUSH_PATH_RATE:g} changes/s"
+    e2e_name = results.plan.e2e_job().name
+    figure = _latency_p99(results.summaries(e2e_name), push=True)
+    goal = _at_most_goal(title, "< 1,000 ms", figure, PUSH_PATH_P99_MS, strict=True)
+    pace = results.min_param(e2e_name, names.E2E_PUSH_RATE_PARAM)
+    if pace is None or goal.verdict == NOT_MEASURED:
+        return goal
+    reached = f"; pushed at {pace:,.1f} changes/s"
+    if pace < PUSH_PATH_RATE * PUSH_PATH_PACE_SHARE:
+        return Goal(title, goal.needs, NOT_MEASURED, goal.measured + reached + f", below the goal's {PUSH_PATH_RATE:g}")
+    return Goal(title, goal.needs, goal.verdict, goal.measured + reached)
 
 
 def memory_flat(results: Results) -> Goal:
@@ -201,7 +212,8 @@ def _at_most_goal(title: str, needs: str, figure: Summary | None, limit: float, 
     if figure is None or figure.value is None:
         return Goal(title, needs, NOT_MEASURED, "figure missing in this run" if figure is None else f"{figure.name}: no value")
     v = figure.value
-    measured = f"{format_value(v.median, figure.unit)} ({format_value(v.low, '')}–{format_value(v.high, '')}{_runs(v)}; {figure.name})"
+    spread = f"{format_value(v.low, '')}–{format_value(v.high, '')}, median of {v.runs} runs" if v.runs > 1 else "one run"
+    measured = f"{format_value(v.median, figure.unit)} ({spread}; {figure.name})"
     ok = v.median < limit if strict else v.median <= limit
     return _verdict(title, needs, ok, measured)
 

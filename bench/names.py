@@ -30,3 +30,4 @@ SYNC_OUT_LARGEST_RSS = "peak RSS, largest worker"
 E2E_LOAD_RATE_WORDS = "source records/s"  # in the name of the initial load's rate
 E2E_LOAD_RECORDS_PARAM = "raw_records_initial_load"
 E2E_POLL_INTERVAL_PARAM = "poll_interval_s"
+E2E_PUSH_RATE_PARAM = "push_rate_achieved"  # changes/s the push phase reached

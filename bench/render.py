@@ -32,10 +32,11 @@ class RunLine:
 def render_report(when: str, command: str, machine: dict[str, str], results: Results, goals: list[Goal],
                   runs: list[RunLine]) -> str:
     plan = results.plan
+    runs_of = f"the median of {plan.repeats} runs of its job, with the spread (lowest–highest run) beside it" \
+        if plan.repeats > 1 else "from one run of its job"
     lines = ["# syncflow benchmark report", "",
-             f"Run {when} with `{command}`. Each figure is the median of {plan.repeats} run(s) of its job, "
-             "with the spread (lowest–highest run) beside it; each baseline is measured in the same run as its "
-             "figure, and the ratio is computed in each run and then its median taken.", ""]
+             f"Run {when} with `{command}`. Each figure is {runs_of}; each baseline is measured in the same run as "
+             "its figure, and the ratio is computed in each run (then its median taken).", ""]
     if plan.quick:
         lines += ["**Quick run**: one run of each job at small sizes, a smoke test; goals stated at larger sizes are "
                   "not measured by it.", ""]
@@ -120,7 +121,8 @@ def figures_section(results: Results) -> list[str]:
 
 
 def runs_section(results: Results, runs: list[RunLine]) -> list[str]:
-    lines = ["## Runs", ""]
+    total = sum(r.seconds for r in runs)
+    lines = ["## Runs", "", f"{len(runs)} run{'s' if len(runs) != 1 else ''}, {total / 60:,.0f} minutes in all.", ""]
     titles = {job.name: job for job in results.plan.jobs()}
     for r in runs:
         job = titles.get(r.job)

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="one run of each job at small sizes: a smoke run")
     p.add_argument("--repeats", type=int, help="runs of each job (default 3; quick 1)")
-    p.add_argument("--timeout", type=float, default=1800.0, help="limit per run, seconds")
+    p.add_argument("--timeout", type=float, default=2700.0, help="limit per run, seconds")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "REPORT.md")
     p.add_argument("--logs", type=Path, help="directory for the runs' logs and JSON (default: a temp dir)")
     args = p.parse_args(argv)

@@ -236,7 +236,7 @@ class Bench:
                 rss = psutil.Process(proc.pid).memory_info().rss
             except psutil.Error:
                 continue
-            key = f"{label} {i}"
+            key = f"{label}-{i}"
             self.peak_rss[key] = max(self.peak_rss.get(key, 0), rss)
 
     # -- scenarios ------------------------------------------------------------------------------

@@ -115,3 +115,12 @@ def test_path_names_that_say_poll_and_push_are_told_apart() -> None:
     assert push_path_p99(r).verdict == MET
     poll = poll_path_p99(r)
     assert poll.verdict == NOT_MET and "3,500 ms" in poll.measured
+
+
+def test_push_goal_is_decided_only_at_the_pace_it_is_stated_at() -> None:
+    figure = Figure("p99 source change → target, push path, 100 changes/s", 400, "ms")
+    at_pace = BenchResult("end-to-end", {names.E2E_PUSH_RATE_PARAM: 97.0}, [figure])
+    goal = push_path_p99(results(e2e=[at_pace]))
+    assert goal.verdict == MET and "97.0 changes/s" in goal.measured
+    slow = BenchResult("end-to-end", {names.E2E_PUSH_RATE_PARAM: 60.0}, [figure])
+    assert push_path_p99(results(e2e=[slow])).verdict == NOT_MEASURED

@@ -77,6 +77,8 @@ def test_a_job_without_results_is_a_row_with_the_reason_not_a_crash() -> None:
     e2e = next(r for r in rows if r[0] == "end-to-end")
     assert e2e[1] == "**no figures** (run 1: exit status 2: unrecognized arguments: --json)"
     assert "- end-to-end, run 1: **failed**: exit status 2 in 3 s" in out
+    assert "1 run, 0 minutes in all." in out
+    assert "Each figure is the median of 3 runs of its job" in out
     headline = next(r for r in rows if r[0] == PLAN.headline.title)
     assert headline[1] == "**no figures** (not run)"
 
