@@ -100,6 +100,21 @@ def run_plan(plan: Plan, logs: Path, timeout_s: float) -> tuple[Results, list[Ru
     return Results(plan, runs), lines
 
 
+def read_plan_logs(plan: Plan, logs: Path) -> tuple[Results, list[RunLine]]:
+    """The results an earlier run left in `logs` (its JSON files), to render again without running."""
+    runs = {job.name: JobRuns(job.name) for job in plan.jobs()}
+    lines: list[RunLine] = []
+    for repetition, job in plan.schedule():
+        path = logs / f"{job.name}-run{repetition}.json"
+        try:
+            runs[job.name].results.append(read_json(path))
+            lines.append(RunLine(job.name, repetition, True, 0.0, f"{path.name} (read again)"))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            runs[job.name].failures.append(f"run {repetition}: no usable {path.name} ({type(exc).__name__})")
+            lines.append(RunLine(job.name, repetition, False, 0.0, path.name, f"no usable {path.name}"))
+    return Results(plan, runs), lines
+
+
 # -- entry point ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,15 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=2700.0, help="limit per run, seconds")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "REPORT.md")
     p.add_argument("--logs", type=Path, help="directory for the runs' logs and JSON (default: a temp dir)")
+    p.add_argument("--render-only", action="store_true",
+                   help="run nothing: write the report from the JSON an earlier run left in --logs")
     args = p.parse_args(argv)
     plan = quick_plan() if args.quick else full_plan()
     if args.repeats:
         plan = replace(plan, repeats=args.repeats)
+    if args.render_only and args.logs is None:
+        p.error("--render-only needs --logs")
     logs = args.logs or Path(tempfile.mkdtemp(prefix="syncflow-bench-"))
     logs.mkdir(parents=True, exist_ok=True)
     when = time.strftime("%Y-%m-%d %H:%M %Z")
     started = time.monotonic()
-    results, runs = run_plan(plan, logs, args.timeout)
+    results, runs = read_plan_logs(plan, logs) if args.render_only else run_plan(plan, logs, args.timeout)
     command = ("bench/report.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     report = render_report(when, command, machine(), results, evaluate(results), runs)
     args.out.parent.mkdir(parents=True, exist_ok=True)

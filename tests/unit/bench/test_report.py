@@ -131,3 +131,15 @@ def test_last_error_line_prefers_the_error(tmp_path: Path) -> None:
     log.write_text("starting\nusage: sync_in.py [-h]\nsync_in.py: error: unrecognized arguments: --json x\n\n")
     assert last_error_line(log) == "sync_in.py: error: unrecognized arguments: --json x"
     assert last_error_line(tmp_path / "missing.log") == "no log"
+
+
+def test_render_only_reads_the_runs_an_earlier_run_left(tmp_path: Path) -> None:
+    from bench.plan import quick_plan
+    from bench.report import read_plan_logs
+
+    plan = quick_plan()
+    write_json(tmp_path / "sync-out-run1.json", BenchResult("sync-out", {}, [drain("one", 1, 100.0, 400.0)]))
+    results, lines = read_plan_logs(plan, tmp_path)
+    assert [s.name for s in results.summaries("sync-out")] == ["backlog drain, one, 1 worker"]
+    assert [line.ok for line in lines if line.job == "sync-out"] == [True]
+    assert results.runs[plan.headline.name].failures == ["run 1: no usable sync-in-4000-w2-run1.json (FileNotFoundError)"]
