@@ -11,6 +11,7 @@ import signal
 import typer
 
 from syncflow.cli import sources, sync_in, sync_out
+from syncflow.cli.stop_signal import stop_signalled
 from syncflow.settings import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Run one syncflow role in the foreground.")
@@ -51,13 +52,9 @@ async def _serve_emulators(settings: Settings, *, host: str | None, **world: obj
 
     sources_running = await start_all_source_emulators(settings, host=host, **world)  # type: ignore[arg-type]
     targets_running = await start_all_target_emulators(settings, host=host)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     print("emulators ready", flush=True)
     try:
-        await stop.wait()
+        await stop_signalled()
     finally:
         for emulator in sources_running:
             await emulator.close()

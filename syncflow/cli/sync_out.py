@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 
 import typer
 
+from syncflow.cli.stop_signal import stop_signalled
 from syncflow.streams.logging import configure_logging
 from syncflow.settings import Settings, get_settings
 
@@ -48,12 +48,8 @@ async def _emulate(settings: Settings, **faults: float) -> None:
     runners = await start_all_target_emulators(settings, **faults)
     for name, target in settings.sync_out.targets.items():
         print(f"{name} emulator on {target.base_url} (inspect: {target.base_url}/_emulator/state)", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await stop_signalled()
     finally:
         for runner in runners:
             await runner.cleanup()
