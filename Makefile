@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PROMTOOL := /usr/bin/promtool
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup stack demo test unit test-faults stack-down mutations
+.PHONY: setup stack demo test unit test-faults soak stack-down mutations
 setup: $(STAMP) $(PROMTOOL)
 
 # promtool checks and unit-tests deploy/prometheus/ (tests/unit/deploy/test_alert_rules.py).
@@ -52,6 +52,11 @@ unit: setup
 # faults, poison records); `make test` runs it last.
 test-faults: stack
 	$(PY) -m pytest tests/faults -s $(PYTEST_ARGS)
+
+# The same fault run as a soak: 50,000+ raw records, every fault of the schedule twice, poison
+# records, a strict reconciliation; its figures go to bench/SOAK.md. Not part of `make test`.
+soak: stack
+	$(PY) -m pytest tests/faults -s --soak $(PYTEST_ARGS)
 
 # Every benchmark job three times (sync-in at 100,000 records and at 20,000 with 1/2/4
 # workers, sync-out with 1/2/4 workers, end to end at ~20,000 source records; about 45

@@ -22,7 +22,9 @@ from syncflow.agents.rules import RulesEngine
 from syncflow.errors import SyncflowError
 from syncflow.model import EntityKey
 from syncflow.ops.dead_letter_queue import DlqRecord, read_dlq
+from syncflow.ops.status import consumer_groups
 from syncflow.sinks.common_db import counts
+from syncflow.streams.admin import admin_client, topic_partitions, watermarks
 from syncflow.streams.avro import AvroCodec
 from syncflow.streams.dead_letters import read_failure_headers
 from syncflow.streams.headers import INJECTED, header_value
@@ -118,6 +120,7 @@ def reconcile(settings: Settings, engine: Engine, rules: RulesEngine, codec: Avr
     sync_in_dlq = _dlq(settings, SYNC_IN_DLQ + settings.sync_in.topic_suffix)
     _check_sync_in(settings, engine, rules, codec, sources, sync_in_dlq, result, injected or {})
     _check_versions(engine, result)
+    result.counts["raw records"] = raw_record_count(settings)
     for target in settings.sync_out.targets:
         transformer = Transformer.from_file(settings.sync_out.rules_file, target)
         dlq = _dlq(settings, target_dlq(target) + settings.sync_out.topic_suffix)
@@ -152,8 +155,10 @@ def _check_sync_in(settings: Settings, engine: Engine, rules: RulesEngine, codec
         c["source records valid"] += 1
         head = heads.get((s.entity_type, expected.entity_id, s.source))
         if head is None:
+            c["source records missing in common DB"] += 1
             result.problem(f"{s.source} {raw_key}: no version in the common database ({expected.entity_id})")
         elif head != content_hash(expected.entity):
+            c["source records missing in common DB"] += 1
             result.problem(f"{s.source} {raw_key}: the common database does not hold its current content")
         else:
             c["source records current in common DB"] += 1
@@ -179,6 +184,14 @@ def _check_sync_in(settings: Settings, engine: Engine, rules: RulesEngine, codec
             c["sync-in.dlq records explained"] += 1
     for case in sorted(set(injected) - found):
         result.problem(f"injected bad record {case} is not in sync-in.dlq")
+
+
+def raw_record_count(settings: Settings) -> int:
+    """Records on the raw topics (everything the connectors, the ingest API and the
+    injected bad records put there, re-reads included)."""
+    admin = admin_client(settings)
+    topics = consumer_groups(settings)[settings.sync_in.group_id]
+    return sum(high - low for low, high in watermarks(admin, topic_partitions(admin, topics)).values())
 
 
 def _entity_name(entity_type: str) -> str:
@@ -244,10 +257,12 @@ def _check_target(settings: Settings, engine: Engine, target: str, entity_types:
             if not waiting or missing:
                 continue
         state = "nothing" if held is None else f"version {held[0]}{' (deleted)' if held[1] else ''}"
+        c[f"{target}: missing at the target"] += 1
         result.problem(f"{target}: {key[0]} {key[1]} should be at version {want.version}, holds {state}")
     applied = Counter((a["entity_type"], a["external_id"], a["version"]) for a in truth.received)
     duplicates = [k for k, n in applied.items() if n > 1]
     c[f"{target}: requests applied"] = len(truth.received)
+    c[f"{target}: applied more than once"] = len(duplicates)
     for k in duplicates[:20]:
         result.problem(f"{target}: {k[0]} {k[1]} version {k[2]} applied {applied[k]} times")
     for item in truth.out_of_order[:20]:

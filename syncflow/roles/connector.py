@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -61,6 +62,7 @@ async def run_connector(settings: Settings, source: str, *, once: bool = False, 
         async with aiohttp.ClientSession() as session:
             client = make_client(source, session, settings, observer)
             while True:
+                pass_started = time.monotonic()
                 await run_pass(client, publisher, cursors, stats, max_pages=max_pages, observer=observer)
                 stats.passes += 1
                 if observer is not None:
@@ -69,8 +71,12 @@ async def run_connector(settings: Settings, source: str, *, once: bool = False, 
                          stats.records_published, stats.records_unchanged, stats.records_rejected, stats.errors)
                 if once or stats.stopped_early or stop.is_set():
                     return stats
+                # Passes start every poll_interval_s (the next one at once after a pass that
+                # took longer), so a change waits about one interval to be read, not an
+                # interval plus however long the pass takes.
+                wait_s = max(0.0, src.poll_interval_s - (time.monotonic() - pass_started))
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=src.poll_interval_s)
+                    await asyncio.wait_for(stop.wait(), timeout=wait_s)
                     return stats
                 except asyncio.TimeoutError:
                     pass
