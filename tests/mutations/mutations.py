@@ -104,9 +104,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "the claim's result is ignored (every version is sent)",
         "syncflow/agents/sync_out/batch.py",
-        "        claimed = await asyncio.to_thread(self.state.claim, sending)  # type: ignore[arg-type]\n",
-        "        await asyncio.to_thread(self.state.claim, sending)  # type: ignore[arg-type]\n"
-        "        claimed = set(sending)\n",
+        "        return grant, self.state.claim(granted)\n",
+        "        self.state.claim(granted)\n"
+        "        return grant, set(granted)\n",
         (_CAS,),
     ),
     # 5. the rate-limit bucket

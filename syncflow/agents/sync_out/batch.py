@@ -26,8 +26,15 @@ from syncflow.agents.sync_out.decisions import (
 )
 from syncflow.model import ChangeEvent, EntityKey
 from syncflow.agents.sync_out.priority import Entry
-from syncflow.agents.sync_out.rate_limit import RateLimiter
-from syncflow.sinks.common_db.target_state import DeliveryFailed, Synced, SyncStateStore, storable_text, target_ref_problem
+from syncflow.agents.sync_out.rate_limit import Grant, RateLimiter
+from syncflow.sinks.common_db.target_state import (
+    DeliveryFailed,
+    LockedState,
+    Synced,
+    SyncStateStore,
+    storable_text,
+    target_ref_problem,
+)
 from syncflow.agents.sync_out.transform import Transformer
 from syncflow.errors import (
     BadAnswerError,
@@ -160,26 +167,33 @@ class BatchProcessor:
                 candidates.append(entry)
 
         locked: set[EntityKey] = set()
+        released = False
         try:
+            state = LockedState(set(), {}, {})
             if candidates:
-                locked = await asyncio.to_thread(self.state.lock, [e.item.entity_key for e in candidates])  # type: ignore[misc]
+                keys = [e.item.entity_key for e in candidates]
+                references = {r for e in candidates for r in references_of(e.item.event, self.taken_types)}  # type: ignore[arg-type]
+                state = await asyncio.to_thread(self.state.lock_and_read, keys, references)  # type: ignore[arg-type]
+                locked = state.locked
             mine = [e for e in candidates if e.item.entity_key in locked]
             result.put_back += [e for e in candidates if e.item.entity_key not in locked]
-            to_send = await self._check(mine, out, result)
+            to_send = self._check(mine, state, out, result)
             await self._send(to_send, out, result)
-            await self._record(out)
+            await self._record(out, locked)
+            released = True  # with the outcomes (on an error there, with the lock session)
         finally:
-            if locked:
+            if locked and not released:
                 await asyncio.to_thread(self.state.unlock, locked)
         return result
 
-    async def _check(self, entries: list[Entry[Consumed]], out: _Outcomes, result: SyncOutBatchResult) -> list[tuple[Entry[Consumed], Delivery]]:
-        """Stale and dependency checks against target_sync_state, then the transform."""
+    def _check(self, entries: list[Entry[Consumed]], state: LockedState, out: _Outcomes,
+               result: SyncOutBatchResult) -> list[tuple[Entry[Consumed], Delivery]]:
+        """Stale and dependency checks against target_sync_state as read under the locks,
+        then the transform."""
         if not entries:
             return []
         taken = self.taken_types
-        keys = {e.item.entity_key for e in entries} | {r for e in entries for r in references_of(e.item.event, taken)}  # type: ignore[arg-type]
-        versions, sent = await asyncio.to_thread(self.state.versions, keys)
+        versions, sent = state.synced, state.sent
         fresh = {e.item.entity_key for e in entries  # type: ignore[misc]
                  if not is_stale(e.item.event, versions.get(e.item.entity_key, 0), sent.get(e.item.entity_key, 0))}  # type: ignore[arg-type]
         to_send = []
@@ -206,15 +220,12 @@ class BatchProcessor:
         """Take tokens, call the target, sort the answers into outcomes."""
         if not to_send:
             return
-        grant = await asyncio.to_thread(self.limiter.try_acquire, len(to_send))
+        sending = {e.item.entity_key: e.item.event.version for e, _ in to_send}  # type: ignore[union-attr]
+        grant, claimed = await asyncio.to_thread(self._take_tokens_and_claim, sending)  # type: ignore[arg-type]
         if grant.granted < len(to_send):
             result.put_back += [e for e, _ in to_send[grant.granted :]]
             result.not_before_s = time.monotonic() + max(grant.wait_s, 0.005)
             to_send = to_send[: grant.granted]
-        if not to_send:
-            return
-        sending = {e.item.entity_key: e.item.event.version for e, _ in to_send}  # type: ignore[union-attr]
-        claimed = await asyncio.to_thread(self.state.claim, sending)  # type: ignore[arg-type]
         for entry, _ in to_send:
             if entry.item.entity_key not in claimed:  # a newer version was sent meanwhile
                 result.done.append(entry)
@@ -241,6 +252,13 @@ class BatchProcessor:
         if retry_after > 0:
             await asyncio.to_thread(self.limiter.block_for, retry_after)
             result.not_before_s = max(result.not_before_s, time.monotonic() + retry_after)
+
+    def _take_tokens_and_claim(self, sending: dict[EntityKey, int]) -> tuple[Grant, set[EntityKey]]:
+        """Tokens for the records to send (in order: the first `granted` go), then the claim of
+        those (the sent-version compare-and-set): two statements, one trip off the event loop."""
+        grant = self.limiter.try_acquire(len(sending))
+        granted = dict(list(sending.items())[: grant.granted])
+        return grant, self.state.claim(granted)
 
     async def _deliver(self, deliveries: list[Delivery]) -> list[DeliveryResult]:
         """The client's answers, one per delivery. A client that raises or miscounts (a bug:
@@ -311,12 +329,13 @@ class BatchProcessor:
                 extra={"trace_id": (c.event.trace_id if c.event else None) or header_value(c.headers, TRACE_ID)})
         result.done.append(entry)
 
-    async def _record(self, out: _Outcomes) -> None:
-        """Retry/DLQ records acknowledged by the broker, then the state rows, then the raw
-        store's status. Only after this may the batch's offsets be committed."""
+    async def _record(self, out: _Outcomes, locked: set[EntityKey]) -> None:
+        """Retry/DLQ records acknowledged by the broker, then the state rows and the release of
+        the batch's locks (one round trip), then the raw store's status. Only after this may
+        the batch's offsets be committed."""
         if out.produce:
             await asyncio.to_thread(self.producer.send_all, out.produce)
-        if out.synced or out.failed:
-            await asyncio.to_thread(self.state.record, out.synced, out.failed)
+        if out.synced or out.failed or locked:
+            await asyncio.to_thread(self.state.record_and_unlock, out.synced, out.failed, locked)
         if out.raw_status and self.outbound is not None:
             self.outbound.set_outbound_statuses(out.raw_status)  # queued: see raw_status.py

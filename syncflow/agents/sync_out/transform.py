@@ -65,15 +65,35 @@ def lookup(snapshot: dict[str, Any], path: str) -> Any:
 
 def map_fields(fields: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, Any]:
     """Apply one resource's field rules to a snapshot."""
-    out: dict[str, Any] = {}
+    return compile_fields(fields)(snapshot)
+
+
+FieldMapper = Callable[[dict[str, Any]], Any]
+
+
+def _getter(path: str) -> FieldMapper:
+    """The value at a dotted path as a function of the snapshot (one dict lookup for a plain name)."""
+    if "." not in path:
+        return lambda snapshot: snapshot.get(path)
+    return lambda snapshot: lookup(snapshot, path)
+
+
+def _converted(conversion: Callable[[Any], Any], get: FieldMapper) -> FieldMapper:
+    return lambda snapshot: conversion(get(snapshot))
+
+
+def compile_fields(fields: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """One resource's field rules as a function of the snapshot, parsed once: a rule is read
+    when the target's rules are loaded, not again for every record."""
+    mappers: list[tuple[str, FieldMapper]] = []
     for name, source in fields.items():
         if isinstance(source, dict):
-            out[name] = map_fields(source, snapshot)
+            mappers.append((name, compile_fields(source)))
         elif m := _CALL.match(source):
-            out[name] = CONVERSIONS[m.group(1)](lookup(snapshot, m.group(2)))
+            mappers.append((name, _converted(CONVERSIONS[m.group(1)], _getter(m.group(2)))))
         else:
-            out[name] = lookup(snapshot, source)
-    return out
+            mappers.append((name, _getter(source)))
+    return lambda snapshot: {name: get(snapshot) for name, get in mappers}
 
 
 @dataclass(frozen=True)
@@ -98,6 +118,7 @@ class Transformer:
     def __init__(self, target: str, rules: dict[str, ResourceRule]):
         self.target = target
         self.rules = rules
+        self._mappers = {entity_type: compile_fields(rule.fields) for entity_type, rule in rules.items()}
 
     @classmethod
     def from_file(cls, path: Path, target: str) -> "Transformer":
@@ -129,7 +150,7 @@ class Transformer:
             return Delivery(event.entity_type, event.entity_id, event.version, "delete", rule.resource, None,
                             event.trace_id, event.resend)
         try:
-            payload = map_fields(rule.fields, event.snapshot)
+            payload = self._mappers[event.entity_type](event.snapshot)
         except Exception as exc:  # a conversion meeting a value it cannot take
             raise TransformError(f"{self.target}.{event.entity_type}: {type(exc).__name__}: {exc}") from exc
         return Delivery(event.entity_type, event.entity_id, event.version, "upsert", rule.resource, payload,

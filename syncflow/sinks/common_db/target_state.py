@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, TextClause, text
 
 from syncflow.model import EntityKey
 from syncflow.errors import LocksLostError
@@ -40,6 +40,28 @@ _VERSIONS = text(
            SELECT s.synced_version, s.sent_version FROM target_sync_state s
             WHERE s.entity_type = k.entity_type AND s.entity_id = k.entity_id AND s.target = :target
             LIMIT 1) t
+    """
+)
+
+# Locks, then the state under them, in one round trip: two statements of one query, so the
+# read (the second) takes its snapshot after the locks are held (a single statement's snapshot
+# predates its own lock calls, and could miss an outcome committed by the worker that just
+# released one). Which locks this session holds is read back from pg_locks, as in _SENDING.
+_LOCK_AND_READ = text(
+    """
+    SELECT pg_try_advisory_lock(hashtextextended(k, 0)) FROM unnest(CAST(:lock_keys AS text[])) AS k;
+    WITH mine AS (
+        SELECT (l.classid::bigint << 32) | l.objid::bigint AS lock_id FROM pg_locks l
+         WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted AND l.objsubid = 1
+    )
+    SELECT k.entity_type, k.entity_id, hashtextextended(k.lock_key, 0) IN (SELECT lock_id FROM mine) AS held,
+           t.synced_version, t.sent_version
+      FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[]), CAST(:read_lock_keys AS text[]))
+           AS k(entity_type, entity_id, lock_key)
+      LEFT JOIN LATERAL (
+           SELECT s.synced_version, s.sent_version FROM target_sync_state s
+            WHERE s.entity_type = k.entity_type AND s.entity_id = k.entity_id AND s.target = :target
+            LIMIT 1) t ON true
     """
 )
 
@@ -91,18 +113,32 @@ _SENDING = text(
     """
 )
 
-_FAILURE = text(
+# Failures of one batch in one statement: rows whose synced version is below the failing one
+# are updated, entities without a row get one (a version never moves back).
+_FAILURES = text(
     """
+    WITH k AS (
+        SELECT * FROM unnest(CAST(:f_types AS text[]), CAST(:f_ids AS text[]), CAST(:f_versions AS int[]),
+                             CAST(:f_statuses AS text[]), CAST(:f_attempts AS int[]),
+                             CAST(:f_next_retry_times AS timestamptz[]), CAST(:f_errors AS text[]))
+               AS u(entity_type, entity_id, version, status, attempts, next_retry_time, last_error)
+    ), updated AS (
+        UPDATE target_sync_state s
+           SET status = k.status, attempts = k.attempts, next_retry_time = k.next_retry_time,
+               last_error = k.last_error, updated_at = now()
+          FROM k
+         WHERE s.entity_type = k.entity_type AND s.entity_id = k.entity_id AND s.target = :target
+           AND s.synced_version < k.version
+    )
     INSERT INTO target_sync_state (entity_type, entity_id, target, synced_version, status, attempts,
                                    next_retry_time, last_error, updated_at)
-    VALUES (:entity_type, :entity_id, :target, 0, :status, :attempts, :next_retry_time, :last_error, now())
-    ON CONFLICT (entity_type, entity_id, target) DO UPDATE
-       SET status = excluded.status, attempts = excluded.attempts,
-           next_retry_time = excluded.next_retry_time, last_error = excluded.last_error, updated_at = now()
-     WHERE target_sync_state.synced_version < :version
+    SELECT k.entity_type, k.entity_id, :target, 0, k.status, k.attempts, k.next_retry_time, k.last_error, now()
+      FROM k
+     WHERE NOT EXISTS (SELECT 1 FROM target_sync_state s
+                        WHERE s.entity_type = k.entity_type AND s.entity_id = k.entity_id AND s.target = :target)
+    ON CONFLICT (entity_type, entity_id, target) DO NOTHING
     """
 )
-
 
 def storable_text(value: str) -> str:
     """Text PostgreSQL can hold: no NUL characters, no lone surrogates."""
@@ -126,6 +162,16 @@ class Synced:
 
 
 @dataclass(frozen=True)
+class LockedState:
+    """What lock_and_read found: the entities now locked by this session, and the synced and
+    sent versions of those read (absent = no row: never sent, never delivered)."""
+
+    locked: set[EntityKey]
+    synced: dict[EntityKey, int]
+    sent: dict[EntityKey, int]
+
+
+@dataclass(frozen=True)
 class DeliveryFailed:
     key: EntityKey
     version: int
@@ -143,6 +189,7 @@ class SyncStateStore:
         self.target = target
         self.schema = schema  # settings.database_schema: part of every lock key
         self._lock_conn: Connection | None = None
+        self._driver_sql: dict[int, str] = {}  # statement → its text for the driver (compiled once)
 
     def _lock_key(self, key: EntityKey) -> str:
         return f"sync-out|{self.schema}|{self.target}|{key[0]}|{key[1]}"
@@ -151,15 +198,20 @@ class SyncStateStore:
         """Try to lock the entities; returns those locked (others are busy in another worker)."""
         if not keys:
             return set()
-        if self._lock_conn is None or self._lock_conn.closed or self._lock_conn.invalidated:
-            self._lock_conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        conn = self._lock_session()
         by_lock = {self._lock_key(k): k for k in keys}
         try:
-            rows = self._lock_conn.execute(_LOCK, {"keys": list(by_lock)}).all()
+            rows = conn.execute(_LOCK, {"keys": list(by_lock)}).all()
         except Exception:
             self._drop_lock_connection()  # a lost session holds no locks; the next call reconnects
             raise
         return {by_lock[k] for k, ok in rows if ok}
+
+    def _lock_session(self) -> Connection:
+        """The connection whose session holds this worker's locks, opened when there is none."""
+        if self._lock_conn is None or self._lock_conn.closed or self._lock_conn.invalidated:
+            self._lock_conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._lock_conn
 
     def unlock(self, keys: Iterable[EntityKey]) -> None:
         lock_keys = [self._lock_key(k) for k in keys]
@@ -240,27 +292,84 @@ class SyncStateStore:
     def record(self, synced: list[Synced], failed: list[DeliveryFailed]) -> None:
         """Write the outcomes of one batch in one transaction. A version never moves back: an
         older success or failure does not overwrite what a newer version recorded."""
-        with self.engine.begin() as conn:
-            if synced:
-                best: dict[EntityKey, Synced] = {}
-                for s in synced:  # one row per entity: the highest version wins
-                    if s.key not in best or best[s.key].version < s.version:
-                        best[s.key] = s
-                rows = [best[k] for k in sorted(best)]
-                conn.execute(_SYNCED, {
-                    "target": self.target,
-                    "types": [r.key[0] for r in rows], "ids": [r.key[1] for r in rows],
-                    "versions": [r.version for r in rows], "refs": [r.target_ref for r in rows],
-                })
-            if failed:
-                conn.execute(
-                    _FAILURE,
-                    [
-                        {
-                            "entity_type": f.key[0], "entity_id": f.key[1], "target": self.target,
-                            "status": f.status, "attempts": f.attempts, "next_retry_time": f.next_retry_time,
-                            "last_error": storable_text(f.error[:2000]), "version": f.version,
-                        }
-                        for f in sorted(failed, key=lambda f: f.key)
-                    ],
-                )
+        statements, params = self._outcome_statements(synced, failed)
+        if statements:
+            with self.engine.begin() as conn:
+                for statement in statements:
+                    conn.execute(statement, params)
+
+    def lock_and_read(self, keys: list[EntityKey], also_read: Iterable[EntityKey] = ()) -> LockedState:
+        """Try to lock `keys` (others are busy in another worker), then read the state of the
+        keys and of `also_read` (their references) under the locks, in one round trip."""
+        if not keys:
+            return LockedState(set(), {}, {})
+        conn = self._lock_session()
+        read = sorted(set(keys) | set(also_read))
+        params = {"target": self.target, "lock_keys": [self._lock_key(k) for k in keys],
+                  "types": [k[0] for k in read], "ids": [k[1] for k in read],
+                  "read_lock_keys": [self._lock_key(k) for k in read]}
+        try:
+            rows = conn.execute(_LOCK_AND_READ, params).all()
+        except Exception:
+            self._drop_lock_connection()  # a lost session holds no locks; the next call reconnects
+            raise
+        wanted = set(keys)
+        state = LockedState({(et, eid) for et, eid, held, _, _ in rows if held and (et, eid) in wanted}, {}, {})
+        for et, eid, _, synced, sent in rows:
+            if synced is not None:
+                state.synced[(et, eid)], state.sent[(et, eid)] = synced, sent
+        return state
+
+    def record_and_unlock(self, synced: list[Synced], failed: list[DeliveryFailed], locked: Iterable[EntityKey]) -> None:
+        """The outcomes of one batch (as `record`), then the release of its locks, on the lock
+        session in one round trip: BEGIN, the writes, COMMIT, then the unlock, so no other
+        worker takes an entity's lock before its outcome is committed."""
+        statements, params = self._outcome_statements(synced, failed)
+        lock_keys = [self._lock_key(k) for k in locked]
+        if not statements and not lock_keys:
+            return
+        had_session = self._lock_conn is not None and not self._lock_conn.closed and not self._lock_conn.invalidated
+        conn = self._lock_session()
+        sql = [self._for_driver(conn, statement) for statement in statements]
+        if sql:
+            sql = ["BEGIN", *sql, "COMMIT"]
+        if lock_keys and had_session:  # a new session holds none of them
+            sql.append(self._for_driver(conn, _UNLOCK))
+            params["keys"] = lock_keys
+        try:
+            conn.exec_driver_sql(";\n".join(sql), params)
+        except Exception:
+            self._drop_lock_connection()  # closing the session releases its locks
+            raise
+
+    def _for_driver(self, conn: Connection, statement: TextClause) -> str:
+        """A statement as the driver takes it (several are sent as one query string)."""
+        if id(statement) not in self._driver_sql:
+            self._driver_sql[id(statement)] = str(statement.compile(dialect=conn.dialect))
+        return self._driver_sql[id(statement)]
+
+    def _outcome_statements(self, synced: list[Synced], failed: list[DeliveryFailed]) -> tuple[list[TextClause], dict[str, object]]:
+        """The batched writes of a batch's outcomes and their parameters (one row per entity:
+        the highest version of its successes, the last of its failures)."""
+        statements: list[TextClause] = []
+        params: dict[str, object] = {"target": self.target}
+        if synced:
+            best: dict[EntityKey, Synced] = {}
+            for s in synced:
+                if s.key not in best or best[s.key].version < s.version:
+                    best[s.key] = s
+            rows = [best[k] for k in sorted(best)]
+            statements.append(_SYNCED)
+            params.update({"types": [r.key[0] for r in rows], "ids": [r.key[1] for r in rows],
+                           "versions": [r.version for r in rows], "refs": [r.target_ref for r in rows]})
+        if failed:
+            last = {f.key: f for f in failed}
+            fails = [last[k] for k in sorted(last)]
+            statements.append(_FAILURES)
+            params.update({
+                "f_types": [f.key[0] for f in fails], "f_ids": [f.key[1] for f in fails],
+                "f_versions": [f.version for f in fails], "f_statuses": [f.status for f in fails],
+                "f_attempts": [f.attempts for f in fails], "f_next_retry_times": [f.next_retry_time for f in fails],
+                "f_errors": [storable_text(f.error[:2000]) for f in fails],
+            })
+        return statements, params

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 
 from syncflow.errors import (
     BadAnswerError,
@@ -133,6 +134,12 @@ def error_for(
     if status >= 500 or status == 408:
         return TransientTargetError(f"{status}: {reason}", status)
     return PermanentTargetError(f"{status}: {reason}", status)
+
+
+def json_text(body: Any) -> str:
+    """A request body as JSON text (orjson: several times faster than json.dumps on a
+    record's payload; every target call serializes one)."""
+    return orjson.dumps(body, default=str).decode()
 
 
 def body_text(body: Any) -> str:
@@ -329,6 +336,7 @@ class TargetClient(ABC):
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
                 connector=aiohttp.TCPConnector(limit=max(1, self.settings.concurrency) * 2),
+                json_serialize=json_text,
             )
 
     async def close(self) -> None:

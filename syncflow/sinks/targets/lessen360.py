@@ -106,10 +106,9 @@ class Lessen360TargetClient(TargetClient):
                 f"status {readable(repr(r.get('status')), 100)})"))
         if d.op == "delete" and status == 404:  # already gone: the delete's effect holds
             return DeliveryResult(d, target_ref=None)
-        reason, missing = lessen_error_parts(r)
-        error = error_for(status, reason, missing=missing)
-        if error is not None:
-            return DeliveryResult(d, error=error)
+        if not 200 <= status < 300:  # the error body is read only when there is an error
+            reason, missing = lessen_error_parts(r)
+            return DeliveryResult(d, error=error_for(status, reason, missing=missing))
         try:
             return DeliveryResult(d, target_ref=target_ref_of(r.get("id")))
         except SyncflowError as exc:

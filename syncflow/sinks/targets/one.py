@@ -48,9 +48,9 @@ class OneClient(TargetClient):
                 answer = await self.call("PUT", path, json_body=d.payload, headers=headers)
         except TargetError as exc:  # no answer, or no token to call with
             return DeliveryResult(d, error=exc)
-        reason, missing = one_error_parts(answer.body)
-        error = error_for(answer.status, reason, retry_after=answer.headers.get("Retry-After"), missing=missing)
-        if error is not None:
+        if not 200 <= answer.status < 300:  # the error body is read only when there is an error
+            reason, missing = one_error_parts(answer.body)
+            error = error_for(answer.status, reason, retry_after=answer.headers.get("Retry-After"), missing=missing)
             return DeliveryResult(d, error=error)
         if answer.problem is not None:
             return DeliveryResult(d, error=answer.unreadable(self.name))

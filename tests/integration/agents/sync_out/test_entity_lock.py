@@ -18,6 +18,7 @@ from syncflow.streams.avro import codec_for
 from syncflow.streams.dead_letters import RETRY_DUE_HEADER, FailureContext, failure_headers
 from syncflow.streams.headers import PRIORITY
 from syncflow.streams.producer import OutgoingRecord
+from syncflow.sinks.common_db.target_state import LockedState
 
 from .conftest import delivered_versions, location, pointing_at, wait_for
 from .test_delivery import sync_rows
@@ -68,16 +69,16 @@ def refusals(worker: Any, tried: Callable[[], None]) -> list[int]:
     """Counts, per call, the entities the worker's lock call found busy in another worker;
     `tried()` after each call with entities."""
     refused: list[int] = []
-    lock: Callable[[list[Any]], set[Any]] = worker.processor.state.lock
+    lock_and_read: Callable[..., LockedState] = worker.processor.state.lock_and_read
 
-    def watched_lock(keys: list[Any]) -> set[Any]:
-        got = lock(keys)
-        refused.append(len(set(keys) - got))
+    def watched_lock(keys: list[Any], also_read: Any = ()) -> LockedState:
+        got = lock_and_read(keys, also_read)
+        refused.append(len(set(keys) - got.locked))
         if keys:
             tried()
         return got
 
-    worker.processor.state.lock = watched_lock
+    worker.processor.state.lock_and_read = watched_lock
     return refused
 
 
