@@ -68,7 +68,8 @@ def scale_out_section(results: Results) -> list[str]:
     counts = plan.worker_counts
     header = "| figure | " + " | ".join(f"{n} worker{'s' if n != 1 else ''}" for n in counts) + " |"
     lines = ["## Scale-out: 1, 2 and 4 workers", "", CORES_NOTE, "",
-             "Each cell: median (lowest–highest), then the ratio to the baseline of the same run.", "",
+             "Each cell: median (lowest–highest), then the ratio to its baseline from the same run: for sync-in "
+             "its bound (the slowest bare part), for sync-out the same requests sent bare at one worker's concurrency.", "",
              header, "|---|" + "---|" * len(counts)]
     sync_in = [find(results.summaries(plan.sync_in_job(plan.small_records, n).name), names.SYNC_IN_RATE_VS_BOUND)
                for n in counts]
