@@ -4,6 +4,7 @@ and fails the pending futures)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -11,7 +12,9 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from syncflow.settings import Settings
+from syncflow.settings import Settings, local_stack_dir
+
+REGISTRY_ENV = "SYNCFLOW_LOCAL_SCHEMA_REGISTRY_URL"
 
 
 class Topics:
@@ -65,3 +68,20 @@ def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> Non
 def wait_until() -> Callable[[Callable[[], bool], float, str], None]:
     """wait_until(condition, timeout_s, "what") polls until true, else fails the test."""
     return _wait_until
+
+
+def registry_url(default: str | None = None) -> str:
+    """The local schema registry: the environment, else the local stack's stack.env (where
+    stack.sh writes it), else `default`; with none of them the test fails saying how to
+    start the registry."""
+    if url := os.environ.get(REGISTRY_ENV):
+        return url
+    stack_env = local_stack_dir() / "stack.env"
+    if stack_env.exists():
+        for line in stack_env.read_text().splitlines():
+            if line.startswith(REGISTRY_ENV + "="):
+                return line.split("=", 1)[1].strip()
+    if default is not None:
+        return default
+    pytest.fail(f"{REGISTRY_ENV} is not set and not in {stack_env}; start the registry with "
+                "`deploy/local/stack.sh up --with-registry`", pytrace=False)

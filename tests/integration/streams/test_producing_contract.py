@@ -7,7 +7,6 @@ that breaks the contract goes to sync-in.dlq as bad-key while the others are app
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 from collections.abc import Callable, Iterator
@@ -32,27 +31,14 @@ from syncflow.roles.sync_in import build_sync_in, prepare_stores
 from syncflow.streams.dead_letters import read_failure_headers
 from syncflow.streams.headers import TRACE_ID, header_value
 from syncflow.streams.records import KafkaRecord
-from syncflow.settings import REPO_ROOT, Settings, local_stack_dir
+from syncflow.settings import REPO_ROOT, Settings
 from syncflow.streams.topics import ENTITY_TYPES, SYNC_IN_DLQ, TopicSpec, changes_topic, raw_topic
+from tests.integration.streams.conftest import registry_url
 
 pytestmark = pytest.mark.integration
 
-ENV = "SYNCFLOW_LOCAL_SCHEMA_REGISTRY_URL"
 DOC = REPO_ROOT / "docs" / "producing.md"
 SOURCE = "yardi"
-
-
-def registry_url() -> str:
-    """The environment, else the local stack's stack.env (where stack.sh writes it)."""
-    if url := os.environ.get(ENV):
-        return url
-    stack_env = local_stack_dir() / "stack.env"
-    if stack_env.exists():
-        for line in stack_env.read_text().splitlines():
-            if line.startswith(ENV + "="):
-                return line.split("=", 1)[1].strip()
-    pytest.fail(f"{ENV} is not set and not in {stack_env}; start the registry with "
-                "`deploy/local/stack.sh up --with-registry`", pytrace=False)
 
 
 def doc_example() -> dict[str, Any]:

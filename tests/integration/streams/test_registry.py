@@ -4,7 +4,6 @@ stack. Each test uses its own topic and record namespace, so subjects never coll
 from __future__ import annotations
 
 import json
-import os
 import struct
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,29 +14,16 @@ import pytest
 from syncflow.errors import SchemaMismatchError, UnknownSchemaError
 from syncflow.streams.avro import RegistryCodec, registry_client
 from syncflow.streams.schemas import SchemaCatalogue
-from syncflow.settings import local_stack_dir
+from tests.integration.streams.conftest import registry_url
 
 pytestmark = pytest.mark.integration
 
 DEFAULT_URL = "http://127.0.0.1:8081/apis/ccompat/v7"
-ENV = "SYNCFLOW_LOCAL_SCHEMA_REGISTRY_URL"
-
-
-def registry_url() -> str:
-    """The environment, else the local stack's stack.env, else the stack's default port."""
-    if url := os.environ.get(ENV):
-        return url
-    stack_env = local_stack_dir() / "stack.env"
-    if stack_env.exists():
-        for line in stack_env.read_text().splitlines():
-            if line.startswith(ENV + "="):
-                return line.split("=", 1)[1].strip()
-    return DEFAULT_URL
 
 
 @pytest.fixture(scope="module")
 def client():
-    url = registry_url()
+    url = registry_url(DEFAULT_URL)
     client = registry_client(url)
     try:
         client.get_subjects()
@@ -85,7 +71,7 @@ def test_registers_on_first_use_and_round_trips(client, names, tmp_path: Path) -
     writer.encode(name, {"id": "b", "count": 2}, topic=topic)
     assert client.get_versions(subject) == [latest.version]  # registered once
 
-    reader = RegistryCodec(cat, registry_client(registry_url()))  # fresh caches, as another process
+    reader = RegistryCodec(cat, registry_client(registry_url(DEFAULT_URL)))  # fresh caches, as another process
     decoded = reader.decode(data, topic=topic)
     assert decoded.schema_name == name
     assert decoded.record == {"id": "a", "count": 1}
