@@ -1,12 +1,13 @@
 """One sync-in batch from consumed bytes to committed, published versions.
 
-`SyncInHandler.process` runs one attempt of the steps (synchronous I/O, meant for a worker
-thread) and remembers in `BatchProgress` which steps are done, so a retry after an outage
-repeats only what is left. The steps: decode and transform; commit the versions; publish
-their change events; write the raw documents, each once and with what became of its record;
-route the rejected records to the DLQ. `handle_until_done` retries the batch with backoff until every
-step succeeded: the caller acks the batch only then, so an outage delays records and never
-skips them."""
+Two stages, each one attempt of its steps (synchronous I/O, meant for a worker thread),
+remembering in `BatchProgress` which steps are done, so a retry after an outage repeats only
+what is left: `commit_versions` (decode and transform; commit the versions; publish their
+change events) and `finish` (write the raw documents, each once and with what became of its
+record; route the rejected records to the DLQ). `commit_until_done` and `finish_until_done`
+retry a stage with backoff until it succeeded, each on a thread of its own, so the agent
+commits the next batch while the raw store writes this one; the caller acks the batch only
+when its `finish` is done, so an outage delays records and never skips them."""
 
 from __future__ import annotations
 
