@@ -9,8 +9,9 @@ not met or not measured, with the numbers.
     make bench BENCH_ARGS=--quick
 
 The jobs and their sizes are in bench/plan.py. Each run is its own process (bench/sync_in.py,
-bench/sync_out.py, bench/end_to_end.py, each with --json): one that fails or times out is
-marked failed in the report and the others still run. Logs and JSON go to --logs (default:
+bench/sync_out.py, bench/end_to_end.py, each with --json): one that fails is run once more
+(another run may have restarted a store), one that fails again or times out is marked failed
+in the report, and the others still run. Logs and JSON go to --logs (default:
 a fresh temp directory)."""
 
 from __future__ import annotations
@@ -50,11 +51,12 @@ class Outcome:
 
 
 # -- running --------------------------------------------------------------------------------------
-def run_job(job: Job, repetition: int, logs: Path, timeout_s: float) -> Outcome:
+def run_job(job: Job, repetition: int, logs: Path, timeout_s: float, attempt: int = 1) -> Outcome:
     """Run one benchmark script once; a non-zero exit, a timeout or a missing/unreadable JSON
     file is a failed run with the reason, never an exception."""
     stem = f"{job.name}-run{repetition}"
-    out_json, log = logs / f"{stem}.json", logs / f"{stem}.log"
+    out_json = logs / f"{stem}.json"
+    log = logs / (f"{stem}.log" if attempt == 1 else f"{stem}-attempt{attempt}.log")
     out_json.unlink(missing_ok=True)
     cmd = [sys.executable, str(REPO / "bench" / job.script), *job.flags, "--json", str(out_json)]
     shown = " ".join(["bench/" + job.script, *job.flags])
@@ -92,6 +94,13 @@ def run_plan(plan: Plan, logs: Path, timeout_s: float) -> tuple[Results, list[Ru
     lines: list[RunLine] = []
     for repetition, job in plan.schedule():
         outcome = run_job(job, repetition, logs, timeout_s)
+        if not outcome.ok and not (outcome.error or "").startswith("timed out"):
+            # Others restart Kafka, PostgreSQL or FerretDB on this machine now and then: once more.
+            print(f"run {repetition} of {job.name} failed ({outcome.error}); running it again", file=sys.stderr, flush=True)
+            first_error = outcome.error
+            outcome = run_job(job, repetition, logs, timeout_s, attempt=2)
+            if not outcome.ok:
+                outcome.error = f"{outcome.error} (and before: {first_error})"
         if outcome.ok and outcome.result is not None:
             runs[job.name].results.append(outcome.result)
         else:

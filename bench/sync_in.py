@@ -31,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from psycopg2.extras import execute_values
 from pymongo import MongoClient
+from pymongo.errors import PyMongoError
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -141,12 +143,17 @@ def wait_until_stored(settings: Settings, suffix: str, last_traces: set[str], ti
     deadline = time.perf_counter() + timeout_s
     first = True
     while True:
-        missing_events = unpublished_versions(settings, suffix)
-        missing_raw = unfinished_raw_documents(settings, last_traces)
+        try:
+            missing_events = unpublished_versions(settings, suffix)
+            missing_raw = unfinished_raw_documents(settings, last_traces)
+        except (KafkaException, PyMongoError, SQLAlchemyError) as exc:  # a store restarted by another run
+            missing_events, missing_raw = -1, -1
+            print(f"stores not read ({type(exc).__name__}); looking again", file=sys.stderr)
         if missing_events == 0 and missing_raw == 0:
             return (None if first else time.perf_counter()), True
-        print(f"committed, but {missing_events} change event(s) and {missing_raw} raw document(s) not written yet",
-              file=sys.stderr)
+        if missing_events >= 0:
+            print(f"committed, but {missing_events} change event(s) and {missing_raw} raw document(s) not written yet",
+                  file=sys.stderr)
         if time.perf_counter() > deadline:
             return None, False
         first = False
@@ -275,7 +282,14 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
     try:
         while True:
             sample_rss()
-            done, _ = committed_to_end(settings, group, raw_topics)
+            try:
+                done, _ = committed_to_end(settings, group, raw_topics)
+            except KafkaException as exc:  # a broker restart by another run: look again
+                if time.perf_counter() - started > args.timeout:
+                    raise
+                print(f"progress not read ({exc}); looking again", file=sys.stderr)
+                time.sleep(1.0)
+                continue
             if done and first_progress is None:
                 first_progress = (time.perf_counter(), done)
             if done >= total:
