@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, TopicPartition
 from syncflow.connectors.cursor import CursorStore
 from syncflow.emulators.sources import RunningEmulator, World, generate_world, start_source_emulator
 from syncflow.sinks.common_db.engine import make_engine
-from syncflow.sinks.common_db.migrate import migrate
+from syncflow.sinks.common_db.counts import tables_in
 from syncflow.streams.avro import codec_for
 from syncflow.settings import Settings
 
@@ -78,10 +78,13 @@ async def emulator_truth(emulator: RunningEmulator) -> dict[str, dict[str, Any]]
 
 
 def saved_cursors(settings: Settings, source: str) -> dict[str, str]:
-    """stream -> cursor `source` has saved in the settings' schema (empty before its first run)."""
-    migrate(settings)
+    """stream -> cursor `source` has saved in the settings' schema (empty before its first run).
+    It does not migrate: a connector running beside it migrates in a thread, and Alembic's
+    module-level context does not take two migrations at once in one process."""
     engine = make_engine(settings, pool_size=1)
     try:
+        if "connector_cursors" not in tables_in(engine, settings.database_schema):
+            return {}
         return CursorStore(engine, source).all()
     finally:
         engine.dispose()

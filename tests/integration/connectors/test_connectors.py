@@ -310,3 +310,17 @@ async def test_through_the_schema_registry(source, start_emulator, source_settin
         for subject in client.get_subjects():
             if subject.startswith(f"{topic}-"):
                 client.delete_subject(subject)
+
+
+async def test_passes_start_every_poll_interval_however_long_a_pass_takes(start_emulator, source_settings) -> None:
+    # Insight reads three feeds; at 0.3 s a request an idle pass takes about 0.9 s. Counted from
+    # the previous pass's start, passes begin at 0, 1.5, 3 and 4.5 s; waiting the interval after
+    # each pass instead, they begin at 0, 2.4 and 4.8 s, and only two have started after 4.6 s.
+    emulator = await start_emulator("insight", faults=Faults(latency_ms=300))
+    settings = source_settings("insight", emulator.url, poll_interval_s=1.5)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_connector(settings, "insight", stop=stop))
+    await asyncio.sleep(4.6)
+    stop.set()
+    stats = await asyncio.wait_for(task, 30)
+    assert stats.passes >= 3, f"{stats.passes} passes in 4.6 s at a 1.5 s poll interval"
