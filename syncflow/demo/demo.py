@@ -61,6 +61,7 @@ class DemoPlan:
     target_error_rate: float = 0.02
     timeout_s: float = 900.0
     max_crash_restarts: int = 5  # per role; a role that exits more often fails the run
+    start_timeout_s: float = 300.0  # for each role to answer; a loaded 2-core machine needs minutes
 
 
 def role_env(plan: DemoPlan) -> dict[str, str]:
@@ -273,12 +274,12 @@ def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namesp
     try:
         for spec in role_specs(settings, plan):
             supervisor.start(spec)
-        wait_for_emulators(settings, supervisor)
+        wait_for_emulators(settings, supervisor, plan.start_timeout_s)
         for target in settings.sync_out.targets:
             post_json(f"{settings.sync_out.targets[target].base_url.rstrip('/')}/_emulator/faults",
                       {"error_rate": plan.target_error_rate})
         for role in supervisor.roles.values():
-            if not role.wait_ready(120, path="/health"):
+            if not role.wait_ready(plan.start_timeout_s, path="/health"):
                 raise RuntimeError(f"{role.spec.name} did not start:\n{role.log_tail()}")
         engine = make_engine(settings, pool_size=2)
         rules = RulesEngine.from_file(settings.sync_in.rules_file)
@@ -342,7 +343,7 @@ def run_demo(base: Settings, plan: DemoPlan, run_dir: Path, *, namespace: Namesp
         supervisor.stop_all()
 
 
-def wait_for_emulators(settings: Settings, supervisor: Supervisor, timeout: float = 60.0) -> None:
+def wait_for_emulators(settings: Settings, supervisor: Supervisor, timeout: float = 300.0) -> None:
     """Until our emulators process says it is ready and answers: another run holding the same
     ports would answer too, so the answer alone proves nothing."""
     deadline = time.monotonic() + timeout
