@@ -45,6 +45,16 @@ class OffsetTracker:
                 out[tp] = position
         return out
 
+    def positions(self) -> dict[TopicPartitionKey, int]:
+        """Every partition's offset to commit, moved or not (a synchronous commit of all)."""
+        return {tp: min(p.pending) if p.pending else p.next_offset for tp, p in self._partitions.items() if p.next_offset >= 0}
+
+    def commit_failed(self, tps: Iterable[TopicPartitionKey]) -> None:
+        """An asynchronous commit of these partitions failed: the next commit sends them again."""
+        for tp in tps:
+            if tp in self._partitions:
+                self._partitions[tp].committed = -1
+
     def mark_committed(self, offsets: dict[TopicPartitionKey, int]) -> None:
         for tp, offset in offsets.items():
             if tp in self._partitions:

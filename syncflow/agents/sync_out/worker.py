@@ -70,7 +70,7 @@ class SyncOutWorker:
         self.stats: Counter[str] = Counter()
         self.assigned: set[TopicPartitionKey] = set()
         self._retry_topics = set(topics.retries)
-        self._consumer = Consumer(consumer_config(settings, topics.group))
+        self._consumer = Consumer({**consumer_config(settings, topics.group), "on_commit": self._on_commit})
         self._stop = asyncio.Event()
         self._not_before = 0.0
         self._paused_full = False
@@ -95,7 +95,7 @@ class SyncOutWorker:
                 self.gate.release_due(self._consumer, time.time())
                 self._flow_control()
                 await self._serve()
-                await asyncio.to_thread(self._commit)
+                self._commit(asynchronous=True)
         finally:
             try:
                 await asyncio.to_thread(self._commit)
@@ -174,15 +174,26 @@ class SyncOutWorker:
             self._consumer.resume([TopicPartition(t, p) for t, p in self.assigned - self.gate.held()])
             self._paused_full = False
 
-    def _commit(self) -> None:
-        offsets = self.offsets.committable()
+    def _commit(self, asynchronous: bool = False) -> None:
+        """Commit the finished records' offsets. After each batch asynchronously (the loop does
+        not wait for the broker; a failure reported to _on_commit sends them again next time),
+        and synchronously, every partition's position, when the worker stops or loses
+        partitions."""
+        offsets = self.offsets.committable() if asynchronous else self.offsets.positions()
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+            self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=asynchronous)
             self.offsets.mark_committed(offsets)
         except KafkaException as exc:  # e.g. during a rebalance: the records come again, idempotently
             log.warning("sync-out %s: commit failed: %s", self.target, exc)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """An asynchronous commit's result (served by the next poll)."""
+        failed = [(p.topic, p.partition) for p in partitions if error is not None or p.error is not None]
+        if failed:
+            self.offsets.commit_failed(failed)
+            log.warning("sync-out %s: commit of %d partitions failed: %s", self.target, len(failed), error)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Take the partitions unpaused: librdkafka keeps a partition's pause across a revoke

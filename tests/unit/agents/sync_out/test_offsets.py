@@ -35,3 +35,26 @@ def test_forget_drops_revoked_partitions() -> None:
     t.forget([TP])
     assert t.committable() == {}
     assert t.pending_count() == 0
+
+
+def test_a_failed_asynchronous_commit_is_sent_again() -> None:
+    t = OffsetTracker()
+    t.add(TP, 0)
+    t.done(TP, 0)
+    t.mark_committed(t.committable())  # sent asynchronously
+    assert t.committable() == {}
+    t.commit_failed([TP])  # the broker refused it
+    assert t.committable() == {TP: 1}
+
+
+def test_positions_include_partitions_already_committed() -> None:
+    """A synchronous commit (stop, revoke) sends every partition's position, whatever an
+    asynchronous commit before it did."""
+    t = OffsetTracker()
+    other = ("changes.location", 1)
+    for tp in (TP, other):
+        t.add(tp, 4)
+    t.done(TP, 4)
+    t.mark_committed({TP: 5})
+    assert t.committable() == {other: 4}
+    assert t.positions() == {TP: 5, other: 4}
