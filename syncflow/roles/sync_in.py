@@ -70,7 +70,9 @@ def build_sync_in(settings: Settings, topics: SyncInTopics | None = None) -> Syn
     rules = RulesEngine.from_file(settings.sync_in.rules_file)
     raw_store = RawRecordStore(settings)
     engine = make_engine(settings)
-    batch_producer, sweep_producer = ReliableProducer(settings), ReliableProducer(settings)
+    # one producer per thread that waits on its acks: the batch's versions (commit stage),
+    # its dead letters (finish stage, alongside the next batch's commit) and the sweeper
+    batch_producer, dead_letter_producer, sweep_producer = (ReliableProducer(settings) for _ in range(3))
     registry = CollectorRegistry()
     metrics = create_metrics(registry)
     metrics.db_pools.watch("common_db", lambda: int(engine.pool.checkedout()))  # type: ignore[attr-defined]
@@ -80,7 +82,7 @@ def build_sync_in(settings: Settings, topics: SyncInTopics | None = None) -> Syn
         group_id=settings.sync_in.group_id,
         raw_store=raw_store,
         engine=engine,
-        producer=batch_producer,
+        producer=dead_letter_producer,
         relay=OutboxRelay(engine, batch_producer, codec, topics.changes),
         codec=codec,
         transform=rules.transform,
@@ -99,7 +101,7 @@ def build_sync_in(settings: Settings, topics: SyncInTopics | None = None) -> Syn
         sweeper=OutboxRelay(engine, sweep_producer, codec, topics.changes),
         raw_store=raw_store,
         engine=engine,
-        producers=[batch_producer, sweep_producer],
+        producers=[batch_producer, dead_letter_producer, sweep_producer],
         health=HealthCheck(settings.ops),
         registry=registry,
     )

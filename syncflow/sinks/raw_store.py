@@ -273,8 +273,10 @@ class RawRecordStore:
         existing = [i for i in doc_ids if i in self._known]
         reading = self._start_reads(existing)  # the server answers them while it inserts the rest
         fresh = [i for i in doc_ids if i not in self._known]
+        # known before the insert: when its answer is lost (a timeout), the retry reads these
+        # instead of inserting them again (FerretDB inserts a bulk with a duplicate one by one)
+        self._remember(fresh)
         duplicates, refused = self._insert_new(self.collection, [change(i, None) for i in fresh])
-        self._remember(i for i in fresh if i not in duplicates and i not in refused)
         old = self._finish_reads(reading) | self._finish_reads(self._start_reads(list(duplicates)))
         existing += [i for i in fresh if i in duplicates]
         docs = [change(i, old.get(i)) for i in existing]
@@ -336,6 +338,13 @@ class RawRecordStore:
     def _write_unwritten(self, collection: Collection) -> None:
         docs = list(self._unwritten.get(collection.name, {}).values())
         if not docs:
+            return
+        # the interrupted insert may have gone through in part or whole: insert only what is
+        # missing (FerretDB inserts a bulk with a duplicate one by one, slowly enough to time out again)
+        there = self._finish_reads(self._start_reads([d["_id"] for d in docs]))
+        docs = [d for d in docs if d["_id"] not in there]
+        if not docs:
+            self._unwritten.pop(collection.name, None)
             return
         try:
             collection.insert_many(docs, ordered=False)

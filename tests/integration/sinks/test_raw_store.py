@@ -133,3 +133,49 @@ def test_an_upsert_reads_what_another_writer_left_not_its_own_earlier_write(sett
     doc = store.find_one(key(1))
     assert doc is not None and doc["rawData"] == {"i": 3}
     assert [e["error"] for e in doc["errorLog"]] == ["validation"] and doc["metadata"]["version"] == 1
+
+
+class InsertAnswerLost:
+    """The real collection, except that the next insert_many reaches the server and is done
+    there, but its answer is lost (as a client timeout on a slow server)."""
+
+    def __init__(self, collection):  # type: ignore[no-untyped-def]
+        self._collection, self.armed = collection, True
+        self.inserted: list[list[str]] = []
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._collection, name)
+
+    def insert_many(self, docs, *args, **kwargs):  # type: ignore[no-untyped-def]
+        docs = list(docs)
+        self.inserted.append([d["_id"] for d in docs])
+        result = self._collection.insert_many(docs, *args, **kwargs)
+        if self.armed:
+            self.armed = False
+            raise AutoReconnect("timed out (injected, after the server did it)")
+        return result
+
+
+def test_inserts_whose_answer_was_lost_are_not_sent_again(store: RawRecordStore) -> None:
+    """A retry after a lost answer reads what it wrote instead of inserting it again (a bulk
+    with duplicates is one insert per document on FerretDB), for new identities and for a
+    rewrite's re-insert alike, and ends with each document written once with its outcome."""
+    lossy = InsertAnswerLost(store.collection)
+    store.collection = lossy  # type: ignore[assignment]
+    docs = [RawDocument(key(i), {"i": i}, f"h{i}") for i in range(3)]
+    outcomes = [Completed(key(i), {"entity_id": f"loc-{i}"}, version=1) for i in range(3)]
+    with pytest.raises(AutoReconnect):
+        store.upsert_raw_many(docs, outcomes=outcomes)
+    store.upsert_raw_many(docs, outcomes=outcomes)  # the retry: the identities are read, then rewritten
+    assert len(lossy.inserted) == 2  # the lost insert, then one re-insert after the reads: no insert of duplicates
+    lossy.armed = True
+    again = [RawDocument(key(i), {"i": i + 10}, f"g{i}") for i in range(3)]
+    with pytest.raises(AutoReconnect):  # a rewrite whose re-insert answer is lost
+        store.upsert_raw_many(again, outcomes=outcomes)
+    before = len(lossy.inserted)
+    store.upsert_raw_many(again, outcomes=outcomes)
+    assert all(len(ids) == 3 for ids in lossy.inserted[before:])  # the held documents are not inserted twice
+    assert len(lossy.inserted) == before + 1
+    store.collection = lossy._collection
+    assert [store.find_one(key(i))["rawData"] for i in range(3)] == [{"i": i + 10} for i in range(3)]  # type: ignore[index]
+    assert store.collection.count_documents({}) == 3

@@ -8,17 +8,18 @@ from typing import Any
 
 import pytest
 
-from syncflow.model import CHANGE_EVENT_SCHEMA, NewVersion
-from syncflow.agents.change_events import change_records
+from syncflow.model import CHANGE_EVENT_SCHEMA, EntityRecord, NewVersion
+from syncflow.agents.change_events import change_records, event_size_bound
 from syncflow.agents.hashing import content_hash
 from syncflow.agents.rules import CanonicalRecord
-from syncflow.agents.sync_in_steps import parse_key, prepare_batch
+from syncflow.agents.sync_in_steps import check_fits, parse_key, prepare_batch
 from syncflow.streams.topics import SyncInTopics
 from syncflow.streams.records import KafkaRecord
-from syncflow.errors import DecodeError, FieldError, RawKeyError, ValidationError
+from syncflow.errors import DecodeError, FieldError, RawKeyError, TooLargeError, ValidationError
 from syncflow.streams.avro import DecodedRecord, SingleObjectCodec
 from syncflow.streams.headers import ENTITY_TYPE, PRIORITY, TRACE_ID, header_value
 from syncflow.streams.schemas import SchemaCatalogue
+from syncflow.sinks.common_db.limits import entity_json
 from syncflow.settings import Settings
 
 TOPICS = SyncInTopics({"raw.yardi-x": "yardi"}, "sync-in.dlq-x", "-x")
@@ -82,3 +83,24 @@ def test_change_records_encode_a_change_event_per_version() -> None:
     assert decoded.schema_name == CHANGE_EVENT_SCHEMA
     assert decoded.record["event_id"] == "sr-1:2" and decoded.record["snapshot"] == '{"entity_id":"sr-1","status":"open"}'
     assert decoded.record["references"] == {"location": "loc-1"} and decoded.record["change_type"] == "update"
+
+
+def test_check_fits_finds_nul_and_lone_surrogates_and_bounds_the_event_from_one_json_text() -> None:
+    """The column check's text scan and the change event's size bound read one JSON text of
+    the entity: a NUL or a lone surrogate anywhere (values, keys, nested, references) is
+    named, a big entity is refused by its size, and the size bound covers the snapshot."""
+    def record(entity: dict[str, Any], references: dict[str, str] | None = None) -> EntityRecord:
+        return EntityRecord("location", "loc-1", {"entity_id": "loc-1", **entity}, "h", "yardi", "1",
+                            references=references or {})
+
+    check_fits(record({"name": "fine", "when": datetime(2026, 1, 1, tzinfo=UTC), "n": 2**70}), 1_000_000)
+    for bad, field in (({"name": "a\x00b"}, "name"), ({"notes": {"x": "\ud800"}}, "notes.x"),
+                       ({"tags": ["ok", "\x00"]}, "tags[1]"), ({}, "references.location")):
+        refs = {"location": "\x00"} if field.startswith("references") else None
+        with pytest.raises(ValidationError) as caught:
+            check_fits(record(bad, refs), 1_000_000)
+        assert field in [e.field for e in caught.value.errors]
+    big = record({"notes": "x" * 5000})
+    assert event_size_bound(big, len(entity_json(big.entity) or b"")) > 5000
+    with pytest.raises(TooLargeError):
+        check_fits(big, 4000)
