@@ -303,6 +303,7 @@ class SyncStateStore:
         keys and of `also_read` (their references) under the locks, in one round trip."""
         if not keys:
             return LockedState(set(), {}, {})
+        keys = list(dict.fromkeys(keys))  # one lock call per entity: a second would need a second unlock
         conn = self._lock_session()
         read = sorted(set(keys) | set(also_read))
         params = {"target": self.target, "lock_keys": [self._lock_key(k) for k in keys],
