@@ -164,7 +164,7 @@ class Bench:
         return http("GET", f"http://127.0.0.1:{self.ports[target]}/_emulator/received")
 
     def applied_count(self, target: str) -> int:
-        return int(http("GET", f"http://127.0.0.1:{self.ports[target]}/_emulator/state")["counters"].get("applied", 0))
+        return int(http("GET", f"http://127.0.0.1:{self.ports[target]}/_emulator/counters").get("applied", 0))
 
     def calls(self, s: Settings, target: str, events: list[dict[str, Any]]) -> list[Call]:
         """The requests the worker would make for `events`, built by the target's own rules."""

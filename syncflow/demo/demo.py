@@ -202,8 +202,7 @@ def read_progress(settings: Settings, engine: Engine, phase: str, delivered: Map
         if delivered is not None and target in delivered:
             p.delivered[target] = delivered[target]
         else:
-            state = get_json(f"{conf.base_url.rstrip('/')}/_emulator/state")
-            p.delivered[target] = state["counters"].get("applied", 0)
+            p.delivered[target] = get_json(f"{conf.base_url.rstrip('/')}/_emulator/counters").get("applied", 0)
         p.target_dlq[target] = dlqs.get(target_dlq(target) + settings.sync_out.topic_suffix, 0)
     return p
 

@@ -2,6 +2,7 @@
 
     GET  /_emulator/received   every applied request (entity, version, key, time, payload)
     GET  /_emulator/state      entity → version, counters, out-of-order deliveries, faults
+    GET  /_emulator/counters   the counters alone (cheap to poll while a run is going)
     POST /_emulator/faults     {"error_rate": 0.2, "force_429_s": 5, "answer_modes": {"loc-1": "html"}, ...}
                                (see core.Faults and core.ANSWER_MODES)
     POST /_emulator/reset      forget everything and clear the faults
@@ -59,6 +60,9 @@ def build_app(name: str, credential: str = "local-key", *, prefix: str = "", oau
     async def current(_: web.Request) -> web.Response:
         return web.json_response(state.state_json())
 
+    async def counters(_: web.Request) -> web.Response:
+        return web.json_response(dict(state.counters))
+
     async def set_faults(request: web.Request) -> web.Response:
         try:
             state.set_faults(await request.json())
@@ -85,6 +89,7 @@ def build_app(name: str, credential: str = "local-key", *, prefix: str = "", oau
     routes += [
         web.get("/_emulator/received", received),
         web.get("/_emulator/state", current),
+        web.get("/_emulator/counters", counters),
         web.post("/_emulator/faults", set_faults),
         web.post("/_emulator/reset", reset),
         web.post("/_emulator/tamper", tamper),

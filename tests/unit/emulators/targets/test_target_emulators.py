@@ -50,6 +50,8 @@ async def test_one_put_is_idempotent_and_returns_its_own_id(one) -> None:
         state = await r.json()
     assert state["entities"]["locations/loc-1"]["version"] == 1
     assert state["counters"]["replays"] == 1
+    async with s.get("/_emulator/counters") as r:
+        assert await r.json() == state["counters"]
 
 
 async def test_one_refuses_bad_token_missing_fields_and_unknown_location(one) -> None:
