@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from syncflow.agents.sync_out.batch import BatchProcessor, OutboundStatusSink
-from syncflow.agents.sync_out.observe import SyncOutObserver, target_reachable
+from syncflow.agents.sync_out.observe import SyncOutObserver
 from syncflow.agents.pauses import PauseRules, PropertyResolver, register_pause_metrics
 from syncflow.agents.sync_out.pause_hold import PauseHold
 from syncflow.agents.sync_out.rate_limit import RateLimiter
@@ -29,6 +29,7 @@ from syncflow.streams.health import (
     kafka_reachable,
     partitions_assigned,
     postgres_reachable,
+    target_reachable,
 )
 from syncflow.streams.metrics import (
     SYNC_OUT_FAILURES,

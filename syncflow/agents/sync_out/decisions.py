@@ -69,7 +69,7 @@ def route_failure(error: BaseException, attempt: int, settings: SyncOutSettings,
     bad input, an unexpected error) goes to the DLQ at once. `transient_failures` counts only the
     transient failures so far (this one included), so time spent waiting for a dependency
     does not use up the retries a later 5xx is owed; without it, `attempt` counts."""
-    tiers = len(settings.retry_delays_s)
+    tiers = settings.retry_tiers
     if isinstance(error, DependencyNotMetError):
         if attempt >= settings.dependency_max_attempts:
             return DLQ

@@ -4,15 +4,13 @@ optional (tests and the benchmark run without them)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from urllib.parse import urlparse
 
 from syncflow.agents.sync_out.batch import SyncOutBatchResult
-from syncflow.streams.health import CheckFn, HealthCheck
+from syncflow.streams.health import HealthCheck
 from syncflow.streams.metrics import RateWindow, SyncflowMetrics
 
 log = logging.getLogger(__name__)
@@ -96,16 +94,3 @@ def freshness_s(changed_at_ms: int, applied_s: float) -> float:
     """Seconds from the source's change to the target's confirmation; a source clock ahead
     of ours counts as 0, not as a negative age."""
     return max(0.0, applied_s - changed_at_ms / 1000.0)
-
-
-def target_reachable(base_url: str, timeout_s: float) -> CheckFn:
-    """Readiness: the target's host accepts a TCP connection (no request, no rate-limit cost)."""
-    url = urlparse(base_url)
-    host, port = url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
-
-    async def check() -> tuple[bool, str]:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
-        writer.close()
-        return True, f"{host}:{port} accepts connections"
-
-    return check

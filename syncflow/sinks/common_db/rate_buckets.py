@@ -46,10 +46,6 @@ _ACQUIRE = text(
     """
 )
 
-_REFUND = text(
-    "UPDATE sync_out_rate_limit SET tokens = LEAST(capacity, tokens + :n) WHERE target = :target"
-)
-
 _BLOCK = text(
     """
     UPDATE sync_out_rate_limit
@@ -79,11 +75,6 @@ def take_tokens(engine: Engine, target: str, n: int) -> tuple[int, float, float,
     with engine.begin() as conn:
         row = conn.execute(_ACQUIRE, {"target": target, "n": n}).one()
     return int(row[0]), float(row[1]), float(row[2]), float(row[3])
-
-
-def refund_tokens(engine: Engine, target: str, n: int) -> None:
-    with engine.begin() as conn:
-        conn.execute(_REFUND, {"target": target, "n": n})
 
 
 def block_bucket(engine: Engine, target: str, seconds: float) -> None:

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from syncflow.agents.sync_out.batch import SyncOutBatchResult, Outcome
 from syncflow.model import ChangeEvent
-from syncflow.agents.sync_out.observe import SyncOutObserver, target_reachable
+from syncflow.agents.sync_out.observe import SyncOutObserver
 from syncflow.emulators.targets import emulator_url, start_target_emulator
 from syncflow.streams.health import HealthCheck
 from syncflow.streams.metrics import FRESHNESS_BUCKETS, create_metrics
@@ -96,17 +96,3 @@ def test_freshness_is_observed_per_priority_for_deliveries_only() -> None:
     assert sample("_bucket", "5", le="14400.0") == 1 and sample("_bucket", "5", le="43200.0") == 2
     assert sample("_count", "2") is None
     assert FRESHNESS_BUCKETS[0] <= 1.0 and FRESHNESS_BUCKETS[-1] >= 86400.0  # seconds to a day
-
-
-async def test_target_reachable_check() -> None:
-    runner = await start_target_emulator("one")
-    try:
-        ok, detail = await target_reachable(emulator_url(runner), 1.0)()
-        assert ok and "accepts" in detail
-    finally:
-        await runner.cleanup()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(OSError):  # HealthCheck turns the exception into "not ready"
-        await target_reachable(f"http://127.0.0.1:{port}", 1.0)()
