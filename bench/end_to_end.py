@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from pymongo import MongoClient
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -64,7 +63,7 @@ from bench.baselines import Call, ConsumeRun, bare_consume, bare_http, median, p
 from bench.figures import Baseline, BenchResult, Figure, print_table, write_json  # noqa: E402
 
 from syncflow.demo.demo import (  # noqa: E402
-    SOURCES, DemoPlan, drop_state, plan_settings, post_json, reset_state, role_env, role_specs, wait_for_emulators)
+    SOURCES, DemoPlan, drop_state, drop_stores, plan_settings, post_json, reset_state, role_env, role_specs, wait_for_emulators)
 from syncflow.demo.namespace import Namespace, free_ports  # noqa: E402
 from syncflow.demo.reconcile import get_json  # noqa: E402
 from syncflow.demo.supervisor import RoleProcess, RoleSpec, Supervisor  # noqa: E402
@@ -363,13 +362,7 @@ def sync_in_alone(base: Settings, plan: DemoPlan, namespace: Namespace, args: ar
 
 def drop_side_state(settings: Settings, groups: list[str]) -> None:
     """Drop a schema and raw-store database made beside the run's namespace, and its groups."""
-    engine = make_engine(settings, pool_size=1)
-    with engine.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE'))
-    engine.dispose()
-    client: MongoClient = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=10000)
-    client.drop_database(settings.mongo_database)
-    client.close()
+    drop_stores(settings)
     for future in admin_client(settings).delete_consumer_groups(groups).values():
         try:
             future.result(30)

@@ -121,7 +121,12 @@ def drop_state(settings: Settings, namespace: Namespace) -> None:
         if not set(names) & set(admin.list_topics(timeout=30).topics):
             break
         time.sleep(0.5)
-    engine = make_engine(settings)
+    drop_stores(settings)
+
+
+def drop_stores(settings: Settings) -> None:
+    """Drop the common database schema and the raw-store database `settings` name."""
+    engine = make_engine(settings, pool_size=1)
     with engine.begin() as conn:
         conn.execute(text(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE'))
     engine.dispose()
