@@ -3,6 +3,7 @@ The figures mean little without it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -20,12 +21,10 @@ def machine() -> dict[str, str]:
 
 
 def cpu_model() -> str:
-    try:
+    with contextlib.suppress(OSError):  # no /proc: the platform's name below
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or "unknown CPU"
 
 

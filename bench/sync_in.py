@@ -18,6 +18,7 @@ record of each key) holds a final inbound status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -273,10 +274,8 @@ def run(args: argparse.Namespace, settings: Settings, suffix: str, group: str, p
 
     def sample_rss() -> None:
         for i, proc in enumerate(procs):
-            try:
+            with contextlib.suppress(psutil.Error):  # a worker that has exited keeps its last peak
                 peaks[i] = max(peaks[i], proc.memory_info().rss)
-            except psutil.Error:
-                pass
 
     total = len(workload.records)
     try:

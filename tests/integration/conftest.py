@@ -6,8 +6,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from pymongo import MongoClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
+from syncflow.sinks.common_db.engine import make_engine
+from syncflow.sinks.common_db.migrate import migrate
 from syncflow.streams.admin import create_topics, delete_topics
 from syncflow.settings import Settings
 from syncflow.streams.topics import TopicSpec
@@ -49,3 +51,12 @@ def topic_factory(stack: Settings, unique: Callable[[str], str]) -> Iterator[Cal
 
     yield make
     delete_topics(stack, made)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    """The common database of this test's schema, migrated."""
+    migrate(settings)
+    eng = make_engine(settings, pool_size=3)
+    yield eng
+    eng.dispose()

@@ -4,15 +4,14 @@ or the sweeper), on the batch's own publish and on the sweeper's alike."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, text
 
 from syncflow.agents.outbox import OutboxRelay, outbox_backlog
-from syncflow.sinks.common_db.engine import make_engine, unit_of_work
-from syncflow.sinks.common_db.migrate import migrate
+from syncflow.sinks.common_db.engine import unit_of_work
 from syncflow.sinks.common_db.repository import upsert_versions
 from syncflow.model import EntityRecord
 from syncflow.streams.avro import codec_for
@@ -45,13 +44,6 @@ class Acknowledged:
         self.sent += records
         return len(records)
 
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    migrate(settings)
-    eng = make_engine(settings)
-    yield eng
-    eng.dispose()
 
 
 def location(entity_id: str, name: str) -> EntityRecord:

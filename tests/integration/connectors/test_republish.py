@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,8 +23,6 @@ from syncflow.connectors.realpage import RealPageClient
 from syncflow.connectors.runner import ConnectorStats, run_pass
 from syncflow.connectors.yardi import YardiClient
 from syncflow.sinks.common_db.cursors import save_cursor
-from syncflow.sinks.common_db.engine import make_engine
-from syncflow.sinks.common_db.migrate import migrate
 from syncflow.errors import NotAcknowledgedError
 from syncflow.settings import Settings, SourceSettings
 
@@ -85,13 +82,6 @@ class FakePublisher:
         self.sent += records
         return PublishResult(keys=[f"{entity_type}:{r.get('ServiceRequestId') or r.get('ticket_id')}" for r in records])
 
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    migrate(settings)
-    eng = make_engine(settings, pool_size=1)
-    yield eng
-    eng.dispose()
 
 
 def rows(engine: Engine, source: str) -> dict[str, tuple[str | None, dict[str, Any]]]:

@@ -4,7 +4,6 @@ types, changed fields, placeholders for parents that arrive later, the outbox ma
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -12,7 +11,7 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, select, text
 
-from syncflow.sinks.common_db.engine import make_engine, unit_of_work
+from syncflow.sinks.common_db.engine import unit_of_work
 from syncflow.sinks.common_db.migrate import alembic_config, migrate
 from syncflow.sinks.common_db.models import DataVersion, Location, ResidentialDetails, ServiceRequest
 from syncflow.sinks.common_db.repository import lock_unpublished, mark_published, upsert_versions
@@ -21,13 +20,6 @@ from syncflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    migrate(settings)
-    eng = make_engine(settings)
-    yield eng
-    eng.dispose()
 
 
 def unit(entity_id: str, *, name: str = "Unit 1", rent: str = "1200.50", deleted: bool = False, source: str = "yardi") -> EntityRecord:

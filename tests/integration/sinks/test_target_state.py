@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, text
 
-from syncflow.sinks.common_db.engine import make_engine
-from syncflow.sinks.common_db.migrate import migrate
 from syncflow.sinks.common_db.target_state import DeliveryFailed, Synced, SyncStateStore
 from syncflow.settings import Settings
 
@@ -19,13 +17,6 @@ pytestmark = pytest.mark.integration
 
 A, B, C, D = (("location", f"loc-{c}") for c in "abcd")
 
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    migrate(settings)
-    eng = make_engine(settings, pool_size=3)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture
