@@ -240,6 +240,9 @@ class SourceSettings(BaseModel):
     server_name: str = "voyager-local"
     database: str = "voyager_live"
     page_size: int = 100
+    # streams (a property's entity type, a feed) read at once in a pass: a pass over hundreds
+    # of per-property streams one by one lasts the sum of their round trips
+    streams_in_flight: int = Field(default=4, ge=1, le=64)
     request_timeout_s: float = 10.0
     retry_attempts: int = 5
     retry_initial_s: float = 0.5

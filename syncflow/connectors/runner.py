@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
@@ -43,14 +44,17 @@ class ConnectorStats:
 
 
 async def run_pass(client: SourceClient, publisher: RawPublisher, cursors: CursorStore, stats: ConnectorStats,
-                   *, max_pages: int | None = None, observer: Observer | None = None) -> None:
-    """One incremental pass over every stream of the source. The next page is fetched while
-    the broker acknowledges the previous one and its cursor is written: a pass is mostly
-    small pages (one property's records of one type), each waiting on the source, on the
-    broker and on the database, and the two waits overlap. Pages are still published and
-    their cursors saved one after the other, in the order they were read."""
+                   *, max_pages: int | None = None, observer: Observer | None = None,
+                   streams_in_flight: int = 1) -> None:
+    """One incremental pass over every stream of the source. Up to `streams_in_flight`
+    streams are read at once: a source whose API is per property (Yardi, RealPage) has
+    hundreds of small streams, each waiting on the source, the broker and the database, and
+    read one after the other a pass lasts as long as all those waits together, which is what
+    a change waits to be read. Within a stream, the next page is fetched while the broker
+    acknowledges the previous one and its cursor is written, and pages are published and
+    their cursors saved in the order they were read. A page not acknowledged or a cursor not
+    saved stops the whole pass; the next one starts again from the saved cursors."""
     observer = observer or Observer()
-    batch_number = new_batch_number()
     try:
         await asyncio.to_thread(cursors.reload)  # another replica may have moved them
     except SQLAlchemyError as exc:
@@ -63,27 +67,67 @@ async def run_pass(client: SourceClient, publisher: RawPublisher, cursors: Curso
         log.error("%s: cannot list streams: %s", client.source, exc)
         stats.error(str(exc))
         return
-    in_flight: asyncio.Task[bool] | None = None  # the previous page: published and its cursor saved
+    walk = PassWalk(client, publisher, cursors, stats, observer, new_batch_number(), max_pages)
+    todo = iter(streams)  # shared: each walker takes the next stream nobody has taken
     try:
-        for stream in streams:
-            try:
-                async for page in client.pages(stream, cursors.get(stream)):
-                    observer.heartbeat()
-                    if in_flight is not None and not await in_flight:
-                        return
-                    in_flight = asyncio.create_task(
-                        deliver_page(client, publisher, cursors, stats, observer, page, batch_number))
-                    if max_pages is not None and stats.pages + 1 >= max_pages:  # this page is the last
-                        stats.stopped_early = await in_flight
-                        return
-            except SourceError as exc:
-                log.error("%s %s: %s (%s); other streams go on", client.source, stream, exc, exc.category)
-                stats.error(f"{stream}: {exc}")
-        if in_flight is not None:
-            await in_flight
-    finally:
-        if in_flight is not None and not in_flight.done():
-            in_flight.cancel()
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, min(streams_in_flight, len(streams)))):
+                group.create_task(walk.walk(todo))
+    except ExceptionGroup as failed:  # the others were cancelled: raise what went wrong as it is
+        raise failed.exceptions[0] from None
+    stats.stopped_early = walk.limit_reached and not walk.failed
+
+
+@dataclass
+class PassWalk:
+    """What the streams read at once in one pass share: the pass stops for all of them when
+    one page fails, and `max_pages` counts the pages of all of them."""
+
+    client: SourceClient
+    publisher: RawPublisher
+    cursors: CursorStore
+    stats: ConnectorStats
+    observer: Observer
+    batch_number: int
+    max_pages: int | None
+    pages_started: int = 0
+    limit_reached: bool = False
+    failed: bool = False
+
+    @property
+    def stopped(self) -> bool:
+        return self.limit_reached or self.failed
+
+    async def walk(self, streams: Iterator[str]) -> None:
+        """Stream after stream from `streams` until none is left or the pass stops."""
+        in_flight: asyncio.Task[bool] | None = None  # the previous page: published and its cursor saved
+        try:
+            for stream in streams:
+                if self.stopped:
+                    break
+                try:
+                    async for page in self.client.pages(stream, self.cursors.get(stream)):
+                        self.observer.heartbeat()
+                        if in_flight is not None and not await in_flight:
+                            self.failed = True
+                        in_flight = None
+                        if self.stopped:
+                            break
+                        in_flight = asyncio.create_task(deliver_page(
+                            self.client, self.publisher, self.cursors, self.stats, self.observer, page,
+                            self.batch_number))
+                        self.pages_started += 1
+                        if self.max_pages is not None and self.pages_started >= self.max_pages:
+                            self.limit_reached = True  # this page is the pass's last
+                            break
+                except SourceError as exc:
+                    log.error("%s %s: %s (%s); other streams go on", self.client.source, stream, exc, exc.category)
+                    self.stats.error(f"{stream}: {exc}")
+            if in_flight is not None and not await in_flight:
+                self.failed = True
+        finally:
+            if in_flight is not None and not in_flight.done():
+                in_flight.cancel()
 
 
 async def deliver_page(client: SourceClient, publisher: RawPublisher, cursors: CursorStore, stats: ConnectorStats,

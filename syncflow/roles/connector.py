@@ -53,7 +53,7 @@ async def run_connector(settings: Settings, source: str, *, once: bool = False, 
         raise ConfigError(f"no settings for source {source!r}")
     stats = ConnectorStats(source)
     await asyncio.to_thread(migrate, settings)  # the cursor table (idempotent, locked)
-    engine = make_engine(settings, pool_size=1)
+    engine = make_engine(settings, pool_size=min(src.streams_in_flight, 4))  # cursor writes
     cursors = await asyncio.to_thread(CursorStore, engine, source)
     producer = ReliableProducer(settings)
     publisher = RawPublisher(settings, source, producer, ack_timeout_s=settings.connectors.ack_timeout_s)
@@ -63,7 +63,8 @@ async def run_connector(settings: Settings, source: str, *, once: bool = False, 
             client = make_client(source, session, settings, observer)
             while True:
                 pass_started = time.monotonic()
-                await run_pass(client, publisher, cursors, stats, max_pages=max_pages, observer=observer)
+                await run_pass(client, publisher, cursors, stats, max_pages=max_pages, observer=observer,
+                               streams_in_flight=src.streams_in_flight)
                 stats.passes += 1
                 if observer is not None:
                     observer.heartbeat()

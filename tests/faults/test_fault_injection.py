@@ -60,11 +60,13 @@ CI_PLAN = FaultPlan(DemoPlan(volume=1200, change_rounds=10, changes_per_round=20
 # ~4,000 units ≈ 13,000 records at the start, then 40 rounds of 250 changes at each source and 20
 # pushed, 10 s apart (≈ 41,000 more): a sustained day of changes that goes on past the last fault,
 # so the pipeline is busy whenever one hits. A change whose reference is still behind in sync-in
-# waits for it up to an hour (a backlog of tens of thousands of records under faults).
+# waits for it up to 15 minutes (90 x 10 s): far longer than the largest backlog under faults
+# takes to drain, yet over well within the run, so a change whose reference never comes (an
+# invalid source record, in sync-in.dlq) is parked with its reason before the run must end.
 SOAK_PLAN = FaultPlan(DemoPlan(volume=4_000, change_rounds=40, changes_per_round=250, round_interval_s=10,
                                webhook_changes_per_round=20,
                                retry_delays_s=(2.0, 5.0, 10.0, 20.0, 30.0, 60.0), dependency_retry_delay_s=10.0,
-                               dependency_max_attempts=360, target_error_rate=0.0, timeout_s=3600),
+                               dependency_max_attempts=90, target_error_rate=0.0, timeout_s=4800),
                       fault_rounds=SOAK_FAULT_ROUNDS, round_s=SOAK_ROUND_S, min_raw_records=SOAK_MIN_RAW_RECORDS)
 
 
