@@ -7,10 +7,13 @@ Plain data, no I/O."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+
+import orjson
 
 from syncflow.errors import BadChangeEventError
 
@@ -110,6 +113,22 @@ class NewVersion:
         return f"{self.entity_id}:{self.version_number}"
 
 
+_LONG_DIGITS = re.compile(r"\d{19}")  # a number orjson may read as a float (beyond 64 bits)
+
+
+def load_snapshot(text: str) -> Any:
+    """A snapshot's JSON text as Python, exactly as the standard parser reads it. orjson
+    first (sync-out reads one per record, and it is several times faster), except where it
+    would differ: a number too long for 64 bits (it gives a float) is read by the standard
+    parser, and so is what orjson refuses (NaN, a lone surrogate escape, from another producer)."""
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
 def snapshot_json(snapshot: Mapping[str, Any]) -> str:
     """The canonical text of a snapshot (what a change event carries)."""
     return json.dumps(snapshot, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -197,7 +216,7 @@ class ChangeEvent:
     def from_record(cls, record: dict[str, Any]) -> "ChangeEvent":
         """From the codec's python form of io.syncflow.canonical.ChangeEvent."""
         try:
-            snapshot = json.loads(record["snapshot"]) if record.get("snapshot") else {}
+            snapshot = load_snapshot(record["snapshot"]) if record.get("snapshot") else {}
         except (TypeError, ValueError) as exc:
             raise BadChangeEventError(f"snapshot of {record.get('event_id')} is not JSON: {exc}") from exc
         if not isinstance(snapshot, dict):

@@ -3,9 +3,12 @@ committed version is what sync-out reads back, through the real Avro codec."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
-from syncflow.model import CHANGE_EVENT_SCHEMA, ChangeEvent, NewVersion, epoch_ms
+import pytest
+
+from syncflow.model import CHANGE_EVENT_SCHEMA, ChangeEvent, NewVersion, epoch_ms, load_snapshot
 from syncflow.settings import Settings
 from syncflow.streams.avro import SingleObjectCodec
 from syncflow.streams.schemas import SchemaCatalogue
@@ -37,3 +40,18 @@ def test_a_forced_resend_carries_its_id_in_the_event_id() -> None:
     record = ChangeEvent.from_version(version(), resend="heal-1").to_record()
     assert record["event_id"] == "sr-1:2/heal-1"
     assert ChangeEvent.from_record(record).resend == "heal-1"
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 1, "b": [1.5, "x", null, true], "c": {"d": "é"}}',
+    '{"n": 123456789012345678901234567890}',  # beyond 64 bits: an int, not a float
+    '{"n": -9223372036854775809, "m": 18446744073709551616}',
+    '{"f": NaN, "g": Infinity}',  # other producers' JSON: the standard parser takes it
+    '{"s": "\\ud800"}',  # a lone surrogate escape
+    '{"a": 1, "a": 2}',
+    '{"phone": "12345678901234567890"}',
+])
+def test_load_snapshot_reads_exactly_what_the_standard_parser_reads(text: str) -> None:
+    got, want = load_snapshot(text), json.loads(text)
+    assert repr(got) == repr(want)
+    assert [type(v) for v in got.values()] == [type(v) for v in want.values()]
