@@ -206,6 +206,10 @@ class SyncOutSettings(BaseModel):
     batch_size: int = 200
     dependency_retry_delay_s: float = 5.0
     dependency_max_attempts: int = 10  # a reference still missing after this many waits → DLQ
+    # a record parked for a reference is sent again when the target holds it: checked this often,
+    # for this long (sinks/common_db/parked.py)
+    parked_release_interval_s: float = 5.0
+    parked_retention_days: float = 30.0
     buffer_max: int = 2000  # fetched records held for priority ordering before pausing fetches
     priority_aging_s: float = 30.0  # waiting this long raises a record's priority by one step
     poll_timeout_s: float = 0.2

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from syncflow.agents.sync_out.decisions import (
@@ -27,6 +27,8 @@ from syncflow.agents.sync_out.decisions import (
 from syncflow.model import ChangeEvent, EntityKey
 from syncflow.agents.sync_out.priority import Entry
 from syncflow.agents.sync_out.rate_limit import Grant, RateLimiter
+from syncflow.sinks.common_db import parked
+from syncflow.sinks.common_db.parked import ParkedRecord
 from syncflow.sinks.common_db.target_state import (
     DeliveryFailed,
     LockedState,
@@ -110,6 +112,7 @@ class _Outcomes:
     failed: list[DeliveryFailed] = field(default_factory=list)
     produce: list[OutgoingRecord] = field(default_factory=list)
     raw_status: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    parked: list[ParkedRecord] = field(default_factory=list)  # in the DLQ for a missing reference
 
 
 class BatchProcessor:
@@ -317,6 +320,11 @@ class BatchProcessor:
             out.produce.append(OutgoingRecord(self.dlq_topic, c.key, c.value, headers))
             status, next_retry = "failed", None
             result.note(entry, "dlq", "dead-lettered", ctx.category)
+            if isinstance(error, DependencyNotMetError) and c.event is not None:
+                # sent again, as a new record, once the target holds what it waits for
+                fresh = [h for h in carry_headers(c.headers) if h[0] != TRANSIENT_FAILURES]
+                out.parked.append(ParkedRecord((c.event.entity_type, c.event.entity_id), c.event.version,
+                                               tuple(error.missing), c.key, c.value, fresh))
         if c.event is not None:
             key = (c.event.entity_type, c.event.entity_id)
             message = f"{type(error).__name__}: {error}"
@@ -329,12 +337,29 @@ class BatchProcessor:
                 extra={"trace_id": (c.event.trace_id if c.event else None) or header_value(c.headers, TRACE_ID)})
         result.done.append(entry)
 
+    def release_parked(self) -> int:
+        """Send the records parked for a reference the target now holds into the dependency
+        lane again (acknowledged before they are forgotten), and stop waiting for those parked
+        longer than parked_retention_days. Blocking. Returns how many were sent."""
+        engine = self.state.engine
+        parked.expire(engine, self.target, datetime.now(timezone.utc) - timedelta(days=self.sync_out.parked_retention_days))
+
+        def send(records: list[ParkedRecord]) -> None:
+            self.producer.send_all([OutgoingRecord(self.dependency_topic, r.key, r.value, r.headers) for r in records])
+            for r in records:
+                log.info("%s %s:%s v%d: %s now at the target; sent again", self.target, r.entity[0], r.entity[1],
+                         r.version, ", ".join(f"{t}:{i}" for t, i in r.waiting_for))
+
+        return parked.release_ready(engine, self.target, send)
+
     async def _record(self, out: _Outcomes, locked: set[EntityKey]) -> None:
         """Retry/DLQ records acknowledged by the broker, then the state rows and the release of
         the batch's locks (one round trip), then the raw store's status. Only after this may
         the batch's offsets be committed."""
         if out.produce:
             await asyncio.to_thread(self.producer.send_all, out.produce)
+        if out.parked:
+            await asyncio.to_thread(parked.park, self.state.engine, self.target, out.parked)
         if out.synced or out.failed or locked:
             await asyncio.to_thread(self.state.record_and_unlock, out.synced, out.failed, locked)
         if out.raw_status and self.outbound is not None:

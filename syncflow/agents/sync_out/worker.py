@@ -73,6 +73,7 @@ class SyncOutWorker:
         self._consumer = Consumer({**consumer_config(settings, topics.group), "on_commit": self._on_commit})
         self._stop = asyncio.Event()
         self._not_before = 0.0
+        self._next_release = 0.0  # monotonic time of the next release of parked dependants
         self._paused_full = False
         self._reported_errors: set[str] = set()
         self.web_app = web.Application()
@@ -96,6 +97,7 @@ class SyncOutWorker:
                 self._flow_control()
                 await self._serve()
                 self._commit(asynchronous=True)
+                await self._release_parked()
         finally:
             try:
                 await asyncio.to_thread(self._commit)
@@ -213,6 +215,20 @@ class SyncOutWorker:
         self.offsets.forget(revoked)
         self.gate.forget(revoked)
         self.assigned -= revoked
+
+    async def _release_parked(self) -> None:
+        """Every parked_release_interval_s: records parked for a reference that has reached the
+        target since go to the dependency lane again (a failure waits for the next time)."""
+        now = time.monotonic()
+        if now < self._next_release:
+            return
+        self._next_release = now + self.settings.sync_out.parked_release_interval_s
+        try:
+            released = await asyncio.to_thread(self.processor.release_parked)
+        except Exception as exc:  # noqa: BLE001 - the database or the broker is away: next time
+            log.warning("sync-out %s: parked records not released this time: %s: %s", self.target, type(exc).__name__, exc)
+            return
+        self.stats["released"] += released
 
     # -- serving the buffer -----------------------------------------------------------------------
     async def _serve(self) -> None:

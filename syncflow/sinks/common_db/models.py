@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -25,7 +26,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -229,3 +230,23 @@ PARENT_REFERENCES: dict[str, list[tuple[str, str]]] = {
     "attachment": [("service_request_id", "service_request")],
 }
 """Per entity type: (foreign-key column, entity type it points at)."""
+
+
+class ParkedDependent(Base):
+    """A change event sync-out parked in the target's DLQ because a reference never reached
+    the target in time, with what it waits for; released into the dependency lane once the
+    target holds every one of them (sinks/common_db/parked.py, migration 0007)."""
+
+    __tablename__ = "parked_dependents"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    target: Mapped[str] = mapped_column(String(50), nullable=False)
+    entity_type: Mapped[str] = mapped_column(String(50), nullable=False)
+    entity_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    waiting_for_types: Mapped[list[str]] = mapped_column(ARRAY(String(50)), nullable=False)
+    waiting_for_ids: Mapped[list[str]] = mapped_column(ARRAY(String(100)), nullable=False)
+    record_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    record_value: Mapped[bytes | None] = mapped_column(LargeBinary)
+    record_headers: Mapped[list[list[str]]] = mapped_column(JSONB, nullable=False, server_default="[]")
+    parked_at: Mapped[datetime] = _now()
