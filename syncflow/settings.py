@@ -151,6 +151,11 @@ class SyncInSettings(BaseModel):
     topic_suffix: str = ""
     retry_backoff_max_s: float = 30.0  # cap of the backoff while a store or Kafka is down
     session_timeout_s: float = 30.0  # a killed worker's partitions move after this long
+    # How far ahead of the batch in hand a worker reads: events held by the agent's stream (at
+    # least two batches) and bytes fetched per partition. Past these, the read-ahead buys no
+    # speed and the memory it takes grows with the backlog, not with the work.
+    read_ahead_events: int = 1000
+    fetch_bytes_per_partition: int = 256 * 1024
 
 
 class TargetSettings(BaseModel):
