@@ -68,6 +68,17 @@ class Worker:
         except (urllib.error.URLError, OSError):
             return False
 
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, and SIGKILL when it has not exited within `timeout`; the log is closed."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
 
 def start_worker(settings: Settings, suffix: str, group: str, tmp: Path, **extra_env: str) -> Worker:
     """A sync-in worker subprocess on the test's topics, schema and raw database."""
@@ -268,13 +279,7 @@ def test_every_kind_of_poison_is_dead_lettered_and_the_valid_records_around_it_f
         assert dict(near.headers())[VALUE_REPLACED] == b"pointer"
     finally:
         engine.dispose()
-        worker.proc.send_signal(signal.SIGTERM)
-        try:
-            worker.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.proc.kill()
-            worker.proc.wait()
-        worker.log.close()
+        worker.stop()
 
 
 def test_a_worker_whose_batch_keeps_failing_still_stops_when_asked(

@@ -157,14 +157,7 @@ def workers() -> Iterator[list[Worker]]:
     started: list[Worker] = []
     yield started
     for worker in started:
-        if worker.proc.poll() is None:
-            worker.proc.send_signal(signal.SIGTERM)
-            try:
-                worker.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                worker.proc.kill()
-                worker.proc.wait()
-        worker.log.close()
+        worker.stop(timeout=60)
 
 
 def log_text(worker: Worker) -> str:
