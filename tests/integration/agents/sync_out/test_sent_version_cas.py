@@ -104,7 +104,11 @@ async def test_nothing_is_sent_on_a_lock_the_session_lost(processor, engine, one
         lock_pid = processor.state.lock_backend_pid()
         assert lock_pid is not None
         assert other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lock_pid}).scalar()
-        assert other.execute(text("SELECT pg_try_advisory_lock(hashtextextended(:k, 0))"), {"k": lock_key}).scalar()
+        # the terminated backend releases its locks as it exits, a moment after the call returns
+        deadline = time.monotonic() + 30
+        while not other.execute(text("SELECT pg_try_advisory_lock(hashtextextended(:k, 0))"), {"k": lock_key}).scalar():
+            assert time.monotonic() < deadline, "the terminated session still holds the lock after 30 s"
+            time.sleep(0.1)
         tx.commit()
         with pytest.raises(Exception):  # noqa: B017 - a lost session surfaces as the driver's error or LocksLostError
             await asyncio.wait_for(task, 20)
