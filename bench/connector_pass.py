@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -34,8 +35,6 @@ from syncflow.streams.topics import SOURCES, TopicSpec  # noqa: E402
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -46,8 +45,6 @@ def emulator_env(ports: dict[str, int]) -> dict[str, str]:
 
 
 def wait_for_port(port: int, timeout: float) -> None:
-    import socket
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as sock:

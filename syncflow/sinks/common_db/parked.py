@@ -76,7 +76,6 @@ _READY = text("""
 
 _DELETE = text("DELETE FROM parked_dependents WHERE id = ANY(:ids)")
 _EXPIRE = text("DELETE FROM parked_dependents WHERE target = :target AND parked_at < :before")
-_COUNT = text("SELECT count(*) FROM parked_dependents WHERE target = :target")
 
 
 def park(engine: Engine, target: str, records: Sequence[ParkedRecord]) -> None:
@@ -110,7 +109,3 @@ def expire(engine: Engine, target: str, before: datetime) -> int:
     with engine.begin() as conn:
         return conn.execute(_EXPIRE, {"target": target, "before": before}).rowcount
 
-
-def parked_count(engine: Engine, target: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(_COUNT, {"target": target}).scalar_one())

@@ -12,6 +12,7 @@ same group must then find both records, write both raw documents and add no vers
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -46,6 +47,12 @@ from tests.integration.agents.test_poison import (  # noqa: F401 - world is a fi
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TIMEOUT = 120.0  # the machine is shared and loaded: conditions, not sleeps, with room to spare
+
+
+def shut(sock: socket.socket) -> None:
+    """Shut both directions of a socket that may already be closed."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class CuttableProxy:
@@ -94,10 +101,7 @@ class CuttableProxy:
             with self._lock:
                 self._conns -= {src, dst}
             for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                shut(s)
             src.close()
 
     def cut(self) -> None:
@@ -105,10 +109,7 @@ class CuttableProxy:
             self._is_open = False
             conns, self._conns = list(self._conns), set()
         for s in conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)  # the pipe threads see it and close their sockets
-            except OSError:
-                pass
+            shut(s)  # the pipe threads see it and close their sockets
 
     def open(self) -> None:
         with self._lock:
@@ -116,10 +117,7 @@ class CuttableProxy:
 
     def close(self) -> None:
         self.cut()
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        except OSError:
-            pass
+        shut(self._listener)  # wakes the blocked accept()
         self._listener.close()
         for t in self._threads:
             t.join(10)
