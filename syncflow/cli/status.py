@@ -64,6 +64,11 @@ def print_report(report: StatusReport, schema: str) -> None:
         console.print(table)
         if report.unpublished_versions is not None:
             console.print(f"versions waiting for their change event (outbox): {report.unpublished_versions}")
+        if report.parked:
+            parked = Table("target", "records", "oldest", title="parked for a reference (sent again once it arrives)")
+            for p in report.parked:
+                parked.add_row(p.target, str(p.count), _age(p.oldest_age_s))
+            console.print(parked)
     lag = Table("consumer group", "lag", "partitions", title="consumer lag")
     for g in report.lag:
         lag.add_row(g.group, str(g.lag), str(g.partitions))

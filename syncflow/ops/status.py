@@ -42,6 +42,15 @@ class GroupLag:
     partitions: int
 
 
+@dataclass(frozen=True)
+class ParkedWaiting:
+    """Records of a target parked in its DLQ for a reference, sent again once it arrives."""
+
+    target: str
+    count: int
+    oldest_age_s: float
+
+
 @dataclass
 class StatusReport:
     counts: list[StatusCount] = field(default_factory=list)
@@ -49,6 +58,7 @@ class StatusReport:
     dlq_depth: dict[str, int] = field(default_factory=dict)
     dlq_not_redriven: dict[str, int] = field(default_factory=dict)
     unpublished_versions: int | None = None
+    parked: list[ParkedWaiting] = field(default_factory=list)
     missing_tables: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
@@ -58,6 +68,7 @@ class StatusReport:
             "dlq_depth": self.dlq_depth,
             "dlq_not_redriven": self.dlq_not_redriven,
             "unpublished_versions": self.unpublished_versions,
+            "parked": [asdict(p) for p in self.parked],
             "missing_tables": self.missing_tables,
         }
 
@@ -100,6 +111,15 @@ def status_counts(engine: Engine, schema: str, now: datetime | None = None) -> l
     return out
 
 
+def parked_waiting(engine: Engine, schema: str, now: datetime | None = None) -> list[ParkedWaiting]:
+    """Per target, the records parked for a reference (none before migration 0007)."""
+    if "parked_dependents" not in counts.tables_in(engine, schema):
+        return []
+    now = now or datetime.now(timezone.utc)
+    with engine.connect() as conn:
+        return [ParkedWaiting(target, count, _age(oldest, now) or 0.0) for target, count, oldest in counts.parked_rows(conn, schema)]
+
+
 def unpublished_versions(engine: Engine, schema: str) -> int | None:
     """Versions committed but not yet published as change events (the outbox backlog)."""
     return counts.unpublished_in(engine, schema)
@@ -140,6 +160,7 @@ def collect_status(settings: Settings, engine: Engine, admin: AdminClient) -> St
     try:
         report.counts = status_counts(engine, settings.database_schema)
         report.unpublished_versions = unpublished_versions(engine, settings.database_schema)
+        report.parked = parked_waiting(engine, settings.database_schema)
     except TablesMissingError:
         report.missing_tables = missing_tables(engine, settings.database_schema)
     report.lag = lag_by_group(admin, consumer_groups(settings))

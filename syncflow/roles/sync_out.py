@@ -17,6 +17,7 @@ from syncflow.agents.sync_out.pause_hold import PauseHold
 from syncflow.agents.sync_out.rate_limit import RateLimiter
 from syncflow.agents.sync_out.raw_status import OutboundStatusWriter
 from syncflow.agents.sync_out.registry import binding_for
+from syncflow.sinks.common_db import parked
 from syncflow.sinks.common_db.target_state import SyncStateStore
 from syncflow.agents.sync_out.worker import SyncOutWorker
 from syncflow.streams.topics import sync_out_topics
@@ -83,6 +84,7 @@ def build_worker(
         metrics.db_pools.watch(f"sync-out.{target}", engine.pool.checkedout)  # type: ignore[attr-defined]
         if writer is not None:
             metrics.backlogs.watch(f"raw-store.{target}", writer.backlog)
+        metrics.backlogs.watch(f"parked.{target}", lambda: parked.waiting(engine, target))
     observer = SyncOutObserver(target, topics.group, topics.dlq, target_settings.rate_per_minute, metrics, health)
     hold = PauseHold(PauseRules(engine, "sync-out", target, settings.ops.pause_refresh_s), PropertyResolver(engine),
                      settings.ops.pause_hold_max)

@@ -54,6 +54,12 @@ def status_rows(conn: Connection, schema: str) -> list[tuple[str, str, str, str,
     return rows  # type: ignore[return-value]
 
 
+def parked_rows(conn: Connection, schema: str) -> list[tuple[str, int, Any]]:
+    """(target, records parked for a reference, oldest parked_at) per target with any."""
+    query = text(f'SELECT target, count(*), min(parked_at) FROM "{schema}".parked_dependents GROUP BY target ORDER BY 1')
+    return [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]
+
+
 def unpublished_in(engine: Engine, schema: str) -> int | None:
     """Versions of `schema` committed but not yet published; None before the outbox column exists."""
     with engine.connect() as conn:

@@ -74,6 +74,7 @@ _READY = text("""
     FOR UPDATE OF p SKIP LOCKED
 """)
 
+_WAITING = text("SELECT count(*), extract(epoch FROM now() - min(parked_at)) FROM parked_dependents WHERE target = :target")
 _DELETE = text("DELETE FROM parked_dependents WHERE id = ANY(:ids)")
 _EXPIRE = text("DELETE FROM parked_dependents WHERE target = :target AND parked_at < :before")
 
@@ -109,3 +110,11 @@ def expire(engine: Engine, target: str, before: datetime) -> int:
     with engine.begin() as conn:
         return conn.execute(_EXPIRE, {"target": target, "before": before}).rowcount
 
+
+
+def waiting(engine: Engine, target: str) -> tuple[int, float | None]:
+    """Records of `target` parked for a reference not yet there: how many, and the age in
+    seconds of the oldest (None when none waits)."""
+    with engine.connect() as conn:
+        count, oldest = conn.execute(_WAITING, {"target": target}).one()
+    return int(count), None if oldest is None else max(0.0, float(oldest))

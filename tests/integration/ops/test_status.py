@@ -113,3 +113,36 @@ def test_dlq_depth_and_records_not_redriven_yet(cli_settings: Settings, topic_fa
     park(cli_settings, dlq_topic, original, "c", ValidationError([]), "location")
     assert dlq_depth(admin, [dlq_topic]) == {dlq_topic: 3}
     assert dlq_not_redriven(admin, [dlq_topic], group) == {dlq_topic: 1}
+
+
+def test_status_shows_records_parked_for_a_reference_until_they_are_released(cli_settings: Settings) -> None:
+    """Parked and released through sync-out's own calls (sinks/common_db/parked.py); the
+    metric's read (`parked.waiting`, the `parked.<target>` backlog) says the same."""
+    from syncflow.sinks.common_db import parked
+
+    migrate(cli_settings)
+    engine = make_engine(cli_settings)
+    one = SyncStateStore(engine, "one", cli_settings.database_schema)
+    dependants = [parked.ParkedRecord(("service_request", f"SR{i}"), 1, (("location", f"L{i}"),), f"SR{i}".encode(),
+                                      b"value", [("trace.id", b"t")]) for i in range(3)]
+    parked_at = time.monotonic()
+    parked.park(engine, "one", dependants)
+    parked.park(engine, "lessen360", dependants[:1])
+
+    body = read_json(runner.invoke(status.app, ["--json"]).stdout)
+    waiting = {p["target"]: p for p in body["parked"]}
+    assert {t: p["count"] for t, p in waiting.items()} == {"one": 3, "lessen360": 1}
+    assert 0 <= waiting["one"]["oldest_age_s"] <= time.monotonic() - parked_at + 1.0
+    assert parked.waiting(engine, "one")[0] == 3
+    human = runner.invoke(status.app, [])
+    assert human.exit_code == 0 and "parked for a reference" in human.stdout
+
+    assert one.record_sending({("location", "L0"): 1}) == {("location", "L0")}
+    one.record([Synced(("location", "L0"), 1, "one-0")], [])  # SR0's reference reached ONE
+    sent: list[parked.ParkedRecord] = []
+    assert parked.release_ready(engine, "one", sent.extend) == 1
+    assert [r.entity for r in sent] == [("service_request", "SR0")] and sent[0].headers == [("trace.id", b"t")]
+    body = read_json(runner.invoke(status.app, ["--json"]).stdout)
+    assert {p["target"]: p["count"] for p in body["parked"]} == {"one": 2, "lessen360": 1}
+    assert parked.waiting(engine, "one")[0] == 2 and parked.waiting(engine, "nobody") == (0, None)
+    engine.dispose()

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, text
 
 from syncflow.emulators.targets import emulator_state
 from syncflow.sinks.common_db.engine import make_engine
 from syncflow.streams.dead_letters import read_failure_headers
+from syncflow.streams.metrics import create_metrics
 from syncflow.streams.topics import sync_out_topics
 
 from .conftest import fast_settings, location, pointing_at, read_topic, service_request, wait_for
@@ -35,13 +37,17 @@ async def test_a_dependant_parked_for_a_late_reference_is_delivered_when_the_ref
     state = emulator_state(one_emulator)
     engine = make_engine(s)
     try:
-        w = await start_worker(s, "one")
+        registry = CollectorRegistry()
+        w = await start_worker(s, "one", metrics=create_metrics(registry))
         events.send([events.record("service_request", late, 1, service_request(late_loc), references={"location": late_loc}),
                      events.record("service_request", never, 1, service_request(never_loc),
                                    references={"location": never_loc})])
         await wait_for(lambda: w.worker.stats["dead-lettered"] == 2, 60, "both service requests parked")
         assert parked_ids(engine, [late, never]) == sorted([(late, [late_loc]), (never, [never_loc])])
         assert not any(a.external_id in (late, never) for a in state.received)
+        with engine.connect() as conn:  # the schema is shared: rows other tests left count too
+            rows = conn.execute(text("SELECT count(*) FROM parked_dependents WHERE target = 'one'")).scalar_one()
+        assert registry.get_sample_value("syncflow_backlog", {"queue": "parked.one"}) == rows >= 2
 
         events.send([events.record("location", late_loc, 1, location("late"))])  # the late reference
         await wait_for(lambda: any(a.external_id == late for a in state.received), 60,
