@@ -89,7 +89,9 @@ class Bench:
         targets = {name: base.sync_out.targets[name].model_copy(update={
             "base_url": f"http://127.0.0.1:{port}", "rate_per_minute": 6_000_000.0, "concurrency": args.concurrency,
             "batch_max": 100, "entity_types": ["location"]}) for name, port in self.ports.items()}
-        sync_out = base.sync_out.model_copy(update={"targets": targets, "batch_size": 500, "buffer_max": 5000, "poll_timeout_s": 0.05})
+        sync_out = base.sync_out.model_copy(update={
+            "targets": targets, "batch_size": args.batch_size, "buffer_max": max(5000, 2 * args.batch_size),
+            "batches_in_flight": args.batches_in_flight, "poll_timeout_s": 0.05})
         self.base = base.model_copy(update={"database_schema": schema, "mongo_database": f"bench-{self.token}",
                                             "sync_out": sync_out})
         self.peak_rss: dict[str, int] = {}  # worker process name -> bytes
@@ -202,6 +204,7 @@ class Bench:
         env = {**os.environ, "SYNCFLOW_LOG_LEVEL": "WARNING", "SYNCFLOW_DATABASE_SCHEMA": s.database_schema,
                "SYNCFLOW_MONGO_DATABASE": s.mongo_database, "SYNCFLOW_SYNC_OUT__TOPIC_SUFFIX": so.topic_suffix,
                "SYNCFLOW_SYNC_OUT__BATCH_SIZE": str(so.batch_size), "SYNCFLOW_SYNC_OUT__BUFFER_MAX": str(so.buffer_max),
+               "SYNCFLOW_SYNC_OUT__BATCHES_IN_FLIGHT": str(so.batches_in_flight),
                "SYNCFLOW_SYNC_OUT__POLL_TIMEOUT_S": str(so.poll_timeout_s)}
         for name, conf in so.targets.items():
             prefix = f"SYNCFLOW_SYNC_OUT__TARGETS__{name.upper()}__"
@@ -403,6 +406,8 @@ if __name__ == "__main__":
     p.add_argument("--rate-per-minute", type=float, default=1200.0, help="the limit of the rate-limit run")
     p.add_argument("--latency-rate", type=float, default=200.0, help="events/s during the latency run")
     p.add_argument("--latency-seconds", type=float, default=10.0)
+    p.add_argument("--batch-size", type=int, default=500, help="records per sync-out batch")
+    p.add_argument("--batches-in-flight", type=int, default=2, help="batches a worker processes at once")
     p.add_argument("--concurrency", type=int, default=32, help="target client concurrency")
     p.add_argument("--targets", nargs="+", default=["one", "lessen360"])
     p.add_argument("--json", help="write the figures here (bench/figures.py format)")

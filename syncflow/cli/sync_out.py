@@ -19,7 +19,7 @@ def run(
     web_port: int = typer.Option(None, help="Port of the worker's web server (default: settings)."),
 ) -> None:
     """A sync-out worker for one target (consumer group sync-out.<target>). SIGTERM finishes
-    the batch in flight, commits and exits."""
+    the batches in flight, commits and exits."""
     from syncflow.roles.sync_out import run_sync_out
 
     settings = get_settings()

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
@@ -83,7 +84,7 @@ class Outcome:
 
     entity_type: str  # "?" when the record could not be decoded
     topic: str
-    kind: str  # delivered | stale | echo | not-taken | retry | dlq | rate-limited
+    kind: str  # delivered | stale | echo | not-taken | retry | dlq | rate-limited | held-back
     category: str | None = None
     tier: int = 0
     priority: int = 0  # the change event's, 0 when undecodable
@@ -152,8 +153,10 @@ class BatchProcessor:
         if self.outbound is not None and hasattr(self.outbound, "close"):
             self.outbound.close()
 
-    async def process(self, entries: list[Entry[Consumed]]) -> SyncOutBatchResult:
-        """Handle entries of distinct entities; every entry ends in `done` or `put_back`."""
+    async def process(self, entries: list[Entry[Consumed]], in_flight: Collection[EntityKey] = frozenset()) -> SyncOutBatchResult:
+        """Handle entries of distinct entities; every entry ends in `done` or `put_back`.
+        `in_flight`: entities of the worker's other batches in flight; a record waiting only
+        for those follows in a later batch, as for a reference in its own batch."""
         result, out = SyncOutBatchResult(), _Outcomes()
         candidates: list[Entry[Consumed]] = []
         for entry in entries:
@@ -180,7 +183,7 @@ class BatchProcessor:
                 locked = state.locked
             mine = [e for e in candidates if e.item.entity_key in locked]
             result.put_back += [e for e in candidates if e.item.entity_key not in locked]
-            to_send = self._check(mine, state, out, result)
+            to_send = self._check(mine, state, out, result, in_flight)
             await self._send(to_send, out, result)
             await self._record(out, locked)
             released = True  # with the outcomes (on an error there, with the lock session)
@@ -190,7 +193,7 @@ class BatchProcessor:
         return result
 
     def _check(self, entries: list[Entry[Consumed]], state: LockedState, out: _Outcomes,
-               result: SyncOutBatchResult) -> list[tuple[Entry[Consumed], Delivery]]:
+               result: SyncOutBatchResult, in_flight: Collection[EntityKey] = frozenset()) -> list[tuple[Entry[Consumed], Delivery]]:
         """Stale and dependency checks against target_sync_state as read under the locks,
         then the transform."""
         if not entries:
@@ -199,6 +202,7 @@ class BatchProcessor:
         versions, sent = state.synced, state.sent
         fresh = {e.item.entity_key for e in entries  # type: ignore[misc]
                  if not is_stale(e.item.event, versions.get(e.item.entity_key, 0), sent.get(e.item.entity_key, 0))}  # type: ignore[arg-type]
+        on_their_way = fresh | set(in_flight)
         to_send = []
         for entry in entries:
             event = entry.item.event
@@ -207,8 +211,8 @@ class BatchProcessor:
                 result.done.append(entry)
                 result.note(entry, "stale", "stale")
             elif missing := missing_references(event, versions, taken):
-                if waits_for_batch(missing, fresh):
-                    result.put_back.append(entry)  # its reference goes now: it follows in the next batch
+                if waits_for_batch(missing, on_their_way):
+                    result.put_back.append(entry)  # its reference goes now: it follows in a later batch
                     result.counts["deferred"] += 1
                 else:
                     self._fail(out, result, entry, DependencyNotMetError(missing))
@@ -249,7 +253,10 @@ class BatchProcessor:
             elif isinstance(answer.error, RateLimitedError):
                 retry_after = max(retry_after, answer.error.retry_after)
                 result.put_back.append(entry)
-                result.note(entry, "rate-limited", "rate-limited", "rate-limited")
+                if answer.error.status == 429:
+                    result.note(entry, "rate-limited", "rate-limited", "rate-limited")
+                else:  # not sent: the target's 429 to another call asked to wait
+                    result.note(entry, "held-back", "held-back")
             else:
                 self._fail(out, result, entry, answer.error)  # type: ignore[arg-type]
         if retry_after > 0:

@@ -52,6 +52,8 @@ class SyncOutObserver:
         done_per_topic: Counter[str] = Counter()
         delivered = 0
         for o in result.outcomes:
+            if o.kind == "held-back":  # not sent (a 429 to another call): no attempt
+                continue
             if o.kind == "rate-limited":  # a failed attempt, though the record keeps its place
                 m.rate_limited.labels(t).inc()
                 m.sync_out_failures.labels(t, o.entity_type, "rate-limited").inc()

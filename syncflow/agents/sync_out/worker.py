@@ -2,10 +2,12 @@
 sync-out.<target>, manual commits) on the changes topics the target takes and its retry
 tiers, feeding a priority buffer that BatchProcessor drains.
 
-The loop is sequential on purpose: fetch → release due retry partitions → take a batch →
-process it (entities within a batch run concurrently) → commit the offsets below the oldest
-unfinished record. Nothing is in flight while the consumer is polled, so a rebalance never
-races a delivery."""
+The loop: fetch → release due retry partitions → start batches (up to `batches_in_flight`,
+each of entities no other batch in flight holds; entities within a batch run concurrently) →
+apply the batches that ended → commit the offsets below the oldest unfinished record. While
+batches are in flight the consumer is polled on the loop itself, without waiting, so its
+rebalance callbacks never run beside the loop's own bookkeeping; a batch that ends after its
+partition was revoked only records its outcome (the next owner finds those versions sent)."""
 
 from __future__ import annotations
 
@@ -13,17 +15,18 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from syncflow.agents.sync_out.batch import BatchProcessor, Consumed
-from syncflow.model import ChangeEvent
+from syncflow.agents.sync_out.batch import BatchProcessor, Consumed, SyncOutBatchResult
+from syncflow.model import ChangeEvent, EntityKey
 from syncflow.agents.sync_out.observe import SyncOutObserver
 from syncflow.agents.sync_out.offsets import OffsetTracker, TopicPartitionKey
 from syncflow.agents.sync_out.pause_hold import PauseHold
-from syncflow.agents.sync_out.priority import PriorityBuffer
+from syncflow.agents.sync_out.priority import Entry, PriorityBuffer
 from syncflow.agents.sync_out.retry_gate import RetryGate, due_ms
 from syncflow.errors import SyncflowError
 from syncflow.streams.avro import AvroCodec
@@ -35,6 +38,16 @@ from syncflow.streams.topics import SyncOutTopics
 log = logging.getLogger(__name__)
 
 WORKER_KEY = web.AppKey("sync_out_worker", object)
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A batch being processed: its entries and when it started."""
+
+    entries: list[Entry[Consumed]]
+    entities: frozenset[str]  # buffer entity names: no other batch may take these meanwhile
+    keys: frozenset[EntityKey]
+    started: float
 
 
 def consumer_config(settings: Settings, group: str) -> dict[str, Any]:
@@ -75,13 +88,18 @@ class SyncOutWorker:
         self._not_before = 0.0
         self._next_release = 0.0  # monotonic time of the next release of parked dependants
         self._paused_full = False
+        self._batches: dict[asyncio.Task[SyncOutBatchResult], InFlight] = {}
         self._reported_errors: set[str] = set()
         self.web_app = web.Application()
         self.web_app[WORKER_KEY] = self
         self.web_app.add_routes([web.get("/status", self._status)])
 
+    @property
+    def batches_in_flight(self) -> int:
+        return len(self._batches)
+
     def stop(self) -> None:
-        """Finish the batch in flight, commit, and leave the group."""
+        """Finish the batches in flight, commit, and leave the group."""
         self._stop.set()
 
     async def run(self) -> None:
@@ -100,6 +118,8 @@ class SyncOutWorker:
                 await self._release_parked()
         finally:
             try:
+                while self._batches:
+                    await self._finish_batches(None)
                 await asyncio.to_thread(self._commit)
             finally:
                 await asyncio.to_thread(self._consumer.close)
@@ -123,7 +143,11 @@ class SyncOutWorker:
         # never more than the window has room for; at least one, since the consumer must be
         # polled while the buffer is full (its partitions are paused then: nothing comes)
         room = max(1, min(self.settings.sync_out.buffer_max - servable, self._buffer_cap() - len(self.buffer)))
-        messages = await asyncio.to_thread(self._consumer.consume, min(self.settings.sync_out.batch_size, room), timeout)
+        count = min(self.settings.sync_out.batch_size, room)
+        if self._batches:  # what the client has fetched already, on the loop: see the module's note
+            messages = self._consumer.consume(count, 0)
+        else:
+            messages = await asyncio.to_thread(self._consumer.consume, count, timeout)
         for msg in messages:
             self._take_in(msg)
 
@@ -232,28 +256,53 @@ class SyncOutWorker:
 
     # -- serving the buffer -----------------------------------------------------------------------
     async def _serve(self) -> None:
+        """Start batches while there is room and something to serve, then apply those that
+        ended: waiting for one while they fill the room (or the next poll is not due yet)."""
         await self.hold.update(self.buffer)
-        if not self._servable() or time.monotonic() < self._not_before:
+        cfg = self.settings.sync_out
+        while len(self._batches) < cfg.batches_in_flight and self._servable() and time.monotonic() >= self._not_before:
+            busy = {e for b in self._batches.values() for e in b.entities}
+            entries = self.buffer.take(cfg.batch_size, time.monotonic(), self.hold.entities | busy)
+            if not entries:
+                break
+            in_flight = frozenset(k for b in self._batches.values() for k in b.keys)
+            task = asyncio.create_task(self.processor.process(entries, in_flight))
+            self._batches[task] = InFlight(entries, frozenset(e.entity for e in entries),
+                                           frozenset(k for e in entries if (k := e.item.entity_key)), time.perf_counter())
+        if not self._batches:
             return
-        entries = self.buffer.take(self.settings.sync_out.batch_size, time.monotonic(), self.hold.entities)
-        if not entries:
-            return
-        started = time.perf_counter()
+        if len(self._batches) >= cfg.batches_in_flight:
+            wait: float | None = None if cfg.batches_in_flight == 1 else cfg.poll_timeout_s
+        else:
+            wait = 0.005  # room for another batch: poll again soon for records to fill it
+        await self._finish_batches(wait)
+
+    async def _finish_batches(self, timeout: float | None) -> None:
+        """Wait up to `timeout` (None: until one ends) for a batch in flight to end; apply
+        the outcome of each that did."""
+        ended, _ = await asyncio.wait(self._batches, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for task in ended:
+            self._apply(task, self._batches.pop(task))
+
+    def _apply(self, task: asyncio.Task[SyncOutBatchResult], batch: InFlight) -> None:
+        """Offsets of the finished records, the rest back into the buffer (those of partitions
+        still assigned: a revoked partition's records belong to its next owner)."""
+        entries = batch.entries
         try:
-            result = await self.processor.process(entries)
+            result = task.result()
         except Exception:
             log.exception("sync-out %s: batch of %d failed; it will be tried again", self.target, len(entries))
-            self.buffer.put_back(entries)
+            self.buffer.put_back(e for e in entries if e.item.tp in self.assigned)
             self._not_before = time.monotonic() + 1.0
             self.stats["batch-errors"] += 1
             return
         for entry in result.done:
             self.offsets.done(entry.item.tp, entry.item.offset)
-        self.buffer.put_back(result.put_back)
+        self.buffer.put_back(e for e in result.put_back if e.item.tp in self.assigned)
         self.stats.update(result.counts)
         self.stats["batches"] += 1
-        self.observer.batch(result, time.perf_counter() - started)
-        self._not_before = result.not_before_s
+        self.observer.batch(result, time.perf_counter() - batch.started)
+        self._not_before = max(self._not_before, result.not_before_s)  # a batch's wait outlasts the others' ends
         if result.put_back and not result.done and not result.not_before_s:
             self._not_before = time.monotonic() + 0.05  # entities busy in another worker
 
@@ -263,6 +312,7 @@ class SyncOutWorker:
             "group": self.topics.group,
             "assigned_partitions": len(self.assigned),
             "buffered": len(self.buffer),
+            "batches_in_flight": self.batches_in_flight,
             "pending_offsets": self.offsets.pending_count(),
             "held_retry_partitions": len(self.gate.held()),
             "paused_scopes": self.hold.scopes,

@@ -11,9 +11,13 @@ database restart holds none, and nothing is sent on the strength of a lock it lo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, TextClause, text
 
@@ -181,6 +185,21 @@ class DeliveryFailed:
     error: str
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _on_session(method: Callable[P, R]) -> Callable[P, R]:
+    """One call at a time on the lock session: a worker's batches in flight share it."""
+
+    @functools.wraps(method)
+    def one_at_a_time(*args: P.args, **kwargs: P.kwargs) -> R:
+        with args[0]._session:  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+
+    return one_at_a_time
+
+
 class SyncStateStore:
     """Reads and batched writes of one target's rows. Blocking: call off the event loop."""
 
@@ -189,11 +208,13 @@ class SyncStateStore:
         self.target = target
         self.schema = schema  # settings.database_schema: part of every lock key
         self._lock_conn: Connection | None = None
+        self._session = threading.RLock()  # held by each call on the lock session (_on_session)
         self._driver_sql: dict[int, str] = {}  # statement → its text for the driver (compiled once)
 
     def _lock_key(self, key: EntityKey) -> str:
         return f"sync-out|{self.schema}|{self.target}|{key[0]}|{key[1]}"
 
+    @_on_session
     def lock(self, keys: list[EntityKey]) -> set[EntityKey]:
         """Try to lock the entities; returns those locked (others are busy in another worker)."""
         if not keys:
@@ -213,6 +234,7 @@ class SyncStateStore:
             self._lock_conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         return self._lock_conn
 
+    @_on_session
     def unlock(self, keys: Iterable[EntityKey]) -> None:
         lock_keys = [self._lock_key(k) for k in keys]
         if lock_keys and self._lock_conn is not None:
@@ -222,6 +244,7 @@ class SyncStateStore:
                 self._drop_lock_connection()  # closing the session releases its locks
                 raise
 
+    @_on_session
     def lock_backend_pid(self) -> int | None:
         """PostgreSQL pid of the session holding the locks (for operators and tests)."""
         if self._lock_conn is None or self._lock_conn.closed:
@@ -237,6 +260,7 @@ class SyncStateStore:
                 pass
             self._lock_conn = None
 
+    @_on_session
     def close(self) -> None:
         if self._lock_conn is not None:
             self._lock_conn.close()
@@ -262,6 +286,7 @@ class SyncStateStore:
             rows = conn.execute(_SENDING, self._sending_params(versions, check_locks=False)).all()
         return {(et, eid) for et, eid, _, written in rows if written}
 
+    @_on_session
     def claim(self, versions: dict[EntityKey, int]) -> set[EntityKey]:
         """Before the call, on the lock session: record these versions as sent unless a newer
         one was sent or delivered meanwhile (committed first, so no older version of these
@@ -298,6 +323,7 @@ class SyncStateStore:
                 for statement in statements:
                     conn.execute(statement, params)
 
+    @_on_session
     def lock_and_read(self, keys: list[EntityKey], also_read: Iterable[EntityKey] = ()) -> LockedState:
         """Try to lock `keys` (others are busy in another worker), then read the state of the
         keys and of `also_read` (their references) under the locks, in one round trip."""
@@ -321,6 +347,7 @@ class SyncStateStore:
                 state.synced[(et, eid)], state.sent[(et, eid)] = synced, sent
         return state
 
+    @_on_session
     def record_and_unlock(self, synced: list[Synced], failed: list[DeliveryFailed], locked: Iterable[EntityKey]) -> None:
         """The outcomes of one batch (as `record`), then the release of its locks, on the lock
         session in one round trip: BEGIN, the writes, COMMIT, then the unlock, so no other

@@ -320,6 +320,7 @@ class TargetClient(ABC):
         self.settings = settings
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(max(1, settings.concurrency))
+        self._blocked_until = 0.0  # monotonic: after a 429, no call of this client before its Retry-After
         self.oauth2 = OAuth2Token(settings) if settings.oauth2_token_url else None
 
     async def __aenter__(self) -> "TargetClient":
@@ -381,18 +382,32 @@ class TargetClient(ABC):
         """One HTTP call → its Answer, whatever the status or the body. Timeouts, connection
         failures and answers that are not HTTP become TransientTargetError. Redirects are not
         followed: a write answered by a redirect did not happen, and the credential stays
-        here. With OAuth2, a 401 fetches a new token and the call is made once more."""
+        here. With OAuth2, a 401 fetches a new token and the call is made once more. After
+        a 429, calls waiting for a slot are not made before its Retry-After has passed: they
+        raise RateLimitedError without a status (nothing was sent)."""
         assert self._session is not None, "start() the client first"
         async with self._slots:
-            if self.oauth2 is None:
-                return await self._request(method, path, json_body, {**(headers or {}), **self.auth_headers()})
-            token = await self.oauth2.token(self._session)
-            answer = await self._request(method, path, json_body, {**(headers or {}), "Authorization": f"Bearer {token}"})
-            if answer.status != 401:
-                return answer
-            self.oauth2.refused(token)
-            token = await self.oauth2.token(self._session)
-            return await self._request(method, path, json_body, {**(headers or {}), "Authorization": f"Bearer {token}"})
+            wait = self._blocked_until - time.monotonic()
+            if wait > 0:
+                raise RateLimitedError(f"not sent: {self.name} answered 429 to another call, {wait:.1f}s left to wait", wait, None)
+            answer = await self._authorized(method, path, json_body, headers)
+            if answer.status == 429:
+                self._blocked_until = max(self._blocked_until,
+                                          time.monotonic() + parse_retry_after(answer.headers.get("Retry-After")))
+            return answer
+
+    async def _authorized(self, method: str, path: str, json_body: Any, headers: dict[str, str] | None) -> Answer:
+        """The call with its credential (see call)."""
+        assert self._session is not None
+        if self.oauth2 is None:
+            return await self._request(method, path, json_body, {**(headers or {}), **self.auth_headers()})
+        token = await self.oauth2.token(self._session)
+        answer = await self._request(method, path, json_body, {**(headers or {}), "Authorization": f"Bearer {token}"})
+        if answer.status != 401:
+            return answer
+        self.oauth2.refused(token)
+        token = await self.oauth2.token(self._session)
+        return await self._request(method, path, json_body, {**(headers or {}), "Authorization": f"Bearer {token}"})
 
     async def _request(self, method: str, path: str, json_body: Any, headers: dict[str, str]) -> Answer:
         assert self._session is not None

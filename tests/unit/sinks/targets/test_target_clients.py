@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -73,15 +74,29 @@ async def test_one_client_transient_and_rate_limited(one_emulator: web.AppRunner
         state.set_faults({"fail_next": 1})
         r, = await client.deliver([LOC_ONE])
         assert isinstance(r.error, TransientTargetError) and r.error.status == 503
-        state.set_faults({"force_429_s": 5, "retry_after_s": 3})
-        r, = await client.deliver([LOC_ONE])
-        assert isinstance(r.error, RateLimitedError) and r.error.retry_after == 3.0
-        state.set_faults({"force_429_s": 0, "timeout_rate": 1.0, "hang_s": 3})
+        state.set_faults({"timeout_rate": 1.0, "hang_s": 3})
         r, = await client.deliver([LOC_ONE])
         assert isinstance(r.error, TransientTargetError) and "timeout" in str(r.error)
         state.set_faults({"timeout_rate": 0, "reset_rate": 1.0})
         r, = await client.deliver([LOC_ONE])
         assert isinstance(r.error, TransientTargetError) and "connection" in str(r.error)
+
+
+async def test_a_429_holds_back_the_clients_calls_until_its_retry_after(one_emulator: web.AppRunner) -> None:
+    """One call at a time: the first is answered 429; the two waiting for the slot are not
+    sent (no status: nothing reached the target) until the Retry-After has passed."""
+    state = emulator_state(one_emulator)
+    locs = [Delivery("location", f"loc-{i}", 1, "upsert", "locations", {"propertyCode": "P1", "kind": "unit"}) for i in range(3)]
+    async with OneClient(settings_for(one_emulator, concurrency=1)) as client:
+        state.set_faults({"next_429": 1, "retry_after_s": 0.5})
+        results = await client.deliver(locs)
+        assert all(isinstance(r.error, RateLimitedError) for r in results)
+        assert sorted(r.error.status or 0 for r in results) == [0, 0, 429]  # type: ignore[union-attr]
+        assert all(0 < r.error.retry_after <= 0.5 for r in results)  # type: ignore[union-attr]
+        assert state.counters["requests"] == 1
+        await asyncio.sleep(0.6)
+        assert all(r.ok for r in await client.deliver(locs))
+    assert state.counters["requests"] == 4
 
 
 async def test_one_client_wrong_token_is_permanent(one_emulator: web.AppRunner) -> None:
