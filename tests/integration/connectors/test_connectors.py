@@ -205,7 +205,11 @@ async def test_a_connector_cancelled_at_any_moment_resumes_without_loss(source, 
 
     truth = await emulator_truth(emulator)
     assert latest_by_key(settings, read_topic(settings, settings.connectors.sources[source].topic)) == truth
-    assert len(saved_cursors(settings, source)) > len(partial)
+    # the second pass went on from there: every stream the first saved still has a cursor, and
+    # cursors moved (with streams read concurrently, the cancelled pass may already have saved
+    # one for every stream, so their number need not grow)
+    after = saved_cursors(settings, source)
+    assert after.keys() >= partial.keys() and after != partial
 
 
 async def test_records_that_fit_no_schema_go_to_the_dead_letter_topic(source_settings) -> None:
