@@ -189,8 +189,8 @@ async def test_records_changing_while_the_connector_pages_are_not_skipped(source
 @pytest.mark.parametrize("source", ["yardi", "realpage"])
 async def test_a_connector_cancelled_at_any_moment_resumes_without_loss(source, start_emulator,
                                                                        source_settings) -> None:
-    emulator = await start_emulator(source, faults=Faults(latency_ms=100))
-    settings = source_settings(source, emulator.url, page_size=4)
+    emulator = await start_emulator(source, faults=Faults(latency_ms=400))
+    settings = source_settings(source, emulator.url, page_size=2)  # passes long enough to cut: pages of 2, 400 ms each
     task = asyncio.create_task(run_connector(settings, source, once=True))
     # cancelled once some pages are acknowledged and the pass is still running
     await wait_until(lambda: asyncio.sleep(0, bool(saved_cursors(settings, source))),
