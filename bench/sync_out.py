@@ -407,7 +407,7 @@ if __name__ == "__main__":
     p.add_argument("--latency-rate", type=float, default=200.0, help="events/s during the latency run")
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--batch-size", type=int, default=500, help="records per sync-out batch")
-    p.add_argument("--batches-in-flight", type=int, default=2, help="batches a worker processes at once")
+    p.add_argument("--batches-in-flight", type=int, default=1, help="batches a worker processes at once")
     p.add_argument("--concurrency", type=int, default=32, help="target client concurrency")
     p.add_argument("--targets", nargs="+", default=["one", "lessen360"])
     p.add_argument("--json", help="write the figures here (bench/figures.py format)")
